@@ -1,0 +1,41 @@
+"""Exceptions raised by prefect-intermission.
+
+Every error the plugin raises on purpose derives from `IntermissionError`, and its
+message says what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class IntermissionError(Exception):
+    """Base class of every error raised by prefect-intermission."""
+
+
+class ConfigurationError(IntermissionError, ValueError):
+    """A parameter or setting is invalid; raised before any work starts."""
+
+
+class ObjectiveImportError(IntermissionError):
+    """The objective's import path does not name an importable callable."""
+
+
+class CheckpointError(IntermissionError):
+    """A checkpoint cannot be written, read or applied to the model."""
+
+
+class FlowRunControlError(IntermissionError):
+    """A pause or resume request cannot be applied to the given flow run."""
+
+
+class TrialPaused(BaseException):
+    """Raised inside an objective at an epoch boundary when a pause was requested.
+
+    It derives from `BaseException` (like `KeyboardInterrupt`) so that an objective's
+    own `except Exception:` blocks do not swallow it. The trial's checkpoint for
+    `epoch` is already stored when it is raised.
+    """
+
+    def __init__(self, trial_number: int, epoch: int) -> None:
+        super().__init__(f"Trial {trial_number} paused after epoch {epoch}.")
+        self.trial_number = trial_number
+        self.epoch = epoch

@@ -1,0 +1,214 @@
+"""The resumable epoch loop an Optuna objective trains with.
+
+    def objective(trial: optuna.Trial, loop: TrialLoop) -> float:
+        lr = trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+        model = make_model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        loader = DataLoader(train_set, shuffle=True, generator=loop.generator)
+        for epoch in loop.epochs(model, optimizer):
+            train_one_epoch(model, optimizer, loader)
+            loop.end_epoch(validation_loss(model))
+        return loop.best_metric
+
+At every `end_epoch` the loop reports the metric to Optuna (and honours the pruner),
+stores a checkpoint with everything needed to continue exactly, and stops the
+trial with `TrialPaused` when a pause was requested. When the trial runs again
+after a pause, `epochs()` restores the latest checkpoint and continues with the
+next epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import optuna
+import torch
+
+from prefect_intermission._rng import capture_rng_state, restore_rng_state
+from prefect_intermission.checkpoints import TrialCheckpoints
+from prefect_intermission.errors import CheckpointError, ConfigurationError, IntermissionError, TrialPaused
+from prefect_intermission.pause_signals import PauseSignal
+
+_COMPONENTS = ("model", "optimizer", "scheduler", "scaler")
+
+
+class TrialLoop:
+    """Trains one trial epoch by epoch, so that it can stop and continue exactly.
+
+    The study flow creates it and hands it to the objective; it can also be created
+    directly, e.g. to use the loop with plain `study.optimize`.
+
+    Args:
+        trial: The Optuna trial being trained.
+        checkpoints: Where this trial's checkpoints go.
+        max_epochs: How many epochs a trial trains at most.
+        seed: Seeds `generator`, the data loader's shuffling generator.
+        pause_signal: Read at every epoch boundary; when set, the trial pauses.
+        direction: Whether a lower (`"minimize"`) or higher metric is better.
+        patience: Stop early after this many epochs without improvement (None: never).
+
+    Attributes:
+        generator: Pass it to `DataLoader(..., generator=loop.generator)`; its state is
+            checkpointed so a resumed trial sees the same shuffling.
+        extra_state: Your own state to checkpoint (plain data and tensors).
+        epoch: The last finished epoch (-1 before the first).
+        global_step: Steps counted with `step()` across epochs.
+        best_metric: The best metric so far, or None.
+        last_metric: The metric of the last finished epoch, or None.
+        epochs_without_improvement: The early-stopping counter.
+        resumed_from_epoch: The checkpointed epoch training continued after, or None.
+    """
+
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        checkpoints: TrialCheckpoints,
+        *,
+        max_epochs: int,
+        seed: int,
+        pause_signal: PauseSignal | None = None,
+        direction: Literal["minimize", "maximize"] = "minimize",
+        patience: int | None = None,
+    ) -> None:
+        if max_epochs < 1:
+            raise ConfigurationError(f"max_epochs must be >= 1, but got {max_epochs=}.")
+        if direction not in ("minimize", "maximize"):
+            raise ConfigurationError(
+                f"direction must be 'minimize' or 'maximize', but got {direction=}."
+            )
+        if patience is not None and patience < 1:
+            raise ConfigurationError(f"patience must be >= 1 or None, but got {patience=}.")
+        self.trial = trial
+        self.checkpoints = checkpoints
+        self.max_epochs = max_epochs
+        self.pause_signal = pause_signal
+        self.direction = direction
+        self.patience = patience
+        self.generator = torch.Generator().manual_seed(seed)
+        self.extra_state: dict[str, Any] = {}
+        self.epoch = -1
+        self.global_step = 0
+        self.best_metric: float | None = None
+        self.last_metric: float | None = None
+        self.epochs_without_improvement = 0
+        self.resumed_from_epoch: int | None = None
+        self._components: dict[str, Any] = {}
+        self._epoch_ended = True
+        self._stopped_early = False
+
+    def epochs(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any | None = None,
+        scaler: Any | None = None,
+    ) -> Iterator[int]:
+        """Yield the epochs still to train, after restoring the latest checkpoint.
+
+        Pass every object whose state must survive a pause: the model, its optimizer,
+        its LR scheduler and the AMP grad scaler, when used.
+        """
+        self._components = {
+            name: obj
+            for name, obj in zip(_COMPONENTS, (model, optimizer, scheduler, scaler))
+            if obj is not None
+        }
+        for epoch in range(self._restore(), self.max_epochs):
+            self._epoch_ended = False
+            yield epoch
+            if not self._epoch_ended:
+                raise IntermissionError(
+                    f"Epoch {epoch} of trial {self.trial.number} ended without "
+                    "loop.end_epoch(metric); call it once at the end of every epoch."
+                )
+            if self._stopped_early:
+                return
+
+    def step(self, n: int = 1) -> None:
+        """Count `n` optimisation steps towards `global_step`."""
+        self.global_step += n
+
+    def end_epoch(self, metric: float) -> None:
+        """Finish the current epoch: report, maybe prune, checkpoint, maybe pause.
+
+        Raises:
+            optuna.TrialPruned: The pruner stopped the trial.
+            TrialPaused: A pause was requested; the checkpoint is already stored.
+        """
+        if self._epoch_ended:
+            raise IntermissionError("end_epoch() was called twice, or outside loop.epochs().")
+        epoch = self.epoch + 1
+        metric = float(metric)
+        self.trial.report(metric, epoch)
+        self._track(epoch, metric)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"Pruned after epoch {epoch} with metric {metric}.")
+        self.checkpoints.save(epoch, self._checkpoint_state())
+        more_to_train = epoch + 1 < self.max_epochs and not self._stopped_early
+        if more_to_train and self.pause_signal is not None and self.pause_signal.is_requested():
+            raise TrialPaused(self.trial.number, epoch)
+
+    def _track(self, epoch: int, metric: float) -> None:
+        self.epoch = epoch
+        self.last_metric = metric
+        self._epoch_ended = True
+        improved = self.best_metric is None or (
+            metric < self.best_metric if self.direction == "minimize" else metric > self.best_metric
+        )
+        if improved:
+            self.best_metric = metric
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+        if self.patience is not None and self.epochs_without_improvement >= self.patience:
+            self._stopped_early = True
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "trial_number": self.trial.number,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "best_metric": self.best_metric,
+            "last_metric": self.last_metric,
+            "epochs_without_improvement": self.epochs_without_improvement,
+            "stopped_early": self._stopped_early,
+            "components": {name: obj.state_dict() for name, obj in self._components.items()},
+            "extra_state": self.extra_state,
+            "rng": capture_rng_state(),
+            "loader_generator": self.generator.get_state(),
+        }
+
+    def _restore(self) -> int:
+        """Load the latest checkpoint, if any; return the first epoch left to train."""
+        state = self.checkpoints.load_latest()
+        if state is None:
+            return 0
+        where = self.checkpoints.path(state["epoch"])
+        saved = state["components"]
+        if set(saved) != set(self._components):
+            raise CheckpointError(
+                f"Checkpoint {where!r} holds {sorted(saved)} but loop.epochs() was given "
+                f"{sorted(self._components)}; pass the same objects the trial started with."
+            )
+        for name, obj in self._components.items():
+            try:
+                obj.load_state_dict(saved[name])
+            except (RuntimeError, KeyError, ValueError) as e:
+                raise CheckpointError(
+                    f"The {name} of trial {self.trial.number} does not match its checkpoint "
+                    f"{where!r}: {e}. Build the {name} the same way as when the trial started "
+                    "(same suggested parameters, same architecture)."
+                ) from e
+        restore_rng_state(state["rng"])
+        self.generator.set_state(state["loader_generator"])
+        self.extra_state.clear()
+        self.extra_state.update(state["extra_state"])
+        self.epoch = state["epoch"]
+        self.global_step = state["global_step"]
+        self.best_metric = state["best_metric"]
+        self.last_metric = state["last_metric"]
+        self.epochs_without_improvement = state["epochs_without_improvement"]
+        self._stopped_early = state["stopped_early"]
+        self.resumed_from_epoch = self.epoch
+        return self.max_epochs if self._stopped_early else self.epoch + 1

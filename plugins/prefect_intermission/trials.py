@@ -1,0 +1,120 @@
+"""Running one attempt of one trial: from a fresh start or from its checkpoint.
+
+An attempt seeds the global generators from the study seed and the trial number,
+hands the objective a `TrialLoop`, and records how the attempt ended in Optuna:
+complete, pruned, failed, or paused (the trial then stays RUNNING).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import optuna
+from optuna.trial import TrialState
+
+from prefect_intermission._rng import seed_everything
+from prefect_intermission.checkpoints import CheckpointStore
+from prefect_intermission.errors import TrialPaused
+from prefect_intermission.pause_signals import PauseSignal
+from prefect_intermission.study_state import StudyState
+from prefect_intermission.trial_loop import TrialLoop
+
+logger = logging.getLogger(__name__)
+
+Objective = Callable[[optuna.Trial, TrialLoop], float]
+OutcomeState = Literal["complete", "pruned", "paused", "failed"]
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How one attempt of a trial ended."""
+
+    number: int
+    state: OutcomeState
+    value: float | None = None
+    epoch: int | None = None
+    error: str | None = None
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """The seed of one trial: fixed by the study seed and the trial number."""
+    return (study_seed * 1_000_003 + trial_number) % 2**63
+
+
+def reattach_trial(state: StudyState, trial_id: int) -> optuna.Trial:
+    """A live `Trial` for a RUNNING trial left by an earlier run.
+
+    It is bound to a copy of the sampler: asking for parameters the trial already has
+    returns the stored values and must not advance the study's sampler.
+    """
+    study = state.study
+    with state.sampler_lock:
+        sampler = copy.deepcopy(study.sampler)
+    shadow = optuna.Study(study.study_name, study._storage, sampler=sampler, pruner=study.pruner)
+    return optuna.Trial(shadow, trial_id)
+
+
+def run_trial_attempt(
+    state: StudyState,
+    trial: optuna.Trial,
+    objective: Objective,
+    *,
+    checkpoints: CheckpointStore,
+    max_epochs: int,
+    study_seed: int,
+    pause_signal: PauseSignal,
+    direction: Literal["minimize", "maximize"],
+) -> TrialOutcome:
+    """Train `trial` until it finishes or pauses, and record the result in Optuna."""
+    study = state.study
+    number = trial.number
+    seed = trial_seed(study_seed, number)
+    state.mark_running(trial._trial_id, seed)
+    seed_everything(seed)
+    loop = TrialLoop(
+        trial,
+        checkpoints.for_trial(study.study_name, number),
+        max_epochs=max_epochs,
+        seed=seed,
+        pause_signal=pause_signal,
+        direction=direction,
+    )
+    try:
+        value = objective(trial, loop)
+    except TrialPaused as paused:
+        state.mark_paused(trial._trial_id, paused.epoch)
+        logger.info("Trial %d paused after epoch %d; its checkpoint is stored.", number, paused.epoch)
+        return TrialOutcome(number, "paused", epoch=paused.epoch)
+    except optuna.TrialPruned:
+        _tell(state, number, trial_state=TrialState.PRUNED)
+        return TrialOutcome(number, "pruned", value=loop.last_metric, epoch=loop.epoch)
+    except Exception as e:
+        logger.exception("Trial %d failed in its objective.", number)
+        _tell(state, number, trial_state=TrialState.FAIL)
+        return TrialOutcome(number, "failed", epoch=loop.epoch, error=f"{type(e).__name__}: {e}")
+    if value is None or not math.isfinite(float(value)):
+        _tell(state, number, trial_state=TrialState.FAIL)
+        return TrialOutcome(
+            number, "failed", epoch=loop.epoch,
+            error=f"the objective returned {value!r}; it must return a finite number.",
+        )
+    _tell(state, number, value=float(value))
+    return TrialOutcome(number, "complete", value=float(value), epoch=loop.epoch)
+
+
+def _tell(
+    state: StudyState,
+    number: int,
+    *,
+    value: float | None = None,
+    trial_state: TrialState = TrialState.COMPLETE,
+) -> None:
+    """Finish a trial in Optuna through the study's own sampler, then store the sampler."""
+    with state.sampler_lock:
+        state.study.tell(number, value, state=trial_state)
+        state.save_sampler()

@@ -1,0 +1,57 @@
+"""Small objectives the tests train: real models and optimizers, tiny data, fast epochs."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from prefect_intermission import TrialLoop
+
+
+def _dataset() -> TensorDataset:
+    generator = torch.Generator().manual_seed(1234)
+    x = torch.randn(256, 8, generator=generator)
+    y = (x[:, :4].sum(dim=1, keepdim=True) > 0).float()
+    return TensorDataset(x, y)
+
+
+def classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
+    """A dropout MLP trained with SGD+momentum, a step LR schedule and shuffled batches."""
+    lr = trial.suggest_float("lr", 1e-3, 0.3, log=True)
+    hidden = trial.suggest_int("hidden", 4, 32)
+    model = nn.Sequential(nn.Linear(8, hidden), nn.ReLU(), nn.Dropout(0.2), nn.Linear(hidden, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.7)
+    loader = DataLoader(_dataset(), batch_size=32, shuffle=True, generator=loop.generator)
+    loss_fn = nn.BCEWithLogitsLoss()
+    loop.extra_state.setdefault("losses", [])
+    for _epoch in loop.epochs(model, optimizer, scheduler):
+        model.train()
+        total = 0.0
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            loop.step()
+            total += loss.item()
+        scheduler.step()
+        loop.extra_state["losses"].append(total)
+        loop.end_epoch(total / len(loader))
+    return loop.best_metric
+
+
+def slow_classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
+    """`classifier` with epochs stretched to ~0.3 s, so a pause lands mid-training."""
+    original_end_epoch = loop.end_epoch
+
+    def end_epoch(metric: float) -> None:
+        time.sleep(0.3)
+        original_end_epoch(metric)
+
+    loop.end_epoch = end_epoch  # type: ignore[method-assign]
+    return classifier(trial, loop)
