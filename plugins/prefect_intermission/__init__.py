@@ -14,7 +14,9 @@ from prefect_intermission.errors import (
     ObjectiveImportError,
     TrialPaused,
 )
+from prefect_intermission.flow_run_control import request_pause, request_resume
 from prefect_intermission.pause_signals import PauseSignal
+from prefect_intermission.study_flow import optimize_study
 from prefect_intermission.trial_loop import TrialLoop
 
 __all__ = [
@@ -27,4 +29,7 @@ __all__ = [
     "PauseSignal",
     "TrialLoop",
     "TrialPaused",
+    "optimize_study",
+    "request_pause",
+    "request_resume",
 ]

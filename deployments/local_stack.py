@@ -1,0 +1,135 @@
+"""A local Prefect stack started the way users start it: `prefect server start` and a process worker.
+
+Used by `make demo` and by the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WORK_POOL = "intermission-local"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalPrefect:
+    """A `prefect server start` on loopback with its own PREFECT_HOME (SQLite), plus workers."""
+
+    def __init__(self, home: Path, *, port: int | None = None, worker_poll_seconds: float = 2) -> None:
+        self.home = home
+        self.port = port or free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.env = {
+            **os.environ,
+            "PREFECT_HOME": str(home),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_UI_URL": f"http://127.0.0.1:{self.port}",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": str(worker_poll_seconds),
+            "PREFECT_WORKER_PREFETCH_SECONDS": "2",
+            "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
+            "PYTHONUNBUFFERED": "1",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        self._server: subprocess.Popen[bytes] | None = None
+        self._workers: list[subprocess.Popen[bytes]] = []
+        self._logs: list[IO[bytes]] = []
+
+    # -- lifecycle -------------------------------------------------------------
+    def __enter__(self) -> LocalPrefect:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 90) -> None:
+        """Start the server and wait until it answers `/api/health`."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._server = self._spawn(
+            ["server", "start", "--host", "127.0.0.1", "--port", str(self.port)], "server.log"
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._server.poll() is not None:
+                raise RuntimeError(f"prefect server exited; see {self.home / 'server.log'}")
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"prefect server did not answer within {timeout} s")
+
+    def stop(self) -> None:
+        """Stop the workers, then the server."""
+        for process in [*self._workers, self._server]:
+            if process is not None and process.poll() is None:
+                process.terminate()
+        for process in [*self._workers, self._server]:
+            if process is not None:
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        for log in self._logs:
+            log.close()
+
+    # -- commands --------------------------------------------------------------
+    def prefect(self, *args: str) -> str:
+        """Run a `prefect` CLI command against this server from the project root."""
+        done = subprocess.run(
+            [sys.executable, "-m", "prefect", *args],
+            env=self.env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def deploy(self, *names: str) -> None:
+        """Create the work pool and apply the named deployments of prefect.yaml."""
+        subprocess.run(
+            ["bash", "deployments/work_pool.sh", WORK_POOL],
+            env=self.env, cwd=PROJECT_ROOT, check=True, capture_output=True,
+        )
+        args = [arg for name in names for arg in ("--name", name)]
+        self.prefect("--no-prompt", "deploy", *args)
+
+    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
+        """Start a process worker on the project's work pool."""
+        worker = self._spawn(
+            ["worker", "start", "--pool", WORK_POOL, "--name", name, "--type", "process"],
+            f"{name}.log",
+        )
+        self._workers.append(worker)
+        return worker
+
+    def log(self, name: str) -> str:
+        """The output of the server (`server`) or of a worker, so far."""
+        path = self.home / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        log = open(self.home / log_name, "ab")
+        self._logs.append(log)
+        return subprocess.Popen(
+            [sys.executable, "-m", "prefect", *args],
+            env=self.env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )

@@ -1,0 +1,87 @@
+"""The API calls the Prefect UI makes for a flow run, and waits on their effects.
+
+Used by `make demo` and the end-to-end tests to drive a study the way a user does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import optuna
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.states import Suspended
+
+UI_PAUSE_TIMEOUT_SECONDS = 300
+
+
+def start_deployment_run(name: str, parameters: dict[str, Any]) -> FlowRun:
+    """What the UI's "Run" / `prefect deployment run` does: schedule a run now."""
+    return run_deployment(name, parameters=parameters, timeout=0, as_subflow=False)
+
+
+def ui_pause(flow_run_id: UUID, timeout_seconds: int = UI_PAUSE_TIMEOUT_SECONDS) -> None:
+    """The UI's Pause / Suspend button: force a `Suspended` state with a timeout."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(
+            flow_run_id, Suspended(timeout_seconds=timeout_seconds), force=True
+        )
+
+
+def ui_resume(flow_run_id: UUID) -> None:
+    """The UI's Resume button."""
+    with get_client(sync_client=True) as client:
+        client.resume_flow_run(flow_run_id)
+
+
+def read_run(flow_run_id: UUID) -> FlowRun:
+    """The flow run as the API has it now."""
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id)
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, every: float = 0.5) -> Any:
+    """Poll `condition` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"Timed out after {timeout} s waiting for {what}.")
+
+
+def wait_for_state(flow_run_id: UUID, *names: str, timeout: float = 300) -> FlowRun:
+    """Wait until the run's state name is one of `names`; fail fast on Failed/Crashed."""
+
+    def reached() -> FlowRun | None:
+        run = read_run(flow_run_id)
+        name = run.state.name if run.state else None
+        if name in names:
+            return run
+        if name in {"Failed", "Crashed"} and name not in names:
+            raise RuntimeError(f"Flow run {flow_run_id} ended {name}: {run.state.message if run.state else ''}")
+        return None
+
+    return wait_for(reached, timeout=timeout, what=f"flow run state {' or '.join(names)}")
+
+
+def wait_until_mid_training(storage: str, study_name: str, *, min_epochs: int = 2, timeout: float = 300) -> list[int]:
+    """Wait until a trial of the study is RUNNING with `min_epochs` epochs reported."""
+
+    def mid_training() -> list[int]:
+        try:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+        except KeyError:
+            return []
+        return [
+            t.number
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            if len(t.intermediate_values) >= min_epochs
+        ]
+
+    return wait_for(mid_training, timeout=timeout, what=f"a trial of {study_name} to train {min_epochs} epochs")

@@ -1,0 +1,1 @@
+"""Prefect entrypoints of this project, referenced by prefect.yaml."""

@@ -1,0 +1,69 @@
+"""The `intermission` command: pause and resume studies from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from prefect.settings import PREFECT_UI_URL
+
+from prefect_intermission.errors import IntermissionError
+from prefect_intermission.flow_run_control import parse_flow_run_id, request_pause, request_resume
+
+
+def _ui_link(flow_run_id: object) -> str:
+    ui = PREFECT_UI_URL.value()
+    return f" ({ui}/runs/flow-run/{flow_run_id})" if ui else ""
+
+
+def _pause(args: argparse.Namespace) -> None:
+    flow_run = request_pause(parse_flow_run_id(args.flow_run_id))
+    print(
+        f"Pause requested for {flow_run.name}{_ui_link(flow_run.id)}: every trial stops at its "
+        f"next epoch boundary after storing its checkpoint, then the run is suspended.\n"
+        f"Resume it with: intermission resume {flow_run.id}"
+    )
+
+
+def _resume(args: argparse.Namespace) -> None:
+    flow_run = request_resume(parse_flow_run_id(args.flow_run_id), force=args.force)
+    state = flow_run.state.name if flow_run.state else "unknown"
+    print(
+        f"Resumed {flow_run.name}{_ui_link(flow_run.id)}: it is {state}; a worker of its work "
+        "pool picks it up and continues every paused trial from its checkpoint."
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `intermission` command."""
+    parser = argparse.ArgumentParser(
+        prog="intermission", description="Pause and resume Optuna studies running on Prefect."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    pause = commands.add_parser("pause", help="Pause a running study at its next epoch boundary.")
+    pause.add_argument("flow_run_id", help="The study's flow-run id.")
+    pause.set_defaults(handler=_pause)
+    resume = commands.add_parser("resume", help="Resume a paused (suspended) study.")
+    resume.add_argument("flow_run_id", help="The study's flow-run id.")
+    resume.add_argument(
+        "--force", action="store_true",
+        help="Resume even if the run has not finished pausing (its process is gone).",
+    )
+    resume.set_defaults(handler=_resume)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `intermission` command; return its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except IntermissionError as e:
+        print(f"intermission: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

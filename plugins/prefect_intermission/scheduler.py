@@ -1,0 +1,169 @@
+"""Running a study's trials as Prefect tasks, a few at a time, until done or paused.
+
+Paused trials are continued first, under their own numbers; new trials are asked
+only while fewer than `n_trials` are finished or under way. Once a pause is
+requested no trial is started, and the scheduler waits for the running ones to
+reach their epoch boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+import optuna
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import Pause
+
+from prefect_intermission.checkpoints import CheckpointStore
+from prefect_intermission.pause_signals import PauseSignal
+from prefect_intermission.study_state import StudyState
+from prefect_intermission.trials import Objective, TrialOutcome, reattach_trial, run_trial_attempt
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What the scheduler needs to know about the search."""
+
+    n_trials: int
+    max_epochs: int
+    seed: int
+    max_concurrent_trials: int
+    direction: Literal["minimize", "maximize"]
+
+
+@dataclass
+class ScheduleResult:
+    """How a scheduling pass ended."""
+
+    finished: int
+    paused: dict[int, int | None] = field(default_factory=dict)
+    failed: list[TrialOutcome] = field(default_factory=list)
+
+
+class _Attempt:
+    """One trial attempt, run inside the task; keeps its outcome for the scheduler.
+
+    The outcome is not passed back as the task's result: once the flow run is
+    suspended, Prefect raises `Pause` instead of returning results.
+    """
+
+    def __init__(self, run: TrialScheduler, trial: optuna.Trial) -> None:
+        self.run = run
+        self.trial = trial
+        self.outcome: TrialOutcome | None = None
+
+    def __call__(self) -> None:
+        run = self.run
+        self.outcome = run_trial_attempt(
+            run.state,
+            self.trial,
+            run.objective,
+            checkpoints=run.checkpoints,
+            max_epochs=run.settings.max_epochs,
+            study_seed=run.settings.seed,
+            pause_signal=run.pause_signal,
+            direction=run.settings.direction,
+        )
+
+
+@task(name="train-trial", task_run_name="trial-{trial_number}", cache_policy=NO_CACHE, persist_result=False)
+def train_trial(trial_number: int, attempt: _Attempt) -> None:
+    """Train one trial until it finishes or pauses (a Prefect task per trial)."""
+    attempt()
+
+
+
+class TrialScheduler:
+    """Runs the trials of one study in this flow run."""
+
+    def __init__(
+        self,
+        state: StudyState,
+        objective: Objective,
+        *,
+        checkpoints: CheckpointStore,
+        settings: StudySettings,
+        pause_signal: PauseSignal,
+    ) -> None:
+        self.state = state
+        self.objective = objective
+        self.checkpoints = checkpoints
+        self.settings = settings
+        self.pause_signal = pause_signal
+
+    def run(self) -> ScheduleResult:
+        """Train until `n_trials` are finished, a pause stops the study, or a trial fails."""
+        to_continue = deque(self.state.paused_trials())
+        result = ScheduleResult(finished=self.state.finished_count())
+        active: dict[int, _Attempt] = {}
+        done: queue.Queue[int] = queue.Queue()
+        while True:
+            while self._may_start(result, len(active), len(to_continue)):
+                trial = (
+                    reattach_trial(self.state, to_continue.popleft()._trial_id)
+                    if to_continue
+                    else self._ask()
+                )
+                attempt = _Attempt(self, trial)
+                active[trial.number] = attempt
+                if not self._submit(attempt, done):
+                    break
+            if not active:
+                return result
+            self._collect(active.pop(done.get()), result)
+
+    def _may_start(self, result: ScheduleResult, n_active: int, n_waiting: int) -> bool:
+        if self.pause_signal.is_requested() or result.failed:
+            return False
+        if n_active >= self.settings.max_concurrent_trials:
+            return False
+        return n_waiting > 0 or result.finished + n_active < self.settings.n_trials
+
+    def _ask(self) -> optuna.Trial:
+        with self.state.sampler_lock:
+            trial = self.state.study.ask()
+            self.state.save_sampler()
+        return trial
+
+    def _submit(self, attempt: _Attempt, done: queue.Queue[int]) -> bool:
+        number = attempt.trial.number
+        try:
+            future = train_trial.submit(number, attempt)
+        except Pause:
+            # Prefect saw the suspension before our watcher did.
+            self.pause_signal.request("ui")
+            done.put(number)
+            return False
+        future.add_done_callback(lambda _: done.put(number))
+        return True
+
+    def _collect(self, attempt: _Attempt, result: ScheduleResult) -> None:
+        outcome = attempt.outcome
+        number = attempt.trial.number
+        if outcome is None:
+            # The task never ran the objective: Prefect refused to start it because the
+            # flow run was already suspended. Continue it from its last checkpoint later.
+            self.pause_signal.request("ui")
+            epochs = self.checkpoints.for_trial(self.state.study.study_name, number).epochs()
+            self.state.mark_paused(attempt.trial._trial_id, epochs[-1] if epochs else None)
+            result.paused[number] = epochs[-1] if epochs else None
+            return
+        if outcome.state in ("complete", "pruned"):
+            result.finished += 1
+            logger.info(
+                "Trial %d %s after epoch %d: %s (%d/%d finished).",
+                number, outcome.state, outcome.epoch, outcome.value,
+                result.finished, self.settings.n_trials,
+            )
+        elif outcome.state == "paused":
+            result.paused[number] = outcome.epoch
+        else:
+            result.failed.append(outcome)
+            self.pause_signal.request("trial-failed")

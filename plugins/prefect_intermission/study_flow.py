@@ -1,0 +1,227 @@
+"""The Prefect flow that runs a pausable Optuna study.
+
+A run creates or loads the study, continues paused trials, asks new ones until
+`n_trials` are finished, and on a pause request stores everything and suspends
+itself, freeing the machine. Resuming the run (UI button or `intermission resume`)
+executes the flow again from the top with the same parameters, and it picks up
+where the study stopped: all state comes from Optuna's storage and the checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from typing import Any, Literal
+from uuid import uuid4
+
+import optuna
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.context import FlowRunContext
+from prefect.exceptions import Pause
+from prefect.flow_runs import suspend_flow_run
+from prefect.settings import PREFECT_UI_URL
+from prefect.states import Cancelled, Running, State
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from prefect_intermission._imports import import_objective
+from prefect_intermission.checkpoints import CheckpointStore
+from prefect_intermission.errors import ConfigurationError, IntermissionError
+from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX, FlowRunPauseWatcher, PauseSignal
+from prefect_intermission.scheduler import ScheduleResult, StudySettings, TrialScheduler
+from prefect_intermission.study_state import (
+    StudyState,
+    make_pruner,
+    make_sampler,
+    open_storage,
+)
+
+DEFAULT_STORAGE = "sqlite:///.intermission/studies.db"
+DEFAULT_CHECKPOINTS = ".intermission/checkpoints"
+MAX_CONCURRENT_TRIALS = 16
+
+
+def _validate(n_trials: int, max_epochs: int, max_concurrent_trials: int, direction: str) -> None:
+    if n_trials < 1:
+        raise ConfigurationError(f"n_trials must be >= 1, but got {n_trials=}.")
+    if max_epochs < 1:
+        raise ConfigurationError(f"max_epochs must be >= 1, but got {max_epochs=}.")
+    if not 1 <= max_concurrent_trials <= MAX_CONCURRENT_TRIALS:
+        raise ConfigurationError(
+            f"max_concurrent_trials must be between 1 and {MAX_CONCURRENT_TRIALS}, "
+            f"but got {max_concurrent_trials=}."
+        )
+    if direction not in ("minimize", "maximize"):
+        raise ConfigurationError(f"direction must be 'minimize' or 'maximize', but got {direction=}.")
+
+
+def load_study_state(
+    study_name: str, storage: str, *, seed: int, direction: str, sampler: str, pruner: str
+) -> StudyState:
+    """Create the study or load it, with the sampler stored by earlier runs."""
+    rdb = open_storage(storage)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=rdb,
+        direction=direction,
+        sampler=make_sampler(sampler, seed),
+        pruner=make_pruner(pruner),
+        load_if_exists=True,
+    )
+    state = StudyState(study)
+    stored = state.stored_sampler()
+    if stored is not None:
+        study.sampler = stored
+    else:
+        state.save_sampler()
+    return state
+
+
+@flow(
+    name="pausable-study",
+    flow_run_name="{study_name}",
+    task_runner=ThreadPoolTaskRunner(max_workers=MAX_CONCURRENT_TRIALS),
+    persist_result=False,
+)
+def optimize_study(
+    study_name: str,
+    objective: str,
+    n_trials: int = 20,
+    max_epochs: int = 10,
+    seed: int = 0,
+    storage: str = DEFAULT_STORAGE,
+    checkpoints: str = DEFAULT_CHECKPOINTS,
+    max_concurrent_trials: int = 1,
+    direction: Literal["minimize", "maximize"] = "minimize",
+    sampler: Literal["tpe", "random"] = "tpe",
+    pruner: Literal["median", "none"] = "median",
+    keep_checkpoints: int = 2,
+) -> dict[str, Any] | State:
+    """Run an Optuna study whose trials can pause at any epoch boundary and resume exactly.
+
+    Args:
+        study_name: The Optuna study; running the flow again with it continues the study.
+        objective: `"package.module:function"`; the function takes `(trial, loop)` and
+            trains with `loop` (a `TrialLoop`), returning the trial's value.
+        n_trials: Finished trials wanted in total, counting earlier runs.
+        max_epochs: Epochs a trial trains at most.
+        seed: Seeds the sampler and every trial, so a search can be repeated exactly.
+        storage: Optuna RDB storage, a SQLAlchemy URL.
+        checkpoints: Where trial checkpoints go: a local folder or any fsspec URL.
+        max_concurrent_trials: Trials trained at once in this flow run.
+        direction: Whether the objective's value is minimized or maximized.
+        sampler: The Optuna sampler, `"tpe"` or `"random"`.
+        pruner: The Optuna pruner, `"median"` or `"none"`.
+        keep_checkpoints: Checkpoints kept per trial.
+    """
+    _validate(n_trials, max_epochs, max_concurrent_trials, direction)
+    objective_fn = import_objective(objective)
+    store = CheckpointStore(checkpoints, keep_last=keep_checkpoints)
+    state = load_study_state(
+        study_name, storage, seed=seed, direction=direction, sampler=sampler, pruner=pruner
+    )
+    logger = get_run_logger()
+    flow_run = _current_flow_run()
+    paused = state.paused_trials()
+    if paused or state.finished_count():
+        logger.info(
+            "Continuing study %r: %d/%d trials finished, %d paused trial(s) to continue: %s.",
+            study_name, state.finished_count(), n_trials, len(paused),
+            ", ".join(f"#{t.number}" for t in paused) or "none",
+        )
+    signal = PauseSignal()
+    scheduler = TrialScheduler(
+        state,
+        objective_fn,
+        checkpoints=store,
+        settings=StudySettings(n_trials, max_epochs, seed, max_concurrent_trials, direction),
+        pause_signal=signal,
+    )
+    with FlowRunPauseWatcher(flow_run.id, signal):
+        result = scheduler.run()
+
+    if result.failed:
+        _record_stop(state, flow_run, "trial-failed", result)
+        first = result.failed[0]
+        raise IntermissionError(
+            f"Trial {first.number} of study {study_name!r} failed: {first.error}. "
+            f"Trials {_epochs_text(result)} were paused with their checkpoints. Fix the "
+            "objective and run the study again with the same study_name to continue it."
+        )
+    if signal.is_requested():
+        _record_stop(state, flow_run, signal.reason or "unknown", result)
+        return _stop_for_pause(flow_run, study_name, result)
+    best = state.study.best_trial
+    logger.info(
+        "Study %r complete: %d trials finished; best trial #%d with value %s and params %s.",
+        study_name, result.finished, best.number, best.value, best.params,
+    )
+    return {
+        "study_name": study_name,
+        "status": "completed",
+        "finished_trials": result.finished,
+        "best_trial": best.number,
+        "best_value": best.value,
+        "best_params": best.params,
+    }
+
+
+def _current_flow_run() -> FlowRun:
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        raise IntermissionError("optimize_study must run as a Prefect flow.")
+    return context.flow_run
+
+
+def _epochs_text(result: ScheduleResult) -> str:
+    return ", ".join(
+        f"#{n} (after epoch {e})" if e is not None else f"#{n} (not started)"
+        for n, e in sorted(result.paused.items())
+    ) or "none"
+
+
+def _record_stop(state: StudyState, flow_run: FlowRun, reason: str, result: ScheduleResult) -> None:
+    with state.sampler_lock:
+        state.save_sampler()
+    state.record_pause(flow_run_id=str(flow_run.id), reason=reason, trials=result.paused)
+
+
+def _stop_for_pause(flow_run: FlowRun, study_name: str, result: ScheduleResult) -> State:
+    """Suspend the flow run (or, outside a deployment, end it) once everything is stored."""
+    logger = logging.getLogger("prefect_intermission")
+    run_logger = get_run_logger()
+    summary = f"Study {study_name!r} paused: trials {_epochs_text(result)}; checkpoints and study state stored."
+    if flow_run.deployment_id is None:
+        command = shlex.join([sys.executable, *sys.argv])
+        message = (
+            f"{summary} This run is not part of a deployment, so it cannot be suspended; "
+            f"continue the study by running the same command again:\n    {command}"
+        )
+        run_logger.info(message)
+        print(message, file=sys.stderr)
+        return Cancelled(name="Paused", message=message)
+
+    with get_client(sync_client=True) as client:
+        current = client.read_flow_run(flow_run.id).state
+        if current is not None and current.is_paused():
+            # The UI's pause expires after a few minutes and then fails the run. Take it
+            # over with a suspension of our own that waits until it is resumed.
+            client.set_flow_run_state(
+                flow_run.id, Running(message="Pause acknowledged; suspending."), force=True
+            )
+        elif current is not None and not current.is_running():
+            logger.warning(
+                "Flow run %s was resumed (%s) before it finished pausing; leaving it to the "
+                "new execution.", flow_run.id, current.name,
+            )
+            raise Pause(f"{summary} Resumed while pausing.")
+    ui = PREFECT_UI_URL.value()
+    run_logger.info(
+        "%s Suspending the flow run; resume it with the UI's Resume button%s or "
+        "`intermission resume %s`.",
+        summary, f" ({ui}/runs/flow-run/{flow_run.id})" if ui else "", flow_run.id,
+    )
+    suspend_flow_run(timeout=None, key=f"{FLOW_PAUSE_KEY_PREFIX}{uuid4().hex}")
+    raise IntermissionError(f"Flow run {flow_run.id} could not be suspended; it is still running.")
