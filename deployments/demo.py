@@ -20,10 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deployments.local_stack import PROJECT_ROOT, LocalPrefect  # noqa: E402
 from deployments.ui_actions import (  # noqa: E402
+    process_is_gone,
     read_run,
     start_deployment_run,
     ui_pause,
     ui_resume,
+    wait_for,
     wait_for_state,
     wait_until_mid_training,
 )
@@ -72,9 +74,8 @@ def main() -> None:
             suspended = read_run(run.id)
         print(f"    acknowledged in {time.monotonic() - started:.1f} s; the pause never expires "
               f"(pause timeout: {suspended.state.state_details.pause_timeout})")
-        time.sleep(2)
-        print("    worker:", next((l for l in reversed(prefect.log("worker").splitlines())
-                                   if "exited" in l or "status code" in l), "(no exit line yet)"))
+        wait_for(lambda: process_is_gone(suspended), timeout=30, what="the flow's process to exit")
+        print(f"    its process ({suspended.infrastructure_pid}) has exited: the machine is free")
         say("The study is suspended; its state in Optuna:")
         show_trials(study_name)
         say("Resuming (the UI's Resume button)")

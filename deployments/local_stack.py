@@ -30,7 +30,14 @@ def free_port() -> int:
 class LocalPrefect:
     """A `prefect server start` on loopback with its own PREFECT_HOME (SQLite), plus workers."""
 
-    def __init__(self, home: Path, *, port: int | None = None, worker_poll_seconds: float = 2) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        port: int | None = None,
+        worker_poll_seconds: float = 2,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.home = home
         self.port = port or free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
@@ -45,6 +52,7 @@ class LocalPrefect:
             "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
             "PYTHONUNBUFFERED": "1",
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            **(extra_env or {}),
         }
         self._server: subprocess.Popen[bytes] | None = None
         self._workers: list[subprocess.Popen[bytes]] = []

@@ -44,6 +44,18 @@ def read_run(flow_run_id: UUID) -> FlowRun:
         return client.read_flow_run(flow_run_id)
 
 
+def process_is_gone(flow_run: FlowRun) -> bool:
+    """Whether the process that ran the flow run (its `infrastructure_pid`) has exited."""
+    pid = int((flow_run.infrastructure_pid or "").rpartition(":")[2] or 0)
+    if not pid:
+        raise ValueError(f"Flow run {flow_run.id} has no infrastructure pid.")
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[-1].startswith("Z")  # a zombie has exited
+    except FileNotFoundError:
+        return True
+
+
 def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, every: float = 0.5) -> Any:
     """Poll `condition` until it returns something truthy; return that."""
     deadline = time.monotonic() + timeout

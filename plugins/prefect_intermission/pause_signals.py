@@ -12,9 +12,10 @@ import os
 import threading
 from types import TracebackType
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.states import Suspended
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 CLI_PAUSE_KEY_PREFIX = "intermission-cli-"
 #: Pause keys of the suspensions the study flow makes itself start with this.
 FLOW_PAUSE_KEY_PREFIX = "intermission-flow-"
+#: Pause keys of a pause the study took over and is still carrying out.
+PAUSING_KEY_PREFIX = "intermission-pausing-"
 
 _DEFAULT_POLL_SECONDS = 1.0
 
@@ -77,7 +80,9 @@ def poll_seconds_from_env() -> float:
 class FlowRunPauseWatcher:
     """Background thread that sets a `PauseSignal` when the flow run becomes PAUSED.
 
-    Use it as a context manager around the part of the flow that trains.
+    A pause with a timeout (the UI's lasts 5 minutes, then the server fails the run)
+    is taken over at once with one that does not expire, so an epoch longer than
+    the timeout cannot lose the run. Use it as a context manager around training.
     """
 
     def __init__(
@@ -120,5 +125,21 @@ class FlowRunPauseWatcher:
                     if reason is not None:
                         logger.info("Pause requested (%s): pausing at the next epoch boundary.", reason)
                         self.signal.request(reason)
+                        self._take_over(client, state)
                         return
                 self._stop.wait(self.poll_seconds)
+
+    def _take_over(self, client: SyncPrefectClient, state: Any) -> None:
+        if state.state_details.pause_timeout is None:
+            return
+        try:
+            client.set_flow_run_state(
+                self.flow_run_id,
+                Suspended(
+                    pause_key=f"{PAUSING_KEY_PREFIX}{uuid4().hex}",
+                    message="Pausing: every trial stops at its next epoch boundary.",
+                ),
+                force=True,
+            )
+        except Exception:
+            logger.warning("Could not lift the pause's timeout; it may expire.", exc_info=True)

@@ -23,7 +23,7 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import Pause
 from prefect.flow_runs import suspend_flow_run
 from prefect.settings import PREFECT_UI_URL
-from prefect.states import Cancelled, Running, State
+from prefect.states import Completed, Running, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from prefect_intermission._imports import import_objective
@@ -188,28 +188,44 @@ def _record_stop(state: StudyState, flow_run: FlowRun, reason: str, result: Sche
     state.record_pause(flow_run_id=str(flow_run.id), reason=reason, trials=result.paused)
 
 
+def _expired_pause(state: State) -> bool:
+    """Whether the server failed the run because a pause timed out before we suspended it."""
+    return state.is_failed() and "paused and never resumed" in (state.message or "")
+
+
+def _continue_instruction(study_name: str) -> str:
+    """How to continue a study that ran outside a deployment: run it again."""
+    if sys.argv and sys.argv[0] not in ("", "-c"):
+        command = shlex.join([sys.executable, *sys.argv])
+        return f"continue it by running the same command again:\n    {command}"
+    return f"continue it by calling optimize_study again with study_name={study_name!r}."
+
+
 def _stop_for_pause(flow_run: FlowRun, study_name: str, result: ScheduleResult) -> State:
     """Suspend the flow run (or, outside a deployment, end it) once everything is stored."""
     logger = logging.getLogger("prefect_intermission")
     run_logger = get_run_logger()
     summary = f"Study {study_name!r} paused: trials {_epochs_text(result)}; checkpoints and study state stored."
     if flow_run.deployment_id is None:
-        command = shlex.join([sys.executable, *sys.argv])
         message = (
             f"{summary} This run is not part of a deployment, so it cannot be suspended; "
-            f"continue the study by running the same command again:\n    {command}"
+            f"{_continue_instruction(study_name)}"
         )
         run_logger.info(message)
         print(message, file=sys.stderr)
-        return Cancelled(name="Paused", message=message)
+        return Completed(
+            name="Paused",
+            message=message,
+            data={"study_name": study_name, "status": "paused", "paused_trials": result.paused},
+        )
 
     with get_client(sync_client=True) as client:
         current = client.read_flow_run(flow_run.id).state
-        if current is not None and current.is_paused():
-            # The UI's pause expires after a few minutes and then fails the run. Take it
-            # over with a suspension of our own that waits until it is resumed.
+        if current is not None and (current.is_paused() or _expired_pause(current)):
+            # Replace the pause request (or the failure its expiry left) with a
+            # suspension of our own that waits, without a timeout, to be resumed.
             client.set_flow_run_state(
-                flow_run.id, Running(message="Pause acknowledged; suspending."), force=True
+                flow_run.id, Running(message="Pause carried out; suspending."), force=True
             )
         elif current is not None and not current.is_running():
             logger.warning(

@@ -19,11 +19,14 @@ next epoch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import optuna
 import torch
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
 
 from prefect_intermission._rng import capture_rng_state, restore_rng_state
 from prefect_intermission.checkpoints import TrialCheckpoints
@@ -31,6 +34,14 @@ from prefect_intermission.errors import CheckpointError, ConfigurationError, Int
 from prefect_intermission.pause_signals import PauseSignal
 
 _COMPONENTS = ("model", "optimizer", "scheduler", "scaler")
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The Prefect run logger inside a flow or task (its lines show in the UI), else a plain one."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
 
 
 class TrialLoop:
@@ -94,6 +105,7 @@ class TrialLoop:
         self.epochs_without_improvement = 0
         self.resumed_from_epoch: int | None = None
         self._components: dict[str, Any] = {}
+        self._log = _logger()
         self._epoch_ended = True
         self._stopped_early = False
 
@@ -145,6 +157,10 @@ class TrialLoop:
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"Pruned after epoch {epoch} with metric {metric}.")
         self.checkpoints.save(epoch, self._checkpoint_state())
+        self._log.info(
+            "Trial %d finished epoch %d/%d: metric %.6g (best %.6g); checkpoint stored.",
+            self.trial.number, epoch, self.max_epochs - 1, metric, self.best_metric,
+        )
         more_to_train = epoch + 1 < self.max_epochs and not self._stopped_early
         if more_to_train and self.pause_signal is not None and self.pause_signal.is_requested():
             raise TrialPaused(self.trial.number, epoch)
@@ -211,4 +227,5 @@ class TrialLoop:
         self.epochs_without_improvement = state["epochs_without_improvement"]
         self._stopped_early = state["stopped_early"]
         self.resumed_from_epoch = self.epoch
+        self._log.info("Trial %d continues after epoch %d from its checkpoint.", self.trial.number, self.epoch)
         return self.max_epochs if self._stopped_early else self.epoch + 1

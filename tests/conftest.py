@@ -1,0 +1,41 @@
+"""Shared fixtures: a real Prefect server and process worker, started once per test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from deployments.local_stack import LocalPrefect  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrefect]:
+    """`prefect server start` on loopback, the demo deployment, and one process worker.
+
+    The pause-expiration service runs every second, so a UI pause's timeout can be
+    shortened to seconds; trials look for pauses five times a second.
+    """
+    home = tmp_path_factory.mktemp("prefect-home")
+    stack = LocalPrefect(
+        home,
+        worker_poll_seconds=1,
+        extra_env={
+            "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_LOOP_SECONDS": "1",
+            "INTERMISSION_PAUSE_POLL_SECONDS": "0.2",
+        },
+    )
+    with stack, temporary_settings(
+        {PREFECT_API_URL: stack.api_url, PREFECT_UI_URL: stack.env["PREFECT_UI_URL"]}
+    ):
+        stack.deploy("digits-demo")
+        stack.start_worker()
+        yield stack

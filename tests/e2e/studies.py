@@ -1,0 +1,47 @@
+"""Reading what a study run did: Optuna's record, checkpoints, and the run's log lines."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from uuid import UUID
+
+import optuna
+import torch
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.sorting import LogSort
+
+from prefect_intermission import CheckpointStore
+
+_EPOCH_LINE = re.compile(r"Trial (\d+) finished epoch (\d+)/")
+
+
+def trials(storage: str, study_name: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials, by number."""
+    return optuna.load_study(study_name=study_name, storage=storage).get_trials()
+
+
+def final_weights(checkpoints: str, study_name: str, number: int) -> dict[str, torch.Tensor]:
+    """The model weights in a trial's latest checkpoint."""
+    state = CheckpointStore(checkpoints).for_trial(study_name, number).load_latest()
+    assert state is not None, f"trial {number} has no checkpoint"
+    return state["components"]["model"]
+
+
+def trained_epochs(flow_run_id: UUID) -> Counter[tuple[int, int]]:
+    """How many times each (trial, epoch) was trained, from the run's log lines in the API."""
+    counts: Counter[tuple[int, int]] = Counter()
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while True:
+            page = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+                limit=200, offset=offset, sort=LogSort.TIMESTAMP_ASC,
+            )
+            for log in page:
+                if match := _EPOCH_LINE.search(log.message):
+                    counts[(int(match.group(1)), int(match.group(2)))] += 1
+            if len(page) < 200:
+                return counts
+            offset += 200

@@ -1,0 +1,144 @@
+"""End to end: the demo deployment paused from the UI and the CLI, resumed, and compared
+bit for bit with an uninterrupted run of the same search."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from deployments.ui_actions import (
+    process_is_gone,
+    read_run,
+    start_deployment_run,
+    ui_pause,
+    ui_resume,
+    wait_for,
+    wait_for_state,
+    wait_until_mid_training,
+)
+from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, StudyState
+from tests.e2e.studies import final_weights, trained_epochs, trials
+
+pytestmark = pytest.mark.e2e
+
+N_TRIALS = 4
+MAX_EPOCHS = 8
+UI_TIMEOUT_SECONDS = 3
+
+
+def _parameters(study_name: str, tmp_path) -> dict:
+    return {
+        "study_name": study_name,
+        "storage": f"sqlite:///{tmp_path}/studies.db",
+        "checkpoints": str(tmp_path / "checkpoints"),
+        "n_trials": N_TRIALS,
+        "max_epochs": MAX_EPOCHS,
+        "max_concurrent_trials": 1,
+        "seed": 7,
+    }
+
+
+def _wait_suspended_by_study(flow_run_id):
+    """Wait until the study itself has suspended the run (not just the UI's request)."""
+
+    def acknowledged():
+        run = read_run(flow_run_id)
+        key = run.state.state_details.pause_key or "" if run.state else ""
+        return run if run.state.name == "Suspended" and key.startswith(FLOW_PAUSE_KEY_PREFIX) else None
+
+    return wait_for(acknowledged, timeout=120, what="the study to suspend its run")
+
+
+def _intermission(*args: str, env) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "prefect_intermission.cli", *args],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_paused_and_resumed_twice_matches_an_uninterrupted_run(prefect_stack, tmp_path):
+    tag = uuid.uuid4().hex[:6]
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    checkpoints = str(tmp_path / "checkpoints")
+    reference_name, paused_name = f"reference-{tag}", f"paused-{tag}"
+    reference = start_deployment_run("pausable-study/digits-demo", _parameters(reference_name, tmp_path))
+    run = start_deployment_run("pausable-study/digits-demo", _parameters(paused_name, tmp_path))
+
+    # First cycle: the UI's Pause button, mid-training.
+    wait_until_mid_training(storage, paused_name, min_epochs=2)
+    ui_pause(run.id, timeout_seconds=UI_TIMEOUT_SECONDS)
+    suspended = _wait_suspended_by_study(run.id)
+    assert suspended.state.state_details.pause_timeout is None
+    wait_for(lambda: process_is_gone(suspended), timeout=30, what="the flow's process to exit")
+    paused = [t for t in trials(storage, paused_name) if t.state == TrialState.RUNNING]
+    assert paused, "a trial was mid-training when the pause landed"
+    for t in paused:
+        assert t.system_attrs[TRIAL_STATUS_ATTR] == "paused"
+        assert t.system_attrs[TRIAL_PAUSED_EPOCH_ATTR] == len(t.intermediate_values) - 1
+
+    # Past the UI's timeout the run is still suspended, not failed.
+    time.sleep(UI_TIMEOUT_SECONDS + 5)
+    assert read_run(run.id).state.name == "Suspended"
+
+    # Second cycle: `intermission pause` and `intermission resume` from the terminal.
+    ui_resume(run.id)
+    wait_for_state(run.id, "Running", timeout=120)
+    finished_before = sum(t.state.is_finished() for t in trials(storage, paused_name))
+    wait_for(
+        lambda: any(
+            t.state == TrialState.RUNNING and t.number > max(p.number for p in paused)
+            and len(t.intermediate_values) >= 2
+            for t in trials(storage, paused_name)
+        ),
+        timeout=180, what="a later trial to be mid-training",
+    )
+    paused_cli = _intermission("pause", str(run.id), env=prefect_stack.env)
+    assert paused_cli.returncode == 0, paused_cli.stderr
+    assert f"intermission resume {run.id}" in paused_cli.stdout
+    _wait_suspended_by_study(run.id)
+    assert sum(t.state.is_finished() for t in trials(storage, paused_name)) >= finished_before
+    resumed_cli = _intermission("resume", str(run.id), env=prefect_stack.env)
+    assert resumed_cli.returncode == 0, resumed_cli.stderr
+
+    wait_for_state(run.id, "Completed", timeout=300)
+    wait_for_state(reference.id, "Completed", timeout=300)
+
+    # Exactly n_trials, all finished, none duplicated.
+    got, expected = trials(storage, paused_name), trials(storage, reference_name)
+    assert [t.number for t in got] == list(range(N_TRIALS))
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in got)
+    pauses = StudyState(optuna.load_study(study_name=paused_name, storage=storage)).pause_history()
+    assert [p["reason"] for p in pauses] == ["ui", "cli"]
+    assert pauses[0]["trials"] == {str(t.number): len(t.intermediate_values) - 1 for t in paused}
+
+    # Every epoch was trained exactly once across the three executions.
+    # (A pruned trial's last epoch is reported but pruned before its checkpoint.)
+    checkpointed = sorted(
+        (t.number, epoch) for t in got for epoch in t.intermediate_values
+        if t.state == TrialState.COMPLETE or epoch < max(t.intermediate_values)
+    )
+
+    def all_epoch_lines_arrived():  # the last lines reach the API shortly after the run ends
+        counts = trained_epochs(run.id)
+        return counts if sorted(counts) == checkpointed or max(counts.values(), default=0) > 1 else None
+
+    counts = wait_for(all_epoch_lines_arrived, timeout=30, what="the run's epoch log lines")
+    assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
+
+    # Bit-identical to the uninterrupted run: parameters, curves, values, weights.
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.params == theirs.params
+        assert mine.intermediate_values == theirs.intermediate_values
+        assert mine.value == theirs.value
+        assert mine.state == theirs.state
+        a = final_weights(checkpoints, paused_name, mine.number)
+        b = final_weights(checkpoints, reference_name, theirs.number)
+        assert all(torch.equal(a[k], b[k]) for k in b), f"trial {mine.number} weights differ"
