@@ -7,7 +7,6 @@ complete, pruned, failed, or paused (the trial then stays RUNNING).
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Callable
@@ -49,14 +48,11 @@ def trial_seed(study_seed: int, trial_number: int) -> int:
 def reattach_trial(state: StudyState, trial_id: int) -> optuna.Trial:
     """A live `Trial` for a RUNNING trial left by an earlier run.
 
-    It is bound to a copy of the sampler: asking for parameters the trial already has
-    returns the stored values and must not advance the study's sampler.
+    Its parameters come back from storage without drawing from the sampler (Optuna
+    samples only parameters a trial does not have yet), so the study's suggestion
+    sequence goes on as if the run had never stopped.
     """
-    study = state.study
-    with state.sampler_lock:
-        sampler = copy.deepcopy(study.sampler)
-    shadow = optuna.Study(study.study_name, study._storage, sampler=sampler, pruner=study.pruner)
-    return optuna.Trial(shadow, trial_id)
+    return optuna.Trial(state.study, trial_id)
 
 
 def run_trial_attempt(

@@ -1,0 +1,101 @@
+"""Trial attempts and the stored sampler: a continued search suggests what an uninterrupted one would."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from prefect_intermission import CheckpointStore, PauseSignal
+from prefect_intermission.study_flow import load_study_state
+from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR
+from prefect_intermission.trials import reattach_trial, run_trial_attempt, trial_seed
+from tests.objectives import classifier
+
+N_TRIALS = 14  # past TPE's 10 startup trials, so relative sampling is in play
+
+
+def _suggest(trial: optuna.Trial) -> None:
+    trial.suggest_float("x", -5, 5)
+    trial.suggest_int("n", 1, 8)
+
+
+def _value(trial: optuna.Trial) -> float:
+    return (trial.params["x"] - 1) ** 2 + trial.params["n"]
+
+
+def _state(tmp_path, name):
+    return load_study_state(
+        name, f"sqlite:///{tmp_path}/s.db", seed=42, direction="minimize", sampler="tpe", pruner="none"
+    )
+
+
+def test_a_search_continued_from_storage_suggests_the_same_sequence(tmp_path):
+    reference = _state(tmp_path, "reference").study
+    for _ in range(N_TRIALS):
+        trial = reference.ask()
+        _suggest(trial)
+        reference.tell(trial, _value(trial))
+
+    first = _state(tmp_path, "paused")
+    for number in range(N_TRIALS):
+        trial = first.study.ask()
+        _suggest(trial)
+        if number == 12:  # the process stops with trial 12 running
+            first.save_sampler()
+            break
+        first.study.tell(trial, _value(trial))
+
+    second = _state(tmp_path, "paused")  # a new process: everything from storage
+    again = reattach_trial(second, trial._trial_id)
+    _suggest(again)
+    assert again.params == trial.params
+    second.study.tell(again.number, _value(again))
+    trial = second.study.ask()
+    _suggest(trial)
+    second.study.tell(trial, _value(trial))
+
+    assert [t.params for t in second.study.trials] == [t.params for t in reference.trials]
+
+
+def test_an_attempt_records_a_pause_and_the_next_one_finishes(tmp_path):
+    state = _state(tmp_path, "s")
+    store = CheckpointStore(str(tmp_path / "ckpt"))
+    signal = PauseSignal()
+    signal.request("test")
+    trial = state.study.ask()
+    kwargs = dict(checkpoints=store, max_epochs=4, study_seed=3, direction="minimize")
+
+    paused = run_trial_attempt(state, trial, classifier, pause_signal=signal, **kwargs)
+    assert (paused.state, paused.epoch) == ("paused", 0)
+    assert [t.number for t in state.paused_trials()] == [0]
+    assert state.paused_trials()[0].system_attrs[TRIAL_PAUSED_EPOCH_ATTR] == 0
+
+    done = run_trial_attempt(
+        state, reattach_trial(state, trial._trial_id), classifier, pause_signal=PauseSignal(), **kwargs
+    )
+    assert done.state == "complete"
+    assert state.paused_trials() == []
+    assert state.finished_count() == 1
+    assert len(state.study.trials[0].intermediate_values) == 4
+
+
+def test_an_objective_that_raises_fails_its_trial_with_the_reason(tmp_path):
+    state = _state(tmp_path, "s")
+
+    def broken(trial, loop):
+        raise ZeroDivisionError("division by zero")
+
+    outcome = run_trial_attempt(
+        state, state.study.ask(), broken, checkpoints=CheckpointStore(str(tmp_path / "c")),
+        max_epochs=2, study_seed=0, pause_signal=PauseSignal(), direction="minimize",
+    )
+    assert outcome.state == "failed"
+    assert outcome.error == "ZeroDivisionError: division by zero"
+    assert state.study.trials[0].state == optuna.trial.TrialState.FAIL
+
+
+@pytest.mark.parametrize("number", [0, 1, 99])
+def test_trial_seeds_differ_by_trial_and_repeat_by_study_seed(number):
+    assert trial_seed(7, number) == trial_seed(7, number)
+    assert trial_seed(7, number) != trial_seed(8, number)
+    assert trial_seed(7, number) != trial_seed(7, number + 1)
