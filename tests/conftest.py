@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prefect.logging.handlers import APILogHandler
+from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,4 +40,4 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPre
         stack.deploy("digits-demo")
         stack.start_worker()
         yield stack
-        APILogHandler.flush()  # send this process's run logs before the server stops
+        APILogWorker.drain_all(timeout=5)  # send this process's run logs before the server stops

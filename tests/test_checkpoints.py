@@ -1,0 +1,68 @@
+"""The checkpoint store: complete files only, names that stay inside the root, versions checked."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+import torch
+
+from prefect_intermission import CheckpointError, CheckpointStore, ConfigurationError
+
+
+def test_save_then_load_returns_the_state_with_its_format_version(tmp_path):
+    trial = CheckpointStore(str(tmp_path)).for_trial("study", 3)
+    path = trial.save(0, {"weights": torch.arange(4.0), "note": "x"})
+    assert path.endswith("study/trial-00003/epoch-00000.pt")
+    state = trial.load_latest()
+    assert torch.equal(state["weights"], torch.arange(4.0))
+    assert state["format_version"] == 1
+
+
+def test_no_partial_file_is_left_when_a_write_fails(tmp_path, monkeypatch):
+    trial = CheckpointStore(str(tmp_path)).for_trial("study", 0)
+    trial.save(0, {"w": torch.zeros(2)})
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        trial.save(1, {"w": torch.ones(2)})
+    assert trial.epochs() == [0]
+    assert sorted(os.listdir(trial.folder)) == ["epoch-00000.pt"]
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/../../b", "/abs", "..", "a\\b"])
+def test_study_names_cannot_leave_the_checkpoint_root(tmp_path, name):
+    root = tmp_path / "root"
+    store = CheckpointStore(str(root))
+    if name == "..":
+        with pytest.raises(ConfigurationError, match="cannot be used as a study name"):
+            store.for_trial(name, 0)
+        return
+    path = store.for_trial(name, 0).save(0, {"w": torch.zeros(1)})
+    assert os.path.realpath(path).startswith(str(root) + os.sep)
+    assert len(os.listdir(root)) == 1
+
+
+def test_a_checkpoint_of_another_format_version_is_refused(tmp_path):
+    trial = CheckpointStore(str(tmp_path)).for_trial("study", 0)
+    os.makedirs(trial.folder)
+    buffer = io.BytesIO()
+    torch.save({"format_version": 99, "epoch": 0}, buffer)
+    with open(trial.path(0), "wb") as f:
+        f.write(buffer.getvalue())
+    with pytest.raises(CheckpointError, match="format version 99"):
+        trial.load_latest()
+
+
+def test_keep_last_must_be_positive(tmp_path):
+    with pytest.raises(ConfigurationError, match="keep_last must be >= 1, but got keep_last=0"):
+        CheckpointStore(str(tmp_path), keep_last=0)
+
+
+def test_an_unknown_protocol_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="Cannot open the checkpoint location"):
+        CheckpointStore("nosuchproto://bucket/x")

@@ -1,0 +1,18 @@
+"""The package's public API is what `__all__` lists, and the collection entry point finds it."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import prefect_intermission
+
+
+def test_all_lists_exactly_the_public_names():
+    public = {name for name in vars(prefect_intermission) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(prefect_intermission, name)).__name__ == "module"}
+    assert set(prefect_intermission.__all__) == public - modules
+
+
+def test_registered_as_a_prefect_collection():
+    names = {ep.name: ep.value for ep in entry_points(group="prefect.collections")}
+    assert names.get("prefect_intermission") == "prefect_intermission"
