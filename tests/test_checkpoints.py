@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 
 import pytest
@@ -15,7 +17,7 @@ def test_save_then_load_returns_the_state_with_its_format_version(tmp_path):
     trial = CheckpointStore(str(tmp_path)).for_trial("study", 3)
     path = trial.save(0, {"weights": torch.arange(4.0), "note": "x"})
     assert path.endswith("study/trial-00003/epoch-00000.pt")
-    state = trial.load_latest()
+    state = trial.load_latest_valid().state
     assert torch.equal(state["weights"], torch.arange(4.0))
     assert state["format_version"] == 1
 
@@ -31,7 +33,8 @@ def test_no_partial_file_is_left_when_a_write_fails(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="No space left on device"):
         trial.save(1, {"w": torch.ones(2)})
     assert trial.epochs() == [0]
-    assert sorted(os.listdir(trial.folder)) == ["epoch-00000.pt"]
+    assert sorted(os.listdir(trial.folder)) == ["epoch-00000.pt", "manifest.json"]
+    assert torch.equal(trial.load_latest_valid().state["w"], torch.zeros(2))
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/../../b", "/abs", "..", "a\\b"])
@@ -45,17 +48,32 @@ def test_study_names_cannot_leave_the_checkpoint_root(tmp_path, name):
     path = store.for_trial(name, 0).save(0, {"w": torch.zeros(1)})
     assert os.path.realpath(path).startswith(str(root) + os.sep)
     assert len(os.listdir(root)) == 1
+    assert os.path.basename(os.path.dirname(os.path.dirname(path))) != ".."
 
 
 def test_a_checkpoint_of_another_format_version_is_refused(tmp_path):
     trial = CheckpointStore(str(tmp_path)).for_trial("study", 0)
-    os.makedirs(trial.folder)
+    trial.save(0, {"w": torch.zeros(1)})
     buffer = io.BytesIO()
     torch.save({"format_version": 99, "epoch": 0}, buffer)
-    with open(trial.path(0), "wb") as f:
-        f.write(buffer.getvalue())
-    with pytest.raises(CheckpointError, match="format version 99"):
-        trial.load_latest()
+    _rewrite_with_manifest(trial, 0, buffer.getvalue())
+    loaded = trial.load_latest_valid()
+    assert loaded.state is None
+    assert "format version 99" in loaded.fallbacks[0]["problem"]
+    assert "release that wrote it" in loaded.fallbacks[0]["problem"]
+
+
+def _rewrite_with_manifest(trial, epoch, data: bytes) -> None:
+    """Replace a checkpoint and its manifest entry, as a writer of another version would."""
+    with open(trial.path(epoch), "wb") as f:
+        f.write(data)
+    with open(trial.manifest_path) as f:
+        manifest = json.load(f)
+    for entry in manifest["checkpoints"]:
+        if entry["epoch"] == epoch:
+            entry.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    with open(trial.manifest_path, "w") as f:
+        json.dump(manifest, f)
 
 
 def test_keep_last_must_be_positive(tmp_path):

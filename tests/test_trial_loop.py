@@ -46,7 +46,7 @@ class _PauseAfter(PauseSignal):
 
 
 def _final_weights(store, study_name) -> dict[str, torch.Tensor]:
-    return store.for_trial(study_name, 0).load_latest()["components"]["model"]
+    return store.for_trial(study_name, 0).load_latest_valid().state["components"]["model"]
 
 
 def test_checkpoint_round_trip_resumes_bit_identically(tmp_path):
@@ -76,7 +76,7 @@ def test_checkpoint_round_trip_resumes_bit_identically(tmp_path):
     assert resumed_value == reference_value
     assert paused._storage.get_trial(trial._trial_id).intermediate_values == reference_intermediate
     assert len(reference_intermediate) == MAX_EPOCHS
-    assert loop.extra_state["losses"] == store.for_trial("reference", 0).load_latest()["extra_state"]["losses"]
+    assert loop.extra_state["losses"] == store.for_trial("reference", 0).load_latest_valid().state["extra_state"]["losses"]
     expected, actual = _final_weights(store, "reference"), _final_weights(store, "paused")
     assert expected.keys() == actual.keys()
     for name in expected:

@@ -11,6 +11,8 @@ from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR
 from prefect_intermission.trials import reattach_trial, run_trial_attempt, trial_seed
 from tests.objectives import classifier
 
+pytestmark = pytest.mark.usefixtures("prefect_stack")  # the signing key is a Secret block
+
 N_TRIALS = 14  # past TPE's 10 startup trials, so relative sampling is in play
 
 

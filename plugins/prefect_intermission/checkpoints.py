@@ -4,13 +4,20 @@ Layout under the checkpoint root (any fsspec URL; a local folder by default):
 
     <root>/<study>/trial-00003/epoch-00007.pt
 
+    <root>/<study>/trial-00003/manifest.json   (size and SHA-256 of each checkpoint)
+
 A checkpoint is never visible under its final name before it is complete: a local
-file is written beside it and renamed, an object store gets a single PUT.
+file is written beside it and renamed, an object store gets a single PUT. It is
+listed in the manifest only once written, and verified against it before it is
+loaded; older checkpoints are deleted only after a newer one is listed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import logging
 import os
 import re
 import uuid
@@ -22,10 +29,14 @@ import fsspec
 import torch
 from fsspec.implementations.local import LocalFileSystem
 
+from prefect_intermission._faults import fault_point
 from prefect_intermission.errors import CheckpointError, ConfigurationError
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT_VERSION = 1
 _EPOCH_FILE = re.compile(r"^epoch-(\d{5,})\.pt$")
+_MANIFEST = "manifest.json"
 
 
 def safe_path_component(name: str) -> str:
@@ -64,6 +75,19 @@ class CheckpointStore:
         self.keep_last = keep_last
         self.root = self.root.rstrip("/")
 
+    def check_writable(self) -> None:
+        """Fail with a clear error now, rather than after the first epoch, if we cannot write here."""
+        probe = f"{self.root}/.intermission-write-check-{uuid.uuid4().hex}"
+        try:
+            self.fs.makedirs(self.root, exist_ok=True)
+            self.fs.pipe_file(probe, b"ok")
+            self.fs.rm_file(probe)
+        except (OSError, ValueError) as e:
+            raise ConfigurationError(
+                f"Cannot write to the checkpoint location {self.url!r}: {e}. Create it, fix its "
+                "permissions, or choose another location with the `checkpoints` parameter."
+            ) from e
+
     def for_trial(self, study_name: str, trial_number: int) -> TrialCheckpoints:
         """The checkpoints of one trial of one study."""
         folder = f"{self.root}/{safe_path_component(study_name)}/trial-{trial_number:05d}"
@@ -75,58 +99,138 @@ class CheckpointStore:
         return path if isinstance(self.fs, LocalFileSystem) else self.fs.unstrip_protocol(path)
 
 
+@dataclass
+class LoadResult:
+    """What loading a trial's latest valid checkpoint found.
+
+    Attributes:
+        state: The checkpoint, or None when no valid one exists.
+        epoch: Its epoch, or None.
+        fallbacks: Each newer checkpoint skipped, as `{"epoch": e, "problem": "..."}`.
+    """
+
+    state: dict[str, Any] | None
+    epoch: int | None
+    fallbacks: list[dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class TrialCheckpoints:
-    """The epoch checkpoints of one trial."""
+    """The epoch checkpoints of one trial, listed with their size and SHA-256 in a manifest."""
 
     store: CheckpointStore
     folder: str
+
+    @property
+    def manifest_path(self) -> str:
+        """Where the manifest of this trial's checkpoints lives."""
+        return f"{self.folder}/{_MANIFEST}"
 
     def path(self, epoch: int) -> str:
         """Where the checkpoint written after `epoch` lives."""
         return f"{self.folder}/epoch-{epoch:05d}.pt"
 
-    def epochs(self) -> list[int]:
-        """Epochs that have a checkpoint, oldest first."""
-        fs = self.store.fs
+    def entries(self) -> list[dict[str, Any]]:
+        """The manifest's checkpoints, oldest first (empty when there is no manifest).
+
+        Raises:
+            CheckpointError: The manifest exists but cannot be read.
+        """
         try:
-            names = [os.path.basename(p.rstrip("/")) for p in fs.ls(self.folder, detail=False)]
+            raw = self.store.fs.cat_file(self.manifest_path)
         except FileNotFoundError:
             return []
-        return sorted(int(m.group(1)) for n in names if (m := _EPOCH_FILE.match(n)))
+        try:
+            entries = json.loads(raw)["checkpoints"]
+            return sorted(entries, key=lambda e: int(e["epoch"]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"Manifest {self.manifest_path!r} is unreadable: {e}") from e
+
+    def epochs(self) -> list[int]:
+        """Epochs with a checkpoint in the manifest, oldest first."""
+        return [int(e["epoch"]) for e in self.entries()]
+
+    def exists(self) -> bool:
+        """Whether this trial has a manifest or any checkpoint file at all."""
+        fs = self.store.fs
+        try:
+            return bool(fs.ls(self.folder, detail=False))
+        except FileNotFoundError:
+            return False
 
     def save(self, epoch: int, state: dict[str, Any]) -> str:
-        """Store the checkpoint of `epoch` and prune older ones; return its path."""
+        """Store the checkpoint of `epoch`, list it in the manifest, prune older ones."""
         buffer = io.BytesIO()
         torch.save({"format_version": CHECKPOINT_FORMAT_VERSION, **state}, buffer)
+        data = buffer.getbuffer()
         path = self.path(epoch)
         try:
-            self._write_complete(path, buffer.getbuffer())
+            self._write_complete(path, data)
+            size = self.store.fs.size(path)
         except OSError as e:
             raise CheckpointError(
                 f"Could not write checkpoint {path!r}: {e}. Check that the checkpoint "
                 "location exists, is writable and has free space."
             ) from e
-        self._prune()
+        if size != len(data):
+            raise CheckpointError(f"Checkpoint {path!r} has {size} bytes after writing {len(data)}.")
+        fault_point("checkpoint.manifest")
+        entry = {
+            "epoch": epoch,
+            "file": os.path.basename(path),
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        try:
+            previous = [e for e in self.entries() if int(e["epoch"]) != epoch]
+        except CheckpointError:
+            previous = []  # a damaged manifest is replaced by one that lists what is verified
+        kept = [*previous, entry][-self.store.keep_last :]
+        manifest = json.dumps({"format_version": CHECKPOINT_FORMAT_VERSION, "checkpoints": kept})
+        self._write_complete(self.manifest_path, memoryview(manifest.encode()))
+        self._delete_unlisted({e["file"] for e in kept})
         return path
 
-    def load_latest(self) -> dict[str, Any] | None:
-        """The newest checkpoint of this trial, or None if it has none."""
-        epochs = self.epochs()
-        return self.load(epochs[-1]) if epochs else None
+    def load_latest_valid(self) -> LoadResult:
+        """The newest checkpoint that matches its manifest entry and loads safely.
 
-    def load(self, epoch: int) -> dict[str, Any]:
-        """Load the checkpoint of `epoch` (tensors only: never runs code from the file)."""
-        path = self.path(epoch)
-        data = self.store.fs.cat_file(path)
+        Newer checkpoints that are missing, truncated, altered or unreadable are
+        skipped and reported in `fallbacks`; none of them is ever loaded.
+        """
+        fallbacks: list[dict[str, Any]] = []
+        try:
+            entries = self.entries()
+        except CheckpointError as e:
+            return LoadResult(None, None, [{"epoch": None, "problem": str(e)}])
+        for entry in reversed(entries):
+            epoch = int(entry["epoch"])
+            try:
+                state = self._load_verified(entry)
+            except CheckpointError as e:
+                logger.warning("Skipping checkpoint of epoch %d: %s", epoch, e)
+                fallbacks.append({"epoch": epoch, "problem": str(e)})
+                continue
+            return LoadResult(state, epoch, fallbacks)
+        return LoadResult(None, None, fallbacks)
+
+    def _load_verified(self, entry: dict[str, Any]) -> dict[str, Any]:
+        path = f"{self.folder}/{entry['file']}"
+        try:
+            data = self.store.fs.cat_file(path)
+        except FileNotFoundError as e:
+            raise CheckpointError(f"{path!r} is missing") from e
+        if len(data) != entry["size"]:
+            raise CheckpointError(f"{path!r} has {len(data)} bytes, the manifest says {entry['size']}")
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise CheckpointError(f"{path!r} does not match its SHA-256 in the manifest")
         try:
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:
-            raise CheckpointError(f"Checkpoint {path!r} cannot be read safely: {e}") from e
-        version = state.get("format_version")
+            raise CheckpointError(f"{path!r} cannot be read safely: {e}") from e
+        version = state.get("format_version") if isinstance(state, dict) else None
         if version != CHECKPOINT_FORMAT_VERSION:
             raise CheckpointError(
-                f"Checkpoint {path!r} has format version {version!r}, but this version of "
+                f"{path!r} has format version {version!r}, but this version of "
                 f"prefect-intermission reads version {CHECKPOINT_FORMAT_VERSION}. Resume it "
                 "with the release that wrote it, or delete the trial's checkpoints to restart it."
             )
@@ -139,7 +243,10 @@ class TrialCheckpoints:
             partial = f"{self.folder}/.{os.path.basename(path)}.{uuid.uuid4().hex}.partial"
             try:
                 with open(partial, "wb") as f:
-                    f.write(data)
+                    half = len(data) // 2
+                    f.write(data[:half])
+                    fault_point("checkpoint.write")
+                    f.write(data[half:])
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(partial, path)
@@ -147,8 +254,13 @@ class TrialCheckpoints:
                 if os.path.exists(partial):
                     os.remove(partial)
         else:
+            fault_point("checkpoint.write")
             fs.pipe_file(path, bytes(data))
 
-    def _prune(self) -> None:
-        for epoch in self.epochs()[: -self.store.keep_last]:
-            self.store.fs.rm_file(self.path(epoch))
+    def _delete_unlisted(self, keep: set[str]) -> None:
+        """Delete checkpoints the manifest no longer lists, and partial files of dead writers."""
+        fs = self.store.fs
+        for path in fs.ls(self.folder, detail=False):
+            name = os.path.basename(path.rstrip("/"))
+            if name != _MANIFEST and name not in keep and (_EPOCH_FILE.match(name) or name.endswith(".partial")):
+                fs.rm_file(path)

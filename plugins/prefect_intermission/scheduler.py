@@ -1,6 +1,7 @@
 """Running a study's trials as Prefect tasks, a few at a time, until done or paused.
 
-Paused trials are continued first, under their own numbers; new trials are asked
+Unfinished trials (paused, or cut off by a crash) are continued first, under their
+own numbers; new trials are asked
 only while fewer than `n_trials` are finished or under way. Once a pause is
 requested no trial is started, and the scheduler waits for the running ones to
 reach their epoch boundary.
@@ -20,8 +21,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import Pause
 
 from prefect_intermission.checkpoints import CheckpointStore
+from prefect_intermission.errors import CheckpointError
 from prefect_intermission.pause_signals import PauseSignal
-from prefect_intermission.study_state import StudyState
+from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, StudyState
 from prefect_intermission.trials import Objective, TrialOutcome, reattach_trial, run_trial_attempt
 
 logger = logging.getLogger(__name__)
@@ -98,9 +100,34 @@ class TrialScheduler:
         self.settings = settings
         self.pause_signal = pause_signal
 
+    def check_checkpoints(self, *, restart_missing: bool) -> None:
+        """Fail before any work if trials that reached a checkpoint have lost all of them.
+
+        A trial paused after an epoch, or cut off after two or more epochs, must have
+        checkpoints; if its folder is gone (deleted, or `checkpoints` points elsewhere)
+        continuing it would silently retrain it. With `restart_missing` it is retrained.
+        """
+        missing = []
+        for trial in self.state.unfinished_trials():
+            paused_epoch = trial.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR)
+            had_checkpoint = paused_epoch is not None or len(trial.intermediate_values) >= 2
+            stored = self.checkpoints.for_trial(self.state.study.study_name, trial.number)
+            if had_checkpoint and not stored.exists():
+                missing.append(f"#{trial.number} ({len(trial.intermediate_values)} epochs trained)")
+        if missing and not restart_missing:
+            raise CheckpointError(
+                f"The checkpoints of trial(s) {', '.join(missing)} of study "
+                f"{self.state.study.study_name!r} are missing from "
+                f"{self.checkpoints.study_folder(self.state.study.study_name)!r}: they were "
+                "deleted, or `checkpoints` points elsewhere than when they were written. "
+                "Nothing was changed. Point `checkpoints` at the right location, or run again "
+                "with restart_trials_without_checkpoints=True to train those trials again from "
+                "the start with the same parameters."
+            )
+
     def run(self) -> ScheduleResult:
         """Train until `n_trials` are finished, a pause stops the study, or a trial fails."""
-        to_continue = deque(self.state.paused_trials())
+        to_continue = deque(self.state.unfinished_trials())
         result = ScheduleResult(finished=self.state.finished_count())
         active: dict[int, _Attempt] = {}
         done: queue.Queue[int] = queue.Queue()

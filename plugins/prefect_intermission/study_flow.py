@@ -10,6 +10,7 @@ where the study stopped: all state comes from Optuna's storage and the checkpoin
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from typing import Any, Literal
@@ -26,12 +27,17 @@ from prefect.settings import PREFECT_UI_URL
 from prefect.states import Completed, Running, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from prefect_intermission._faults import fault_point
 from prefect_intermission._imports import import_objective
+from prefect_intermission._signing import signing_key
 from prefect_intermission.checkpoints import CheckpointStore
 from prefect_intermission.errors import ConfigurationError, IntermissionError
 from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX, FlowRunPauseWatcher, PauseSignal
 from prefect_intermission.scheduler import ScheduleResult, StudySettings, TrialScheduler
+from prefect_intermission.trials import Objective
+from prefect_intermission.leases import StudyLease
 from prefect_intermission.study_state import (
+    SamplerRefused,
     StudyState,
     make_pruner,
     make_sampler,
@@ -60,7 +66,12 @@ def _validate(n_trials: int, max_epochs: int, max_concurrent_trials: int, direct
 def load_study_state(
     study_name: str, storage: str, *, seed: int, direction: str, sampler: str, pruner: str
 ) -> StudyState:
-    """Create the study or load it, with the sampler stored by earlier runs."""
+    """Create the study or load it, with the sampler stored by earlier runs.
+
+    A stored sampler whose signature does not match is never unpickled: the refusal
+    is recorded with the study and a new sampler, seeded from `seed` and the number
+    of trials so far, takes over.
+    """
     rdb = open_storage(storage)
     study = optuna.create_study(
         study_name=study_name,
@@ -70,8 +81,16 @@ def load_study_state(
         pruner=make_pruner(pruner),
         load_if_exists=True,
     )
-    state = StudyState(study)
-    stored = state.stored_sampler()
+    state = StudyState(study, engine=rdb.engine, signing_key=signing_key())
+    try:
+        stored = state.stored_sampler()
+    except SamplerRefused as refused:
+        logging.getLogger(__name__).warning(
+            "Study %r: %s; it was not loaded. Continuing with a new sampler.", study_name, refused
+        )
+        state.record_refusal("sampler", str(refused))
+        study.sampler = make_sampler(sampler, seed + len(study.trials))
+        stored = None
     if stored is not None:
         study.sampler = stored
     else:
@@ -98,6 +117,7 @@ def optimize_study(
     sampler: Literal["tpe", "random"] = "tpe",
     pruner: Literal["median", "none"] = "median",
     keep_checkpoints: int = 2,
+    restart_trials_without_checkpoints: bool = False,
 ) -> dict[str, Any] | State:
     """Run an Optuna study whose trials can pause at any epoch boundary and resume exactly.
 
@@ -115,30 +135,58 @@ def optimize_study(
         sampler: The Optuna sampler, `"tpe"` or `"random"`.
         pruner: The Optuna pruner, `"median"` or `"none"`.
         keep_checkpoints: Checkpoints kept per trial.
+        restart_trials_without_checkpoints: Retrain from the start, instead of failing,
+            trials whose checkpoints were deleted.
     """
     _validate(n_trials, max_epochs, max_concurrent_trials, direction)
     objective_fn = import_objective(objective)
     store = CheckpointStore(checkpoints, keep_last=keep_checkpoints)
+    store.check_writable()
     state = load_study_state(
         study_name, storage, seed=seed, direction=direction, sampler=sampler, pruner=pruner
     )
-    logger = get_run_logger()
     flow_run = _current_flow_run()
-    paused = state.paused_trials()
-    if paused or state.finished_count():
-        logger.info(
-            "Continuing study %r: %d/%d trials finished, %d paused trial(s) to continue: %s.",
-            study_name, state.finished_count(), n_trials, len(paused),
-            ", ".join(f"#{t.number}" for t in paused) or "none",
-        )
     signal = PauseSignal()
-    scheduler = TrialScheduler(
-        state,
-        objective_fn,
-        checkpoints=store,
-        settings=StudySettings(n_trials, max_epochs, seed, max_concurrent_trials, direction),
-        pause_signal=signal,
+    lease = StudyLease(
+        state.engine,
+        study_name,
+        f"flow run {flow_run.id} (pid {os.getpid()}, {uuid4().hex[:8]})",
+        on_lost=lambda: signal.request("lease-lost"),
     )
+    lease.acquire()
+    with lease:
+        return _run_study(
+            state, objective_fn, store, signal, flow_run,
+            StudySettings(n_trials, max_epochs, seed, max_concurrent_trials, direction),
+            restart_missing=restart_trials_without_checkpoints,
+        )
+
+
+def _run_study(
+    state: StudyState,
+    objective_fn: Objective,
+    store: CheckpointStore,
+    signal: PauseSignal,
+    flow_run: FlowRun,
+    settings: StudySettings,
+    *,
+    restart_missing: bool,
+) -> dict[str, Any] | State:
+    """Continue and run trials while holding the study's lease, then complete or pause."""
+    logger = get_run_logger()
+    study_name, n_trials = state.study.study_name, settings.n_trials
+    scheduler = TrialScheduler(
+        state, objective_fn, checkpoints=store, settings=settings, pause_signal=signal
+    )
+    scheduler.check_checkpoints(restart_missing=restart_missing)
+    execution = _read_run(flow_run.id).run_count
+    unfinished = state.unfinished_trials()
+    if unfinished or state.finished_count():
+        logger.info(
+            "Continuing study %r: %d/%d trials finished, %d unfinished trial(s) to continue: %s.",
+            study_name, state.finished_count(), n_trials, len(unfinished),
+            ", ".join(f"#{t.number}" for t in unfinished) or "none",
+        )
     with FlowRunPauseWatcher(flow_run.id, signal):
         result = scheduler.run()
 
@@ -152,7 +200,7 @@ def optimize_study(
         )
     if signal.is_requested():
         _record_stop(state, flow_run, signal.reason or "unknown", result)
-        return _stop_for_pause(flow_run, study_name, result)
+        return _stop_for_pause(flow_run, execution, study_name, result)
     best = state.study.best_trial
     logger.info(
         "Study %r complete: %d trials finished; best trial #%d with value %s and params %s.",
@@ -166,6 +214,11 @@ def optimize_study(
         "best_value": best.value,
         "best_params": best.params,
     }
+
+
+def _read_run(flow_run_id: Any) -> FlowRun:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id)
 
 
 def _current_flow_run() -> FlowRun:
@@ -201,7 +254,7 @@ def _continue_instruction(study_name: str) -> str:
     return f"continue it by calling optimize_study again with study_name={study_name!r}."
 
 
-def _stop_for_pause(flow_run: FlowRun, study_name: str, result: ScheduleResult) -> State:
+def _stop_for_pause(flow_run: FlowRun, execution: int, study_name: str, result: ScheduleResult) -> State:
     """Suspend the flow run (or, outside a deployment, end it) once everything is stored."""
     logger = logging.getLogger("prefect_intermission")
     run_logger = get_run_logger()
@@ -220,7 +273,14 @@ def _stop_for_pause(flow_run: FlowRun, study_name: str, result: ScheduleResult) 
         )
 
     with get_client(sync_client=True) as client:
-        current = client.read_flow_run(flow_run.id).state
+        now = client.read_flow_run(flow_run.id)
+        current = now.state
+        if now.run_count > execution:
+            logger.warning(
+                "Flow run %s was resumed before it finished pausing and another execution "
+                "has started; leaving the run to it.", flow_run.id,
+            )
+            raise Pause(f"{summary} Resumed while pausing.")
         if current is not None and (current.is_paused() or _expired_pause(current)):
             # Replace the pause request (or the failure its expiry left) with a
             # suspension of our own that waits, without a timeout, to be resumed.
@@ -239,5 +299,6 @@ def _stop_for_pause(flow_run: FlowRun, study_name: str, result: ScheduleResult) 
         "`intermission resume %s`.",
         summary, f" ({ui}/runs/flow-run/{flow_run.id})" if ui else "", flow_run.id,
     )
+    fault_point("flow.suspend")
     suspend_flow_run(timeout=None, key=f"{FLOW_PAUSE_KEY_PREFIX}{uuid4().hex}")
     raise IntermissionError(f"Flow run {flow_run.id} could not be suspended; it is still running.")

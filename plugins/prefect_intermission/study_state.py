@@ -18,19 +18,27 @@ from typing import Any
 import optuna
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
+from prefect_intermission._signing import sign, verify
 from prefect_intermission.errors import ConfigurationError
 
 SAMPLER_ATTR = "intermission:sampler"
 PAUSES_ATTR = "intermission:pauses"
+REFUSALS_ATTR = "intermission:refusals"
 TRIAL_STATUS_ATTR = "intermission:status"
 TRIAL_PAUSED_EPOCH_ATTR = "intermission:paused_epoch"
 TRIAL_SEED_ATTR = "intermission:seed"
+TRIAL_RESUMPTIONS_ATTR = "intermission:resumptions"
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
+
+
+class SamplerRefused(Exception):
+    """The stored sampler state failed its signature check and was not unpickled."""
 
 
 def make_sampler(name: str, seed: int) -> BaseSampler:
@@ -56,17 +64,26 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     try:
         parsed = make_url(url)
     except Exception as e:
-        raise ConfigurationError(
-            f"storage must be a SQLAlchemy URL such as 'sqlite:///studies.db' or "
-            f"'postgresql+psycopg://user@host/db', but got {url!r}."
+        raise ConfigurationError(  # the URL itself may hold a password: not echoed
+            "storage must be a SQLAlchemy URL such as 'sqlite:///studies.db' or "
+            "'postgresql+psycopg://user@host/db', but the one given cannot be parsed."
         ) from e
+    shown = parsed.render_as_string(hide_password=True)
     engine_kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
-        # Concurrent trials write from several threads; wait for SQLite's lock.
-        engine_kwargs["connect_args"] = {"timeout": 60}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
+            # Concurrent trials write from several threads; wait for SQLite's lock.
+            engine_kwargs["connect_args"] = {"timeout": 60}
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except (SQLAlchemyError, ImportError, OSError, ValueError) as e:
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigurationError(
+            f"Cannot open the study storage {shown}: {problem}. Check the URL's dialect and "
+            "driver (e.g. sqlite:///studies.db, postgresql+psycopg://user@host/db), that "
+            "the database server is reachable, and that the location is writable."
+        ) from e
 
 
 def utc_now_iso() -> str:
@@ -74,32 +91,60 @@ def utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def pause_history(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every pause of a study, oldest first: when, why, and which trials stopped after which epoch."""
+    return list(study._storage.get_study_system_attrs(study._study_id).get(PAUSES_ATTR, []))
+
+
 class StudyState:
     """Reads and writes the pause-related state of one study.
 
     The sampler is shared by every trial of this process; `sampler_lock` guards it
     while it is stored or used to ask for a trial.
+
+    Args:
+        study: The Optuna study, in RDB storage.
+        engine: The SQLAlchemy engine of that storage (for the study's lease).
+        signing_key: Signs the stored sampler; an unsigned or altered one is refused.
     """
 
-    def __init__(self, study: optuna.Study) -> None:
+    def __init__(self, study: optuna.Study, *, engine: Engine, signing_key: bytes) -> None:
         self.study = study
+        self.engine = engine
         self._storage = study._storage
         self._study_id = study._study_id
+        self._key = signing_key
         self.sampler_lock = threading.RLock()
 
     # -- sampler ---------------------------------------------------------------
     def stored_sampler(self) -> BaseSampler | None:
-        """The sampler stored with the study, or None when none was stored yet."""
-        blob = self._storage.get_study_system_attrs(self._study_id).get(SAMPLER_ATTR)
-        if blob is None:
+        """The sampler stored with the study, or None when none was stored yet.
+
+        Raises:
+            SamplerRefused: The stored sampler is not signed with this project's key.
+        """
+        stored = self._storage.get_study_system_attrs(self._study_id).get(SAMPLER_ATTR)
+        if stored is None:
             return None
-        return pickle.loads(base64.b64decode(blob))
+        if not isinstance(stored, dict) or not {"pickle", "hmac"} <= stored.keys():
+            raise SamplerRefused("the stored sampler state is not in the signed format")
+        data = base64.b64decode(stored["pickle"])
+        if not verify(data, stored["hmac"], self._key):
+            raise SamplerRefused("the stored sampler state does not match its signature")
+        return pickle.loads(data)
 
     def save_sampler(self) -> None:
         """Store the study's sampler, RNG included, so a resumed run continues its sequence."""
         with self.sampler_lock:
-            blob = base64.b64encode(pickle.dumps(self.study.sampler)).decode("ascii")
-            self._storage.set_study_system_attr(self._study_id, SAMPLER_ATTR, blob)
+            data = pickle.dumps(self.study.sampler)
+            stored = {"pickle": base64.b64encode(data).decode("ascii"), "hmac": sign(data, self._key)}
+            self._storage.set_study_system_attr(self._study_id, SAMPLER_ATTR, stored)
+
+    def record_refusal(self, what: str, problem: str) -> None:
+        """Record that stored state was refused instead of loaded."""
+        refusals = self._storage.get_study_system_attrs(self._study_id).get(REFUSALS_ATTR, [])
+        entry = {"at": utc_now_iso(), "what": what, "problem": problem}
+        self._storage.set_study_system_attr(self._study_id, REFUSALS_ATTR, [*refusals, entry])
 
     # -- trials ----------------------------------------------------------------
     def finished_count(self) -> int:
@@ -108,8 +153,25 @@ class StudyState:
 
     def paused_trials(self) -> list[FrozenTrial]:
         """Trials left RUNNING by a pause, oldest first."""
-        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return [t for t in running if t.system_attrs.get(TRIAL_STATUS_ATTR) == "paused"]
+        return [t for t in self.unfinished_trials() if t.system_attrs.get(TRIAL_STATUS_ATTR) == "paused"]
+
+    def unfinished_trials(self) -> list[FrozenTrial]:
+        """Trials left RUNNING by earlier executions (paused, or cut off by a crash), oldest first.
+
+        Only the execution holding the study's lease calls this, so none of them is
+        being trained by a live execution.
+        """
+        return sorted(
+            self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)),
+            key=lambda t: t.number,
+        )
+
+    def record_resumption(self, trial_id: int, record: dict[str, Any]) -> None:
+        """Append to a trial's history of resumptions (when, why, from which epoch, what was lost)."""
+        history = self._storage.get_trial_system_attrs(trial_id).get(TRIAL_RESUMPTIONS_ATTR, [])
+        self._storage.set_trial_system_attr(
+            trial_id, TRIAL_RESUMPTIONS_ATTR, [*history, {"at": utc_now_iso(), **record}]
+        )
 
     def mark_running(self, trial_id: int, seed: int) -> None:
         """Record that a trial is training in this run."""
@@ -124,7 +186,7 @@ class StudyState:
     # -- study -----------------------------------------------------------------
     def pause_history(self) -> list[dict[str, Any]]:
         """Every pause of this study, oldest first."""
-        return list(self._storage.get_study_system_attrs(self._study_id).get(PAUSES_ATTR, []))
+        return pause_history(self.study)
 
     def record_pause(self, *, flow_run_id: str, reason: str, trials: dict[int, int | None]) -> None:
         """Append a pause (who asked, which trials stopped at which epoch) to the history."""

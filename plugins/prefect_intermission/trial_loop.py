@@ -20,7 +20,8 @@ next epoch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import optuna
@@ -28,12 +29,29 @@ import torch
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
+from prefect_intermission._faults import fault_point
 from prefect_intermission._rng import capture_rng_state, restore_rng_state
 from prefect_intermission.checkpoints import TrialCheckpoints
 from prefect_intermission.errors import CheckpointError, ConfigurationError, IntermissionError, TrialPaused
 from prefect_intermission.pause_signals import PauseSignal
 
 _COMPONENTS = ("model", "optimizer", "scheduler", "scaler")
+
+
+@dataclass(frozen=True)
+class Restore:
+    """Where an attempt of a trial starts.
+
+    Attributes:
+        from_epoch: The checkpointed epoch training continues after; None: from scratch.
+        fallbacks: Newer checkpoints skipped as damaged, `{"epoch": e, "problem": "..."}`.
+        lost_epochs: Epochs reported to Optuna earlier that no valid checkpoint holds;
+            they are trained again.
+    """
+
+    from_epoch: int | None
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
+    lost_epochs: list[int] = field(default_factory=list)
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -58,6 +76,7 @@ class TrialLoop:
         pause_signal: Read at every epoch boundary; when set, the trial pauses.
         direction: Whether a lower (`"minimize"`) or higher metric is better.
         patience: Stop early after this many epochs without improvement (None: never).
+        on_start: Called once the checkpoint is restored, before the first epoch.
 
     Attributes:
         generator: Pass it to `DataLoader(..., generator=loop.generator)`; its state is
@@ -81,6 +100,7 @@ class TrialLoop:
         pause_signal: PauseSignal | None = None,
         direction: Literal["minimize", "maximize"] = "minimize",
         patience: int | None = None,
+        on_start: Callable[[Restore], None] | None = None,
     ) -> None:
         if max_epochs < 1:
             raise ConfigurationError(f"max_epochs must be >= 1, but got {max_epochs=}.")
@@ -96,6 +116,7 @@ class TrialLoop:
         self.pause_signal = pause_signal
         self.direction = direction
         self.patience = patience
+        self.on_start = on_start
         self.generator = torch.Generator().manual_seed(seed)
         self.extra_state: dict[str, Any] = {}
         self.epoch = -1
@@ -105,6 +126,7 @@ class TrialLoop:
         self.epochs_without_improvement = 0
         self.resumed_from_epoch: int | None = None
         self._components: dict[str, Any] = {}
+        self._reported: set[int] = set()
         self._log = _logger()
         self._epoch_ended = True
         self._stopped_early = False
@@ -126,7 +148,11 @@ class TrialLoop:
             for name, obj in zip(_COMPONENTS, (model, optimizer, scheduler, scaler))
             if obj is not None
         }
-        for epoch in range(self._restore(), self.max_epochs):
+        restore = self._restore()
+        if self.on_start is not None:
+            self.on_start(restore)
+        first = 0 if restore.from_epoch is None else restore.from_epoch + 1
+        for epoch in range(self.max_epochs if self._stopped_early else first, self.max_epochs):
             self._epoch_ended = False
             yield epoch
             if not self._epoch_ended:
@@ -152,7 +178,9 @@ class TrialLoop:
             raise IntermissionError("end_epoch() was called twice, or outside loop.epochs().")
         epoch = self.epoch + 1
         metric = float(metric)
-        self.trial.report(metric, epoch)
+        if epoch not in self._reported:  # an epoch trained again after a crash keeps its report
+            self.trial.report(metric, epoch)
+        fault_point("trial.report")
         self._track(epoch, metric)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"Pruned after epoch {epoch} with metric {metric}.")
@@ -195,11 +223,23 @@ class TrialLoop:
             "loader_generator": self.generator.get_state(),
         }
 
-    def _restore(self) -> int:
-        """Load the latest checkpoint, if any; return the first epoch left to train."""
-        state = self.checkpoints.load_latest()
+    def _restore(self) -> Restore:
+        """Load the latest valid checkpoint, if any, into the tracked objects."""
+        self._reported = set(self.trial.storage.get_trial(self.trial._trial_id).intermediate_values)
+        loaded = self.checkpoints.load_latest_valid()
+        for fallback in loaded.fallbacks:
+            self._log.warning(
+                "Trial %d: skipping checkpoint of epoch %s: %s",
+                self.trial.number, fallback["epoch"], fallback["problem"],
+            )
+        state = loaded.state
         if state is None:
-            return 0
+            if self._reported:
+                self._log.warning(
+                    "Trial %d has no valid checkpoint: training again from the start with "
+                    "the same parameters.", self.trial.number,
+                )
+            return Restore(None, loaded.fallbacks, sorted(self._reported))
         where = self.checkpoints.path(state["epoch"])
         saved = state["components"]
         if set(saved) != set(self._components):
@@ -228,4 +268,5 @@ class TrialLoop:
         self._stopped_early = state["stopped_early"]
         self.resumed_from_epoch = self.epoch
         self._log.info("Trial %d continues after epoch %d from its checkpoint.", self.trial.number, self.epoch)
-        return self.max_epochs if self._stopped_early else self.epoch + 1
+        lost = sorted(e for e in self._reported if e > self.epoch)
+        return Restore(self.epoch, loaded.fallbacks, lost)

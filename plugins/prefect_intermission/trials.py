@@ -16,12 +16,13 @@ from typing import Literal
 import optuna
 from optuna.trial import TrialState
 
+from prefect_intermission._faults import fault_point
 from prefect_intermission._rng import seed_everything
 from prefect_intermission.checkpoints import CheckpointStore
 from prefect_intermission.errors import TrialPaused
 from prefect_intermission.pause_signals import PauseSignal
-from prefect_intermission.study_state import StudyState
-from prefect_intermission.trial_loop import TrialLoop
+from prefect_intermission.study_state import TRIAL_STATUS_ATTR, StudyState
+from prefect_intermission.trial_loop import Restore, TrialLoop
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,24 @@ def run_trial_attempt(
     study = state.study
     number = trial.number
     seed = trial_seed(study_seed, number)
+    earlier = state.study._storage.get_trial_system_attrs(trial._trial_id).get(TRIAL_STATUS_ATTR)
     state.mark_running(trial._trial_id, seed)
     seed_everything(seed)
+
+    def on_start(restore: Restore) -> None:
+        # The objective has made its suggestions: store the sampler as it is now.
+        state.save_sampler()
+        if earlier is not None:
+            state.record_resumption(
+                trial._trial_id,
+                {
+                    "reason": "pause" if earlier == "paused" else "crash",
+                    "from_epoch": restore.from_epoch,
+                    "lost_epochs": restore.lost_epochs,
+                    "fallbacks": restore.fallbacks,
+                },
+            )
+
     loop = TrialLoop(
         trial,
         checkpoints.for_trial(study.study_name, number),
@@ -79,6 +96,7 @@ def run_trial_attempt(
         seed=seed,
         pause_signal=pause_signal,
         direction=direction,
+        on_start=on_start,
     )
     try:
         value = objective(trial, loop)
@@ -112,5 +130,7 @@ def _tell(
 ) -> None:
     """Finish a trial in Optuna through the study's own sampler, then store the sampler."""
     with state.sampler_lock:
+        fault_point("study.tell")
         state.study.tell(number, value, state=trial_state)
+        fault_point("study.told")
         state.save_sampler()

@@ -11,7 +11,7 @@ if __name__ == "__main__":
         objective="tests.objectives:slow_classifier",
         storage=storage,
         checkpoints=checkpoints,
-        n_trials=3,
-        max_epochs=6,
+        n_trials=2,
+        max_epochs=12,
         seed=1,
     )

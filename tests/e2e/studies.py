@@ -24,7 +24,7 @@ def trials(storage: str, study_name: str) -> list[optuna.trial.FrozenTrial]:
 
 def final_weights(checkpoints: str, study_name: str, number: int) -> dict[str, torch.Tensor]:
     """The model weights in a trial's latest checkpoint."""
-    state = CheckpointStore(checkpoints).for_trial(study_name, number).load_latest()
+    state = CheckpointStore(checkpoints).for_trial(study_name, number).load_latest_valid().state
     assert state is not None, f"trial {number} has no checkpoint"
     return state["components"]["model"]
 

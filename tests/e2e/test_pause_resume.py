@@ -24,7 +24,7 @@ from deployments.ui_actions import (
     wait_until_mid_training,
 )
 from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, StudyState
+from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, pause_history
 from tests.e2e.studies import final_weights, trained_epochs, trials
 
 pytestmark = pytest.mark.e2e
@@ -115,7 +115,7 @@ def test_paused_and_resumed_twice_matches_an_uninterrupted_run(prefect_stack, tm
     got, expected = trials(storage, paused_name), trials(storage, reference_name)
     assert [t.number for t in got] == list(range(N_TRIALS))
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in got)
-    pauses = StudyState(optuna.load_study(study_name=paused_name, storage=storage)).pause_history()
+    pauses = pause_history(optuna.load_study(study_name=paused_name, storage=storage))
     assert [p["reason"] for p in pauses] == ["ui", "cli"]
     assert pauses[0]["trials"] == {str(t.number): len(t.intermediate_values) - 1 for t in paused}
 

@@ -36,7 +36,7 @@ def test_a_script_run_pauses_cleanly_and_prints_the_command_that_continues_it(pr
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        wait_until_mid_training(storage, study_name, min_epochs=2, timeout=120)
+        wait_until_mid_training(storage, study_name, min_epochs=1, timeout=120)
         flow_run = wait_for(lambda: _flow_run_named(study_name), timeout=30, what="the flow run")
         paused = subprocess.run(
             [sys.executable, "-m", "prefect_intermission.cli", "pause", str(flow_run.id)],
@@ -62,7 +62,7 @@ def test_a_script_run_pauses_cleanly_and_prints_the_command_that_continues_it(pr
     )
     assert again.returncode == 0, again.stderr
     finished = trials(storage, study_name)
-    assert [t.number for t in finished] == [0, 1, 2]
+    assert [t.number for t in finished] == [0, 1]
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in finished)
     second_run = [r for r in _all_runs(study_name) if r.id != flow_run.id][0]
     first_epochs, second_epochs = trained_epochs(flow_run.id), trained_epochs(second_run.id)
