@@ -99,6 +99,13 @@ class CheckpointStore:
         return path if isinstance(self.fs, LocalFileSystem) else self.fs.unstrip_protocol(path)
 
 
+def _load_problem(error: Exception) -> str:
+    """The part of a refused `torch.load` that says what the file asked for."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    wanted = [line for line in lines if "unsupported GLOBAL" in line]
+    return (wanted or lines or [type(error).__name__])[0]
+
+
 @dataclass
 class LoadResult:
     """What loading a trial's latest valid checkpoint found.
@@ -226,7 +233,7 @@ class TrialCheckpoints:
         try:
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:
-            raise CheckpointError(f"{path!r} cannot be read safely: {e}") from e
+            raise CheckpointError(f"{path!r} cannot be read safely: {_load_problem(e)}") from e
         version = state.get("format_version") if isinstance(state, dict) else None
         if version != CHECKPOINT_FORMAT_VERSION:
             raise CheckpointError(
