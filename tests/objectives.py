@@ -55,3 +55,16 @@ def slow_classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
 
     loop.end_epoch = end_epoch  # type: ignore[method-assign]
     return classifier(trial, loop)
+
+
+def raises_at_second_epoch(trial: optuna.Trial, loop: TrialLoop) -> float:
+    """`classifier`, except that its second epoch raises, as a bug in user code would."""
+    original_end_epoch = loop.end_epoch
+
+    def end_epoch(metric: float) -> None:
+        if loop.epoch >= 1:
+            raise RuntimeError("boom")
+        original_end_epoch(metric)
+
+    loop.end_epoch = end_epoch  # type: ignore[method-assign]
+    return classifier(trial, loop)

@@ -143,13 +143,37 @@ class TrialCheckpoints:
         Raises:
             CheckpointError: The manifest exists but cannot be read.
         """
+        manifest = self._manifest()
+        return sorted(manifest["checkpoints"], key=lambda e: int(e["epoch"])) if manifest else []
+
+    def check_format(self) -> None:
+        """Fail if this trial's checkpoints were written in another format version.
+
+        Raises:
+            CheckpointError: They were; nothing is loaded or changed.
+        """
+        try:
+            manifest = self._manifest()
+        except CheckpointError:
+            return  # damaged: the fallback on load deals with it
+        version = manifest.get("format_version") if manifest else CHECKPOINT_FORMAT_VERSION
+        if version != CHECKPOINT_FORMAT_VERSION:
+            raise CheckpointError(
+                f"The checkpoints in {self.folder!r} have format version {version!r}, but this "
+                f"version of prefect-intermission reads version {CHECKPOINT_FORMAT_VERSION}. "
+                "Nothing was changed. Continue the study with the release that wrote them, "
+                "or run with restart_trials_without_checkpoints=True after deleting them."
+            )
+
+    def _manifest(self) -> dict[str, Any] | None:
         try:
             raw = self.store.fs.cat_file(self.manifest_path)
         except FileNotFoundError:
-            return []
+            return None
         try:
-            entries = json.loads(raw)["checkpoints"]
-            return sorted(entries, key=lambda e: int(e["epoch"]))
+            manifest = json.loads(raw)
+            [int(e["epoch"]) for e in manifest["checkpoints"]]
+            return manifest
         except (ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"Manifest {self.manifest_path!r} is unreadable: {e}") from e
 

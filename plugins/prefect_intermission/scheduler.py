@@ -101,7 +101,7 @@ class TrialScheduler:
         self.pause_signal = pause_signal
 
     def check_checkpoints(self, *, restart_missing: bool) -> None:
-        """Fail before any work if trials that reached a checkpoint have lost all of them.
+        """Fail before any work if unfinished trials' checkpoints are gone or of another format.
 
         A trial paused after an epoch, or cut off after two or more epochs, must have
         checkpoints; if its folder is gone (deleted, or `checkpoints` points elsewhere)
@@ -112,6 +112,7 @@ class TrialScheduler:
             paused_epoch = trial.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR)
             had_checkpoint = paused_epoch is not None or len(trial.intermediate_values) >= 2
             stored = self.checkpoints.for_trial(self.state.study.study_name, trial.number)
+            stored.check_format()
             if had_checkpoint and not stored.exists():
                 missing.append(f"#{trial.number} ({len(trial.intermediate_values)} epochs trained)")
         if missing and not restart_missing:
