@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import optuna
@@ -46,11 +47,13 @@ def classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
 
 
 def slow_classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
-    """`classifier` with epochs stretched to ~0.3 s, so a pause lands mid-training."""
+    """`classifier` with epochs stretched (~0.3 s, or `INTERMISSION_TEST_EPOCH_SECONDS`), so a
+    pause or a kill lands mid-training."""
     original_end_epoch = loop.end_epoch
+    seconds = float(os.environ.get("INTERMISSION_TEST_EPOCH_SECONDS", "0.3"))
 
     def end_epoch(metric: float) -> None:
-        time.sleep(0.3)
+        time.sleep(seconds)
         original_end_epoch(metric)
 
     loop.end_epoch = end_epoch  # type: ignore[method-assign]
