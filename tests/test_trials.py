@@ -101,3 +101,22 @@ def test_trial_seeds_differ_by_trial_and_repeat_by_study_seed(number):
     assert trial_seed(7, number) == trial_seed(7, number)
     assert trial_seed(7, number) != trial_seed(8, number)
     assert trial_seed(7, number) != trial_seed(7, number + 1)
+
+
+def test_epoch_times_exclude_the_pause_and_survive_it(tmp_path):
+    state = _state(tmp_path, "timed")
+    store = CheckpointStore(str(tmp_path / "ckpt"))
+    signal = PauseSignal()
+    signal.request("test")
+    trial = state.study.ask()
+    kwargs = dict(checkpoints=store, max_epochs=3, study_seed=3, direction="minimize")
+    run_trial_attempt(state, trial, classifier, pause_signal=signal, **kwargs)
+    first = state.study.trials[0].system_attrs["intermission:epoch_seconds"]
+    assert len(first) == 1
+    import time
+
+    time.sleep(1.0)  # paused: not training time
+    run_trial_attempt(state, reattach_trial(state, trial._trial_id), classifier, pause_signal=PauseSignal(), **kwargs)
+    seconds = state.study.trials[0].system_attrs["intermission:epoch_seconds"]
+    assert len(seconds) == 3 and seconds[0] == first[0]
+    assert all(0 < s < 1.0 for s in seconds)

@@ -31,6 +31,8 @@ TRIAL_STATUS_ATTR = "intermission:status"
 TRIAL_PAUSED_EPOCH_ATTR = "intermission:paused_epoch"
 TRIAL_SEED_ATTR = "intermission:seed"
 TRIAL_RESUMPTIONS_ATTR = "intermission:resumptions"
+TRIAL_EPOCH_SECONDS_ATTR = "intermission:epoch_seconds"
+TRIAL_ATTEMPT_STARTED_ATTR = "intermission:attempt_started_at"
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 SAMPLERS = ("tpe", "random")
@@ -174,9 +176,14 @@ class StudyState:
         )
 
     def mark_running(self, trial_id: int, seed: int) -> None:
-        """Record that a trial is training in this run."""
+        """Record that a trial is training in this run, and since when."""
         self._storage.set_trial_system_attr(trial_id, TRIAL_STATUS_ATTR, "running")
         self._storage.set_trial_system_attr(trial_id, TRIAL_SEED_ATTR, seed)
+        self._storage.set_trial_system_attr(trial_id, TRIAL_ATTEMPT_STARTED_ATTR, utc_now_iso())
+
+    def record_epoch_seconds(self, trial_id: int, seconds: list[float]) -> None:
+        """Record the wall time of each epoch a trial has trained (pauses not counted)."""
+        self._storage.set_trial_system_attr(trial_id, TRIAL_EPOCH_SECONDS_ATTR, seconds)
 
     def mark_paused(self, trial_id: int, epoch: int | None) -> None:
         """Record that a trial stopped for a pause after `epoch` (None: before its first)."""

@@ -20,6 +20,7 @@ next epoch.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -88,6 +89,7 @@ class TrialLoop:
         last_metric: The metric of the last finished epoch, or None.
         epochs_without_improvement: The early-stopping counter.
         resumed_from_epoch: The checkpointed epoch training continued after, or None.
+        epoch_seconds: Wall time of each finished epoch (time spent paused is not counted).
     """
 
     def __init__(
@@ -125,6 +127,8 @@ class TrialLoop:
         self.last_metric: float | None = None
         self.epochs_without_improvement = 0
         self.resumed_from_epoch: int | None = None
+        self.epoch_seconds: list[float] = []
+        self._epoch_started = 0.0
         self._components: dict[str, Any] = {}
         self._reported: set[int] = set()
         self._log = _logger()
@@ -154,6 +158,7 @@ class TrialLoop:
         first = 0 if restore.from_epoch is None else restore.from_epoch + 1
         for epoch in range(self.max_epochs if self._stopped_early else first, self.max_epochs):
             self._epoch_ended = False
+            self._epoch_started = time.perf_counter()
             yield epoch
             if not self._epoch_ended:
                 raise IntermissionError(
@@ -178,6 +183,7 @@ class TrialLoop:
             raise IntermissionError("end_epoch() was called twice, or outside loop.epochs().")
         epoch = self.epoch + 1
         metric = float(metric)
+        self.epoch_seconds.append(round(time.perf_counter() - self._epoch_started, 4))
         if epoch not in self._reported:  # an epoch trained again after a crash keeps its report
             self.trial.report(metric, epoch)
         fault_point("trial.report")
@@ -219,6 +225,7 @@ class TrialLoop:
             "stopped_early": self._stopped_early,
             "components": {name: obj.state_dict() for name, obj in self._components.items()},
             "extra_state": self.extra_state,
+            "epoch_seconds": self.epoch_seconds,
             "rng": capture_rng_state(),
             "loader_generator": self.generator.get_state(),
         }
@@ -266,6 +273,7 @@ class TrialLoop:
         self.last_metric = state["last_metric"]
         self.epochs_without_improvement = state["epochs_without_improvement"]
         self._stopped_early = state["stopped_early"]
+        self.epoch_seconds = list(state["epoch_seconds"])
         self.resumed_from_epoch = self.epoch
         self._log.info("Trial %d continues after epoch %d from its checkpoint.", self.trial.number, self.epoch)
         lost = sorted(e for e in self._reported if e > self.epoch)

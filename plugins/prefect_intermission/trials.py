@@ -100,17 +100,10 @@ def run_trial_attempt(
     )
     try:
         value = objective(trial, loop)
-    except TrialPaused as paused:
-        state.mark_paused(trial._trial_id, paused.epoch)
-        logger.info("Trial %d paused after epoch %d; its checkpoint is stored.", number, paused.epoch)
-        return TrialOutcome(number, "paused", epoch=paused.epoch)
-    except optuna.TrialPruned:
-        _tell(state, number, trial_state=TrialState.PRUNED)
-        return TrialOutcome(number, "pruned", value=loop.last_metric, epoch=loop.epoch)
-    except Exception as e:
-        logger.exception("Trial %d failed in its objective.", number)
-        _tell(state, number, trial_state=TrialState.FAIL)
-        return TrialOutcome(number, "failed", epoch=loop.epoch, error=f"{type(e).__name__}: {e}")
+    except BaseException as stopped:
+        state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
+        return _stopped(state, trial, loop, stopped)
+    state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
     if value is None or not math.isfinite(float(value)):
         _tell(state, number, trial_state=TrialState.FAIL)
         return TrialOutcome(
@@ -119,6 +112,25 @@ def run_trial_attempt(
         )
     _tell(state, number, value=float(value))
     return TrialOutcome(number, "complete", value=float(value), epoch=loop.epoch)
+
+
+def _stopped(state: StudyState, trial: optuna.Trial, loop: TrialLoop, stopped: BaseException) -> TrialOutcome:
+    """Record an attempt that ended with an exception: paused, pruned or failed (others propagate)."""
+    number = trial.number
+    if isinstance(stopped, TrialPaused):
+        state.mark_paused(trial._trial_id, stopped.epoch)
+        logger.info("Trial %d paused after epoch %d; its checkpoint is stored.", number, stopped.epoch)
+        return TrialOutcome(number, "paused", epoch=stopped.epoch)
+    if isinstance(stopped, optuna.TrialPruned):
+        _tell(state, number, trial_state=TrialState.PRUNED)
+        return TrialOutcome(number, "pruned", value=loop.last_metric, epoch=loop.epoch)
+    if isinstance(stopped, Exception):
+        logger.error("Trial %d failed in its objective.", number, exc_info=stopped)
+        _tell(state, number, trial_state=TrialState.FAIL)
+        return TrialOutcome(
+            number, "failed", epoch=loop.epoch, error=f"{type(stopped).__name__}: {stopped}"
+        )
+    raise stopped
 
 
 def _tell(
