@@ -23,6 +23,7 @@ from prefect.exceptions import Pause
 from prefect_intermission.checkpoints import CheckpointStore
 from prefect_intermission.errors import CheckpointError
 from prefect_intermission.pause_signals import PauseSignal
+from prefect_intermission.progress import StudyProgress
 from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, StudyState
 from prefect_intermission.trials import Objective, TrialOutcome, reattach_trial, run_trial_attempt
 
@@ -72,6 +73,7 @@ class _Attempt:
             study_seed=run.settings.seed,
             pause_signal=run.pause_signal,
             direction=run.settings.direction,
+            progress=run.progress,
         )
 
 
@@ -93,8 +95,10 @@ class TrialScheduler:
         checkpoints: CheckpointStore,
         settings: StudySettings,
         pause_signal: PauseSignal,
+        progress: StudyProgress | None = None,
     ) -> None:
         self.state = state
+        self.progress = progress
         self.objective = objective
         self.checkpoints = checkpoints
         self.settings = settings

@@ -35,7 +35,12 @@ from prefect_intermission.errors import ConfigurationError, IntermissionError
 from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX, FlowRunPauseWatcher, PauseSignal
 from prefect_intermission.scheduler import ScheduleResult, StudySettings, TrialScheduler
 from prefect_intermission.trials import Objective
+from prefect_intermission.artifacts import ArtifactReporter
 from prefect_intermission.leases import StudyLease
+from prefect_intermission.pause_summary import pause_summary
+from prefect_intermission.progress import StudyProgress
+from prefect_intermission.resources import measure_resources
+from prefect_intermission.terminal_progress import TerminalProgress
 from prefect_intermission.study_state import (
     SamplerRefused,
     StudyState,
@@ -175,8 +180,13 @@ def _run_study(
     """Continue and run trials while holding the study's lease, then complete or pause."""
     logger = get_run_logger()
     study_name, n_trials = state.study.study_name, settings.n_trials
+    progress = StudyProgress(
+        study_name, n_trials=n_trials, max_epochs=settings.max_epochs,
+        finished=state.finished_count(),
+    )
     scheduler = TrialScheduler(
-        state, objective_fn, checkpoints=store, settings=settings, pause_signal=signal
+        state, objective_fn, checkpoints=store, settings=settings, pause_signal=signal,
+        progress=progress,
     )
     scheduler.check_checkpoints(restart_missing=restart_missing)
     execution = _read_run(flow_run.id).run_count
@@ -187,7 +197,8 @@ def _run_study(
             study_name, state.finished_count(), n_trials, len(unfinished),
             ", ".join(f"#{t.number}" for t in unfinished) or "none",
         )
-    with FlowRunPauseWatcher(flow_run.id, signal):
+    reporter = ArtifactReporter(flow_run.id, progress)
+    with FlowRunPauseWatcher(flow_run.id, signal), reporter, TerminalProgress(progress):
         result = scheduler.run()
 
     if result.failed:
@@ -199,7 +210,11 @@ def _run_study(
             "objective and run the study again with the same study_name to continue it."
         )
     if signal.is_requested():
-        _record_stop(state, flow_run, signal.reason or "unknown", result)
+        entry = _record_stop(state, flow_run, signal.reason or "unknown", result)
+        reporter.publish_pause_summary(
+            pause_summary(state, entry, n_trials=n_trials, max_epochs=settings.max_epochs,
+                          checkpoints=store.study_folder(study_name), flow_run_id=flow_run.id)
+        )
         return _stop_for_pause(flow_run, execution, study_name, result)
     best = state.study.best_trial
     logger.info(
@@ -235,10 +250,15 @@ def _epochs_text(result: ScheduleResult) -> str:
     ) or "none"
 
 
-def _record_stop(state: StudyState, flow_run: FlowRun, reason: str, result: ScheduleResult) -> None:
+def _record_stop(
+    state: StudyState, flow_run: FlowRun, reason: str, result: ScheduleResult
+) -> dict[str, Any]:
     with state.sampler_lock:
         state.save_sampler()
-    state.record_pause(flow_run_id=str(flow_run.id), reason=reason, trials=result.paused)
+    return state.record_pause(
+        flow_run_id=str(flow_run.id), reason=reason, trials=result.paused,
+        resources=measure_resources(),
+    )
 
 
 def _expired_pause(state: State) -> bool:

@@ -195,13 +195,23 @@ class StudyState:
         """Every pause of this study, oldest first."""
         return pause_history(self.study)
 
-    def record_pause(self, *, flow_run_id: str, reason: str, trials: dict[int, int | None]) -> None:
-        """Append a pause (who asked, which trials stopped at which epoch) to the history."""
+    def record_pause(
+        self,
+        *,
+        flow_run_id: str,
+        reason: str,
+        trials: dict[int, int | None],
+        resources: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Append a pause (who asked, which trials stopped after which epoch, what the
+        process was using) to the history, and return the entry."""
         entry = {
             "paused_at": utc_now_iso(),
             "flow_run_id": flow_run_id,
             "reason": reason,
             "trials": {str(number): epoch for number, epoch in sorted(trials.items())},
+            "resources": resources,
         }
         history = [*self.pause_history(), entry]
         self._storage.set_study_system_attr(self._study_id, PAUSES_ATTR, history)
+        return entry

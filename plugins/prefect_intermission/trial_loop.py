@@ -78,6 +78,7 @@ class TrialLoop:
         direction: Whether a lower (`"minimize"`) or higher metric is better.
         patience: Stop early after this many epochs without improvement (None: never).
         on_start: Called once the checkpoint is restored, before the first epoch.
+        on_epoch: Called with `(epoch, metric)` after each epoch's checkpoint is stored.
 
     Attributes:
         generator: Pass it to `DataLoader(..., generator=loop.generator)`; its state is
@@ -103,6 +104,7 @@ class TrialLoop:
         direction: Literal["minimize", "maximize"] = "minimize",
         patience: int | None = None,
         on_start: Callable[[Restore], None] | None = None,
+        on_epoch: Callable[[int, float], None] | None = None,
     ) -> None:
         if max_epochs < 1:
             raise ConfigurationError(f"max_epochs must be >= 1, but got {max_epochs=}.")
@@ -119,6 +121,7 @@ class TrialLoop:
         self.direction = direction
         self.patience = patience
         self.on_start = on_start
+        self.on_epoch = on_epoch
         self.generator = torch.Generator().manual_seed(seed)
         self.extra_state: dict[str, Any] = {}
         self.epoch = -1
@@ -195,6 +198,8 @@ class TrialLoop:
             "Trial %d finished epoch %d/%d: metric %.6g (best %.6g); checkpoint stored.",
             self.trial.number, epoch, self.max_epochs - 1, metric, self.best_metric,
         )
+        if self.on_epoch is not None:
+            self.on_epoch(epoch, metric)
         more_to_train = epoch + 1 < self.max_epochs and not self._stopped_early
         if more_to_train and self.pause_signal is not None and self.pause_signal.is_requested():
             raise TrialPaused(self.trial.number, epoch)

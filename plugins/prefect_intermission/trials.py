@@ -21,6 +21,7 @@ from prefect_intermission._rng import seed_everything
 from prefect_intermission.checkpoints import CheckpointStore
 from prefect_intermission.errors import TrialPaused
 from prefect_intermission.pause_signals import PauseSignal
+from prefect_intermission.progress import StudyProgress
 from prefect_intermission.study_state import TRIAL_STATUS_ATTR, StudyState
 from prefect_intermission.trial_loop import Restore, TrialLoop
 
@@ -66,8 +67,30 @@ def run_trial_attempt(
     study_seed: int,
     pause_signal: PauseSignal,
     direction: Literal["minimize", "maximize"],
+    progress: StudyProgress | None = None,
 ) -> TrialOutcome:
     """Train `trial` until it finishes or pauses, and record the result in Optuna."""
+    outcome = _attempt(
+        state, trial, objective, checkpoints=checkpoints, max_epochs=max_epochs,
+        study_seed=study_seed, pause_signal=pause_signal, direction=direction, progress=progress,
+    )
+    if progress is not None:
+        progress.trial_ended(outcome.number, outcome.state)
+    return outcome
+
+
+def _attempt(
+    state: StudyState,
+    trial: optuna.Trial,
+    objective: Objective,
+    *,
+    checkpoints: CheckpointStore,
+    max_epochs: int,
+    study_seed: int,
+    pause_signal: PauseSignal,
+    direction: Literal["minimize", "maximize"],
+    progress: StudyProgress | None,
+) -> TrialOutcome:
     study = state.study
     number = trial.number
     seed = trial_seed(study_seed, number)
@@ -78,6 +101,9 @@ def run_trial_attempt(
     def on_start(restore: Restore) -> None:
         # The objective has made its suggestions: store the sampler as it is now.
         state.save_sampler()
+        if progress is not None:
+            start = -1 if restore.from_epoch is None else restore.from_epoch
+            progress.trial_started(number, trial.params, start, loop.best_metric)
         if earlier is not None:
             state.record_resumption(
                 trial._trial_id,
@@ -97,6 +123,10 @@ def run_trial_attempt(
         pause_signal=pause_signal,
         direction=direction,
         on_start=on_start,
+        on_epoch=(
+            (lambda epoch, metric: progress.epoch_finished(number, epoch, metric, loop.best_metric))
+            if progress is not None else None
+        ),
     )
     try:
         value = objective(trial, loop)

@@ -45,3 +45,19 @@ def trained_epochs(flow_run_id: UUID) -> Counter[tuple[int, int]]:
             if len(page) < 200:
                 return counts
             offset += 200
+
+
+def artifacts_of(flow_run_id: UUID) -> dict[str, object]:
+    """The latest artifact of each key on a flow run, from the Prefect API, keyed by key."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])),
+            sort=ArtifactSort.CREATED_DESC,
+        )
+    latest: dict[str, object] = {}
+    for artifact in artifacts:
+        latest.setdefault(artifact.key, artifact)
+    return latest

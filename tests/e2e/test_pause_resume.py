@@ -3,6 +3,7 @@ bit for bit with an uninterrupted run of the same search."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from deployments.ui_actions import (
 )
 from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, pause_history
-from tests.e2e.studies import final_weights, trained_epochs, trials
+from tests.e2e.studies import artifacts_of, final_weights, trained_epochs, trials
 
 pytestmark = pytest.mark.e2e
 
@@ -83,6 +84,25 @@ def test_paused_and_resumed_twice_matches_an_uninterrupted_run(prefect_stack, tm
     for t in paused:
         assert t.system_attrs[TRIAL_STATUS_ATTR] == "paused"
         assert t.system_attrs[TRIAL_PAUSED_EPOCH_ATTR] == len(t.intermediate_values) - 1
+
+    # What the user sees on the paused run's page: artifacts read back from the API.
+    artifacts = artifacts_of(run.id)
+    assert float(artifacts[f"{paused_name}-progress"].data) == 0.0  # no trial finished yet
+    rows = json.loads(artifacts[f"{paused_name}-trials"].data)
+    assert {r["trial"]: (r["state"], r["epoch"]) for r in rows} == {
+        t.number: ("paused", f"{len(t.intermediate_values)}/{MAX_EPOCHS}") for t in paused
+    }
+    assert all(json.loads(r["params"]) == t.params for r, t in zip(rows, paused))
+    summary = artifacts[f"{paused_name}-pause"].data
+    assert f"# Study `{paused_name}` paused" in summary
+    assert "the Pause / Suspend button in the Prefect UI" in summary
+    for t in paused:
+        assert f"#{t.number} paused after epoch {len(t.intermediate_values) - 1} of {MAX_EPOCHS - 1}" in summary
+    assert f"intermission resume {run.id}" in summary
+    assert checkpoints in summary
+    resources = pause_history(optuna.load_study(study_name=paused_name, storage=storage))[0]["resources"]
+    assert resources["rss_bytes"] > 50 * 2**20 and resources["cpu_percent"] > 0
+    assert f"memory {resources['rss_bytes'] / 2**20:.1f} MiB" in summary
 
     # Past the UI's timeout the run is still suspended, not failed.
     time.sleep(UI_TIMEOUT_SECONDS + 5)
