@@ -15,6 +15,7 @@ from prefect_intermission.errors import (
     TrialPaused,
 )
 from prefect_intermission.flow_run_control import request_pause, request_resume
+from prefect_intermission.pause_policy import PausePolicy
 from prefect_intermission.pause_signals import PauseSignal
 from prefect_intermission.study_flow import optimize_study
 from prefect_intermission.trial_loop import TrialLoop
@@ -26,6 +27,7 @@ __all__ = [
     "FlowRunControlError",
     "IntermissionError",
     "ObjectiveImportError",
+    "PausePolicy",
     "PauseSignal",
     "TrialLoop",
     "TrialPaused",

@@ -9,7 +9,12 @@ from collections.abc import Sequence
 from prefect.settings import PREFECT_UI_URL
 
 from prefect_intermission.errors import IntermissionError
-from prefect_intermission.flow_run_control import parse_flow_run_id, request_pause, request_resume
+from prefect_intermission.flow_run_control import (
+    parse_flow_run_id,
+    parse_resume_time,
+    request_pause,
+    request_resume,
+)
 
 
 def _ui_link(flow_run_id: object) -> str:
@@ -27,11 +32,17 @@ def _pause(args: argparse.Namespace) -> None:
 
 
 def _resume(args: argparse.Namespace) -> None:
-    flow_run = request_resume(parse_flow_run_id(args.flow_run_id), force=args.force)
-    state = flow_run.state.name if flow_run.state else "unknown"
+    at = parse_resume_time(args.at, args.within)
+    flow_run = request_resume(parse_flow_run_id(args.flow_run_id), force=args.force, at=at)
+    state = flow_run.state
+    when = (
+        f" at {state.state_details.scheduled_time.isoformat(timespec='seconds')}"
+        if state is not None and state.is_scheduled() and state.state_details.scheduled_time
+        else ""
+    )
     print(
-        f"Resumed {flow_run.name}{_ui_link(flow_run.id)}: it is {state}; a worker of its work "
-        "pool picks it up and continues every paused trial from its checkpoint."
+        f"Resuming {flow_run.name}{_ui_link(flow_run.id)}{when}: a worker of its work pool "
+        "picks it up and continues every paused trial from its checkpoint."
     )
 
 
@@ -50,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true",
         help="Resume even if the run has not finished pausing (its process is gone).",
     )
+    resume.add_argument("--at", help="Resume at this time: HH:MM (local, next such time) or ISO 8601.")
+    resume.add_argument("--in", dest="within", help="Resume after this long, e.g. 90s, 45m, 2h30m.")
     resume.set_defaults(handler=_resume)
     return parser
 

@@ -7,13 +7,15 @@ boundary and suspends itself. `request_resume` is the UI's Resume button.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta, timezone
 from uuid import UUID, uuid4
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
-from prefect.states import Paused, Suspended
+from prefect.states import Paused, Scheduled, Suspended
 
 from prefect_intermission.errors import FlowRunControlError
 from prefect_intermission.pause_signals import CLI_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
@@ -62,10 +64,13 @@ def request_pause(flow_run_id: UUID) -> FlowRun:
     return read_flow_run(flow_run_id)
 
 
-def request_resume(flow_run_id: UUID, *, force: bool = False) -> FlowRun:
-    """Resume a suspended study: a worker runs it again and it continues every trial."""
+def request_resume(flow_run_id: UUID, *, force: bool = False, at: datetime | None = None) -> FlowRun:
+    """Resume a suspended study now, or at `at`: a worker runs it again and it continues
+    every trial. Asking again while a resume is pending changes nothing."""
     flow_run = read_flow_run(flow_run_id)
     state = flow_run.state
+    if state is not None and state.is_scheduled() and state.name == "Resuming" and at is None:
+        return flow_run  # already resuming: a second request must not start a second execution
     if state is None or not state.is_paused():
         raise FlowRunControlError(
             f"Flow run {flow_run_id} ({flow_run.name}) is {state.name if state else 'new'}, "
@@ -78,5 +83,39 @@ def request_resume(flow_run_id: UUID, *, force: bool = False) -> FlowRun:
             "epoch and storing checkpoints. Try again in a few seconds, or pass --force if "
             "its process is gone."
         )
-    resume_flow_run(flow_run_id)
+    if at is None:
+        resume_flow_run(flow_run_id)
+    else:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run_id, Scheduled(scheduled_time=at, name="Resuming"))
     return read_flow_run(flow_run_id)
+
+
+def parse_resume_time(at: str | None, within: str | None, *, now: datetime | None = None) -> datetime | None:
+    """`--at` (ISO 8601, or HH:MM local time: the next such time) or `--in` (e.g. 90s, 45m, 2h30m)."""
+    now = now or datetime.now(timezone.utc)
+    if at and within:
+        raise FlowRunControlError("Give either --at or --in, not both.")
+    if within:
+        match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", within.strip())
+        if not match or not any(match.groups()):
+            raise FlowRunControlError(f"--in must look like 90s, 45m or 2h30m, but got {within!r}.")
+        hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        return now + timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    if at:
+        if re.fullmatch(r"\d{1,2}:\d{2}", at):
+            hour, minute = (int(p) for p in at.split(":"))
+            local = now.astimezone()
+            try:
+                moment = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            except ValueError as e:
+                raise FlowRunControlError(f"--at {at!r} is not a time of day.") from e
+            return (moment if moment > local else moment + timedelta(days=1)).astimezone(timezone.utc)
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError as e:
+            raise FlowRunControlError(
+                f"--at must be HH:MM or an ISO 8601 time such as 2026-11-23T22:00+01:00, but got {at!r}."
+            ) from e
+        return (moment if moment.tzinfo else moment.astimezone()).astimezone(timezone.utc)
+    return None

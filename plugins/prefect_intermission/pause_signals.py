@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
 from uuid import UUID, uuid4
@@ -66,6 +68,16 @@ def pause_reason_of_state(state: Any) -> str | None:
     return "cli" if key.startswith(CLI_PAUSE_KEY_PREFIX) else "ui"
 
 
+def pause_file_trigger(path: str) -> Callable[[], str | None]:
+    """A trigger that asks for a pause once `path` exists."""
+    return lambda: "file" if os.path.exists(path) else None
+
+
+def pause_window_trigger(at: datetime) -> Callable[[], str | None]:
+    """A trigger that asks for a pause once the time `at` (timezone-aware) has come."""
+    return lambda: "window" if datetime.now(timezone.utc) >= at else None
+
+
 def poll_seconds_from_env() -> float:
     """Seconds between two reads of the flow run's state (`INTERMISSION_PAUSE_POLL_SECONDS`)."""
     raw = os.environ.get("INTERMISSION_PAUSE_POLL_SECONDS", "")
@@ -91,9 +103,11 @@ class FlowRunPauseWatcher:
         signal: PauseSignal,
         *,
         poll_seconds: float | None = None,
+        triggers: list[Callable[[], str | None]] | None = None,
     ) -> None:
         self.flow_run_id = flow_run_id
         self.signal = signal
+        self.triggers = triggers or []
         self.poll_seconds = poll_seconds if poll_seconds is not None else poll_seconds_from_env()
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -116,6 +130,11 @@ class FlowRunPauseWatcher:
     def _watch(self) -> None:
         with get_client(sync_client=True) as client:
             while not self._stop.is_set() and not self.signal.is_requested():
+                for trigger in self.triggers:
+                    if (reason := trigger()) is not None:
+                        logger.info("Pause requested (%s): pausing at the next epoch boundary.", reason)
+                        self.signal.request(reason)
+                        return
                 try:
                     state = client.read_flow_run(self.flow_run_id).state
                 except Exception:  # a flaky API must not stop training

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -14,6 +15,8 @@ _REASONS = {
     "cli": "`intermission pause`",
     "trial-failed": "a trial failed, so the others were paused",
     "lease-lost": "this execution lost the study's lease",
+    "file": "the pause file was created",
+    "window": "a pause window of the pause policy began",
 }
 
 
@@ -29,6 +32,7 @@ def pause_summary(
     max_epochs: int,
     checkpoints: str,
     flow_run_id: UUID,
+    resume_at: datetime | None = None,
 ) -> str:
     """Markdown for the pause artifact: the same facts `intermission status` shows."""
     study = state.study
@@ -67,6 +71,10 @@ def pause_summary(
                 f"memory {_bytes(gpu['memory_allocated_bytes'])} "
                 f"(peak {_bytes(gpu['max_memory_allocated_bytes'])})"
             )
+    lines.append(
+        f"- **Resumes:** by itself at {resume_at.isoformat(timespec='minutes')} (UTC)"
+        if resume_at is not None else "- **Resumes:** when you resume it"
+    )
     ui = PREFECT_UI_URL.value()
     lines += [
         "",

@@ -13,6 +13,8 @@ import logging
 import os
 import shlex
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Literal
 from uuid import uuid4
 
@@ -24,7 +26,7 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import Pause
 from prefect.flow_runs import suspend_flow_run
 from prefect.settings import PREFECT_UI_URL
-from prefect.states import Completed, Running, State
+from prefect.states import Completed, Running, Scheduled, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from prefect_intermission._faults import fault_point
@@ -32,7 +34,15 @@ from prefect_intermission._imports import import_objective
 from prefect_intermission._signing import signing_key
 from prefect_intermission.checkpoints import CheckpointStore
 from prefect_intermission.errors import ConfigurationError, IntermissionError
-from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX, FlowRunPauseWatcher, PauseSignal
+from prefect_intermission.notify import notify
+from prefect_intermission.pause_policy import PausePolicy
+from prefect_intermission.pause_signals import (
+    FLOW_PAUSE_KEY_PREFIX,
+    FlowRunPauseWatcher,
+    PauseSignal,
+    pause_file_trigger,
+    pause_window_trigger,
+)
 from prefect_intermission.scheduler import ScheduleResult, StudySettings, TrialScheduler
 from prefect_intermission.trials import Objective
 from prefect_intermission.artifacts import ArtifactReporter
@@ -123,6 +133,7 @@ def optimize_study(
     pruner: Literal["median", "none"] = "median",
     keep_checkpoints: int = 2,
     restart_trials_without_checkpoints: bool = False,
+    pause_policy: str | None = None,
 ) -> dict[str, Any] | State:
     """Run an Optuna study whose trials can pause at any epoch boundary and resume exactly.
 
@@ -142,9 +153,14 @@ def optimize_study(
         keep_checkpoints: Checkpoints kept per trial.
         restart_trials_without_checkpoints: Retrain from the start, instead of failing,
             trials whose checkpoints were deleted.
+        pause_policy: The name of a `PausePolicy` block: notifications, resume schedule,
+            pause windows, pause file, and checkpoint location.
     """
     _validate(n_trials, max_epochs, max_concurrent_trials, direction)
     objective_fn = import_objective(objective)
+    policy = _load_policy(pause_policy)
+    if policy is not None and policy.checkpoints:
+        checkpoints, keep_checkpoints = policy.checkpoints, policy.keep_checkpoints
     store = CheckpointStore(checkpoints, keep_last=keep_checkpoints)
     store.check_writable()
     state = load_study_state(
@@ -164,7 +180,20 @@ def optimize_study(
             state, objective_fn, store, signal, flow_run,
             StudySettings(n_trials, max_epochs, seed, max_concurrent_trials, direction),
             restart_missing=restart_trials_without_checkpoints,
+            policy=policy,
         )
+
+
+def _load_policy(name: str | None) -> PausePolicy | None:
+    if not name:
+        return None
+    try:
+        return PausePolicy.load(name)
+    except ValueError as e:
+        raise ConfigurationError(
+            f"No usable pause policy block named {name!r}: {e}. Create it on the Prefect UI's "
+            f"Blocks page (type 'Pause Policy') or with PausePolicy(...).save({name!r})."
+        ) from e
 
 
 def _run_study(
@@ -176,6 +205,7 @@ def _run_study(
     settings: StudySettings,
     *,
     restart_missing: bool,
+    policy: PausePolicy | None,
 ) -> dict[str, Any] | State:
     """Continue and run trials while holding the study's lease, then complete or pause."""
     logger = get_run_logger()
@@ -192,35 +222,55 @@ def _run_study(
     execution = _read_run(flow_run.id).run_count
     unfinished = state.unfinished_trials()
     if unfinished or state.finished_count():
+        continuing = ", ".join(
+            f"#{t.number} after epoch {len(t.intermediate_values) - 1}" for t in unfinished
+        ) or "none"
         logger.info(
             "Continuing study %r: %d/%d trials finished, %d unfinished trial(s) to continue: %s.",
-            study_name, state.finished_count(), n_trials, len(unfinished),
-            ", ".join(f"#{t.number}" for t in unfinished) or "none",
+            study_name, state.finished_count(), n_trials, len(unfinished), continuing,
         )
+        if unfinished:
+            notify(
+                policy, f"Study {study_name} resumed",
+                f"Study {study_name!r} resumed (flow run {flow_run.id}): "
+                f"{state.finished_count()} of {n_trials} trials finished; continuing {continuing}.",
+            )
     reporter = ArtifactReporter(flow_run.id, progress)
-    with FlowRunPauseWatcher(flow_run.id, signal), reporter, TerminalProgress(progress):
+    watcher = FlowRunPauseWatcher(flow_run.id, signal, triggers=_policy_triggers(policy))
+    with watcher, reporter, TerminalProgress(progress):
         result = scheduler.run()
 
     if result.failed:
         _record_stop(state, flow_run, "trial-failed", result)
         first = result.failed[0]
-        raise IntermissionError(
+        message = (
             f"Trial {first.number} of study {study_name!r} failed: {first.error}. "
             f"Trials {_epochs_text(result)} were paused with their checkpoints. Fix the "
             "objective and run the study again with the same study_name to continue it."
         )
+        notify(policy, f"Study {study_name} failed", message)
+        raise IntermissionError(message)
     if signal.is_requested():
         entry = _record_stop(state, flow_run, signal.reason or "unknown", result)
-        reporter.publish_pause_summary(
-            pause_summary(state, entry, n_trials=n_trials, max_epochs=settings.max_epochs,
-                          checkpoints=store.study_folder(study_name), flow_run_id=flow_run.id)
+        resume_at = (
+            policy.next_resume_time() if policy is not None and flow_run.deployment_id else None
         )
-        return _stop_for_pause(flow_run, execution, study_name, result)
+        summary = pause_summary(
+            state, entry, n_trials=n_trials, max_epochs=settings.max_epochs,
+            checkpoints=store.study_folder(study_name), flow_run_id=flow_run.id, resume_at=resume_at,
+        )
+        reporter.publish_pause_summary(summary)
+        return _stop_for_pause(
+            flow_run, execution, study_name, result, resume_at=resume_at,
+            on_stopped=lambda: notify(policy, f"Study {study_name} paused", summary),
+        )
     best = state.study.best_trial
-    logger.info(
-        "Study %r complete: %d trials finished; best trial #%d with value %s and params %s.",
-        study_name, result.finished, best.number, best.value, best.params,
+    completed = (
+        f"Study {study_name!r} complete: {result.finished} trials finished; best trial "
+        f"#{best.number} with value {best.value} and params {best.params}."
     )
+    logger.info(completed)
+    notify(policy, f"Study {study_name} completed", completed)
     return {
         "study_name": study_name,
         "status": "completed",
@@ -274,7 +324,31 @@ def _continue_instruction(study_name: str) -> str:
     return f"continue it by calling optimize_study again with study_name={study_name!r}."
 
 
-def _stop_for_pause(flow_run: FlowRun, execution: int, study_name: str, result: ScheduleResult) -> State:
+def _policy_triggers(policy: PausePolicy | None) -> list[Callable[[], str | None]]:
+    """The pause file and the next pause window of the policy, as watcher triggers."""
+    triggers = []
+    if policy is not None and policy.pause_file:
+        triggers.append(pause_file_trigger(policy.pause_file))
+    if policy is not None and (at := policy.next_pause_time()) is not None:
+        triggers.append(pause_window_trigger(at))
+    return triggers
+
+
+def _schedule_resume(flow_run_id: Any, at: datetime) -> None:
+    """Turn the suspension into a run scheduled at `at`: the UI shows it, a worker starts it then."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run_id, Scheduled(scheduled_time=at, name="Resuming"))
+
+
+def _stop_for_pause(
+    flow_run: FlowRun,
+    execution: int,
+    study_name: str,
+    result: ScheduleResult,
+    *,
+    resume_at: datetime | None = None,
+    on_stopped: Callable[[], object] = lambda: None,
+) -> State:
     """Suspend the flow run (or, outside a deployment, end it) once everything is stored."""
     logger = logging.getLogger("prefect_intermission")
     run_logger = get_run_logger()
@@ -286,6 +360,7 @@ def _stop_for_pause(flow_run: FlowRun, execution: int, study_name: str, result: 
         )
         run_logger.info(message)
         print(message, file=sys.stderr)
+        on_stopped()
         return Completed(
             name="Paused",
             message=message,
@@ -320,5 +395,13 @@ def _stop_for_pause(flow_run: FlowRun, execution: int, study_name: str, result: 
         summary, f" ({ui}/runs/flow-run/{flow_run.id})" if ui else "", flow_run.id,
     )
     fault_point("flow.suspend")
-    suspend_flow_run(timeout=None, key=f"{FLOW_PAUSE_KEY_PREFIX}{uuid4().hex}")
+    try:
+        suspend_flow_run(timeout=None, key=f"{FLOW_PAUSE_KEY_PREFIX}{uuid4().hex}")
+    except Pause:
+        # Suspended: the pause is complete. Schedule the resume and tell people, then exit.
+        if resume_at is not None:
+            _schedule_resume(flow_run.id, resume_at)
+            run_logger.info("The study resumes by itself at %s.", resume_at.isoformat())
+        on_stopped()
+        raise
     raise IntermissionError(f"Flow run {flow_run.id} could not be suspended; it is still running.")
