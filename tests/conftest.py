@@ -37,7 +37,7 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPre
     with stack, temporary_settings(
         {PREFECT_API_URL: stack.api_url, PREFECT_UI_URL: stack.env["PREFECT_UI_URL"]}
     ):
-        stack.deploy("digits-demo")
+        stack.deploy("digits-demo", "pause-study", "resume-paused-studies-at-night")
         stack.start_worker()
         yield stack
         APILogWorker.drain_all(timeout=5)  # send this process's run logs before the server stops

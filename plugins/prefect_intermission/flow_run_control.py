@@ -43,7 +43,7 @@ def read_flow_run(flow_run_id: UUID) -> FlowRun:
             ) from e
 
 
-def request_pause(flow_run_id: UUID) -> FlowRun:
+def request_pause(flow_run_id: UUID, *, key_prefix: str = CLI_PAUSE_KEY_PREFIX) -> FlowRun:
     """Ask a running study to pause at its next epoch boundary."""
     flow_run = read_flow_run(flow_run_id)
     state = flow_run.state
@@ -52,7 +52,7 @@ def request_pause(flow_run_id: UUID) -> FlowRun:
             f"Flow run {flow_run_id} ({flow_run.name}) is {state.name if state else 'new'}, "
             "not Running: only a running study can be paused."
         )
-    key = f"{CLI_PAUSE_KEY_PREFIX}{uuid4().hex}"
+    key = f"{key_prefix}{uuid4().hex}"
     requested = (
         Suspended(pause_key=key, message="Pause requested with `intermission pause`.")
         if flow_run.deployment_id is not None

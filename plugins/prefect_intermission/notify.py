@@ -12,9 +12,8 @@ import time
 import apprise
 from prefect.blocks.core import Block
 
+from prefect_intermission._logging import run_logger
 from prefect_intermission.pause_policy import PausePolicy
-
-logger = logging.getLogger(__name__)
 logging.getLogger("apprise").setLevel(logging.CRITICAL)  # its messages may quote URLs
 
 _ATTEMPTS = 3
@@ -49,7 +48,9 @@ def _with_retries(send: object, target: str) -> bool:
             problem = "the service did not accept it"
         except Exception as e:  # noqa: BLE001 - a notification must never stop a pause
             problem = type(e).__name__
-        logger.warning("Notification to %s not delivered (attempt %d of %d): %s.", target, attempt, _ATTEMPTS, problem)
+        run_logger(__name__).warning(
+            "Notification to %s not delivered (attempt %d of %d): %s.", target, attempt, _ATTEMPTS, problem
+        )
         if attempt < _ATTEMPTS:
             time.sleep(0.5 * attempt)
     return False

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 #: Pause keys of requests made by `intermission pause` start with this.
 CLI_PAUSE_KEY_PREFIX = "intermission-cli-"
+#: Pause keys of requests made by the `pause-study` control deployment start with this.
+CONTROL_PAUSE_KEY_PREFIX = "intermission-control-"
 #: Pause keys of the suspensions the study flow makes itself start with this.
 FLOW_PAUSE_KEY_PREFIX = "intermission-flow-"
 #: Pause keys of a pause the study took over and is still carrying out.
@@ -65,6 +67,8 @@ def pause_reason_of_state(state: Any) -> str | None:
     if state is None or not state.is_paused():
         return None
     key = state.state_details.pause_key or ""
+    if key.startswith(CONTROL_PAUSE_KEY_PREFIX):
+        return "deployment"
     return "cli" if key.startswith(CLI_PAUSE_KEY_PREFIX) else "ui"
 
 

@@ -13,6 +13,7 @@ from prefect_intermission.study_state import StudyState
 _REASONS = {
     "ui": "the Pause / Suspend button in the Prefect UI",
     "cli": "`intermission pause`",
+    "deployment": "the `pause-study` control deployment",
     "trial-failed": "a trial failed, so the others were paused",
     "lease-lost": "this execution lost the study's lease",
     "file": "the pause file was created",

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import optuna
 from prefect import flow, get_run_logger
@@ -219,7 +219,7 @@ def _run_study(
         progress=progress,
     )
     scheduler.check_checkpoints(restart_missing=restart_missing)
-    execution = _read_run(flow_run.id).run_count
+    execution = _read_run(flow_run.id).state.id  # the Running state this execution began with
     unfinished = state.unfinished_trials()
     if unfinished or state.finished_count():
         continuing = ", ".join(
@@ -342,7 +342,7 @@ def _schedule_resume(flow_run_id: Any, at: datetime) -> None:
 
 def _stop_for_pause(
     flow_run: FlowRun,
-    execution: int,
+    execution: UUID,
     study_name: str,
     result: ScheduleResult,
     *,
@@ -368,9 +368,8 @@ def _stop_for_pause(
         )
 
     with get_client(sync_client=True) as client:
-        now = client.read_flow_run(flow_run.id)
-        current = now.state
-        if now.run_count > execution:
+        current = client.read_flow_run(flow_run.id).state
+        if current is not None and current.is_running() and current.id != execution:
             logger.warning(
                 "Flow run %s was resumed before it finished pausing and another execution "
                 "has started; leaving the run to it.", flow_run.id,

@@ -19,7 +19,6 @@ next epoch.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,10 +26,9 @@ from typing import Any, Literal
 
 import optuna
 import torch
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_run_logger
 
 from prefect_intermission._faults import fault_point
+from prefect_intermission._logging import run_logger
 from prefect_intermission._rng import capture_rng_state, restore_rng_state
 from prefect_intermission.checkpoints import TrialCheckpoints
 from prefect_intermission.errors import CheckpointError, ConfigurationError, IntermissionError, TrialPaused
@@ -53,14 +51,6 @@ class Restore:
     from_epoch: int | None
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
     lost_epochs: list[int] = field(default_factory=list)
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The Prefect run logger inside a flow or task (its lines show in the UI), else a plain one."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 class TrialLoop:
@@ -134,7 +124,7 @@ class TrialLoop:
         self._epoch_started = 0.0
         self._components: dict[str, Any] = {}
         self._reported: set[int] = set()
-        self._log = _logger()
+        self._log = run_logger(__name__)
         self._epoch_ended = True
         self._stopped_early = False
 

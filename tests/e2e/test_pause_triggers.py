@@ -1,0 +1,180 @@
+"""Ways to pause and resume with a pause policy: notifications, a timed resume, the pause file,
+the policy's resume schedule, the control deployments, and two resume requests at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from contextvars import copy_context
+from datetime import datetime, timedelta, timezone
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+from deployments.local_stack import free_port
+from deployments.ui_actions import (
+    read_run,
+    start_deployment_run,
+    ui_pause,
+    wait_for,
+    wait_for_state,
+    wait_until_mid_training,
+)
+from prefect_intermission import PausePolicy, request_resume
+from prefect_intermission.control_flows import resume_paused_studies
+from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.study_state import pause_history
+from tests.e2e.studies import trained_epochs, trials
+from tests.e2e.webhook import webhook
+
+pytestmark = pytest.mark.e2e
+N_TRIALS = 2
+SECRET = "s3cr3t-hook-token"
+
+
+def _parameters(name, tmp_path, policy, max_epochs=8):
+    return {
+        "study_name": name,
+        "storage": f"sqlite:///{tmp_path}/studies.db",
+        "checkpoints": str(tmp_path / "checkpoints"),
+        "n_trials": N_TRIALS,
+        "max_epochs": max_epochs,
+        "seed": 5,
+        "pause_policy": policy,
+    }
+
+
+def _suspended_by_study(flow_run_id, timeout=120):
+    def done():
+        run = read_run(flow_run_id)
+        key = (run.state.state_details.pause_key or "") if run.state else ""
+        return run if run.state.is_paused() and key.startswith(FLOW_PAUSE_KEY_PREFIX) else None
+
+    return wait_for(done, timeout=timeout, what="the study to suspend its run")
+
+
+def _logs(flow_run_id) -> str:
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
+    return "\n".join(log.message for log in logs)
+
+
+def _executions(flow_run_id) -> int:
+    """How many times the flow ran: Running states set by the engine (not the study's own
+    brief Running state while it carries out a pause)."""
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(flow_run_id)
+    return sum(s.is_running() and s.message != "Pause carried out; suspending." for s in states)
+
+
+def _check_complete(storage, name, run):
+    done = trials(storage, name)
+    assert [t.number for t in done] == list(range(N_TRIALS))
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in done)
+    assert max(trained_epochs(run.id).values()) == 1, "an epoch was trained twice"
+
+
+def test_notifications_on_pause_resume_and_completion_reach_a_webhook(prefect_stack, tmp_path):
+    name = f"notified-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    with webhook() as hook:
+        PausePolicy(apprise_urls=[hook.url(f"hooks/{SECRET}"), f"json://127.0.0.1:{free_port()}/down"]).save(name)
+        run = start_deployment_run("pausable-study/digits-demo", _parameters(name, tmp_path, name))
+        wait_until_mid_training(storage, name, min_epochs=2)
+        ui_pause(run.id)
+        _suspended_by_study(run.id)
+        paused_msg = wait_for(lambda: hook.messages(f"Study {name} paused"), timeout=60, what="the pause message")[0]
+        body = paused_msg["message"]
+        running = {t.number: len(t.intermediate_values) - 1 for t in trials(storage, name) if t.state == TrialState.RUNNING}
+        for number, epoch in running.items():
+            assert f"#{number} paused after epoch {epoch} of 7" in body
+        assert "the Pause / Suspend button in the Prefect UI" in body
+        assert f"intermission resume {run.id}" in body and str(tmp_path / "checkpoints") in body
+        assert "Resumes:** when you resume it" in body
+        assert f"/runs/flow-run/{run.id}" in body
+
+        # The unreachable endpoint did not stop the pause, and was reported without its URL.
+        wait_for(lambda: "apprise_urls[1] not delivered (attempt 3 of 3)" in _logs(run.id), timeout=60,
+                 what="the undelivered notification to be logged")
+        assert read_run(run.id).state.is_paused()
+
+        before = datetime.now(timezone.utc)
+        resumed = subprocess.run(
+            [sys.executable, "-m", "prefect_intermission.cli", "resume", str(run.id), "--in", "4s"],
+            env=prefect_stack.env, capture_output=True, text=True, timeout=60,
+        )
+        after = datetime.now(timezone.utc)
+        assert resumed.returncode == 0, resumed.stderr
+        scheduled = read_run(run.id)
+        assert scheduled.state.name == "Resuming" and scheduled.state.is_scheduled()
+        resume_at = scheduled.state.state_details.scheduled_time
+        assert before + timedelta(seconds=4) <= resume_at <= after + timedelta(seconds=4)
+        assert f"at {resume_at.isoformat(timespec='seconds')}" in resumed.stdout
+        wait_for_state(run.id, "Completed", timeout=300)
+        resumed_msg = hook.messages(f"Study {name} resumed")
+        assert resumed_msg and "continuing #" in resumed_msg[0]["message"]
+        assert hook.messages(f"Study {name} completed")
+        assert len(hook.messages(f"Study {name} paused")) == 1, "a retry repeated a delivered message"
+        everything = "\n".join(m["title"] + m["message"] for m in hook.received) + _logs(run.id)
+        assert SECRET not in everything
+        assert all(m["path"] == f"/hooks/{SECRET}" for m in hook.received)
+    _check_complete(storage, name, run)
+
+
+def test_a_pause_file_pauses_and_the_policy_schedule_resumes(prefect_stack, tmp_path):
+    name = f"scheduled-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    pause_file = tmp_path / "pause-now"
+    PausePolicy(pause_file=str(pause_file), resume_cron="* * * * *").save(name)
+    run = start_deployment_run("pausable-study/digits-demo", _parameters(name, tmp_path, name))
+    wait_until_mid_training(storage, name, min_epochs=2)
+    pause_file.touch()
+    scheduled = wait_for(
+        lambda: (r := read_run(run.id)).state.name == "Resuming" and r, timeout=120,
+        what="the run to be scheduled to resume",
+    )
+    pause_file.unlink()
+    resume_at = scheduled.state.state_details.scheduled_time
+    assert resume_at.second == 0 and resume_at > datetime.now(timezone.utc)
+    assert pause_history(optuna.load_study(study_name=name, storage=storage))[0]["reason"] == "file"
+    wait_for_state(run.id, "Completed", timeout=240)
+    with get_client(sync_client=True) as client:
+        history = client.read_flow_run_states(run.id)
+    started_again = [s.timestamp for s in history if s.is_running()][-1]
+    assert started_again >= resume_at
+    _check_complete(storage, name, run)
+
+
+def test_control_deployments_pause_and_resume_and_two_resumes_start_one_execution(prefect_stack, tmp_path):
+    name = f"controlled-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    # Long trials: the control run needs a worker pickup and a process start to arrive.
+    run = start_deployment_run("pausable-study/digits-demo", _parameters(name, tmp_path, None, max_epochs=40))
+    wait_until_mid_training(storage, name, min_epochs=2)
+    prefect_stack.prefect("deployment", "run", "pause-study/pause-study", "--param", f"study_name={name}")
+    _suspended_by_study(run.id)
+    assert pause_history(optuna.load_study(study_name=name, storage=storage))[0]["reason"] == "deployment"
+    assert _executions(run.id) == 1
+
+    # The nightly flow (what its cron deployment runs) and a user's resume, at the same moment.
+    nightly: list[list[str]] = []
+    threads = [
+        threading.Thread(target=copy_context().run, args=(
+            lambda: nightly.append(resume_paused_studies(study_name_prefix=name)),)),
+        threading.Thread(target=copy_context().run, args=(request_resume, run.id)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert nightly and nightly[0] in ([name], [])  # it resumed the study, or found it resuming
+    wait_for_state(run.id, "Completed", timeout=300)
+    time.sleep(3)  # a second execution, had one been started, would show by now
+    assert _executions(run.id) == 2, "two resume requests started one execution"
+    _check_complete(storage, name, run)
