@@ -14,6 +14,7 @@ import queue
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
+from uuid import UUID
 
 import optuna
 from prefect import task
@@ -22,6 +23,7 @@ from prefect.exceptions import Pause
 
 from prefect_intermission.checkpoints import CheckpointStore
 from prefect_intermission.errors import CheckpointError
+from prefect_intermission.events import emit_trial_event
 from prefect_intermission.pause_signals import PauseSignal
 from prefect_intermission.progress import StudyProgress
 from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, StudyState
@@ -96,8 +98,10 @@ class TrialScheduler:
         settings: StudySettings,
         pause_signal: PauseSignal,
         progress: StudyProgress | None = None,
+        flow_run_id: UUID | None = None,
     ) -> None:
         self.state = state
+        self.flow_run_id = flow_run_id
         self.progress = progress
         self.objective = objective
         self.checkpoints = checkpoints
@@ -138,11 +142,12 @@ class TrialScheduler:
         done: queue.Queue[int] = queue.Queue()
         while True:
             while self._may_start(result, len(active), len(to_continue)):
-                trial = (
-                    reattach_trial(self.state, to_continue.popleft()._trial_id)
-                    if to_continue
-                    else self._ask()
-                )
+                if to_continue:
+                    trial = reattach_trial(self.state, to_continue.popleft()._trial_id)
+                    if self.flow_run_id is not None:
+                        emit_trial_event("resumed", self.state.study.study_name, self.flow_run_id, trial.number)
+                else:
+                    trial = self._ask()
                 attempt = _Attempt(self, trial)
                 active[trial.number] = attempt
                 if not self._submit(attempt, done):
@@ -179,6 +184,11 @@ class TrialScheduler:
     def _collect(self, attempt: _Attempt, result: ScheduleResult) -> None:
         outcome = attempt.outcome
         number = attempt.trial.number
+        if outcome is not None and self.flow_run_id is not None:
+            emit_trial_event(
+                outcome.state, self.state.study.study_name, self.flow_run_id, number,
+                {"epoch": outcome.epoch, "value": outcome.value},
+            )
         if outcome is None:
             # The task never ran the objective: Prefect refused to start it because the
             # flow run was already suspended. Continue it from its last checkpoint later.

@@ -46,6 +46,7 @@ from prefect_intermission.pause_signals import (
 from prefect_intermission.scheduler import ScheduleResult, StudySettings, TrialScheduler
 from prefect_intermission.trials import Objective
 from prefect_intermission.artifacts import ArtifactReporter
+from prefect_intermission.events import emit_study_event
 from prefect_intermission.leases import StudyLease
 from prefect_intermission.pause_summary import pause_summary
 from prefect_intermission.progress import StudyProgress
@@ -216,7 +217,7 @@ def _run_study(
     )
     scheduler = TrialScheduler(
         state, objective_fn, checkpoints=store, settings=settings, pause_signal=signal,
-        progress=progress,
+        progress=progress, flow_run_id=flow_run.id,
     )
     scheduler.check_checkpoints(restart_missing=restart_missing)
     execution = _read_run(flow_run.id).state.id  # the Running state this execution began with
@@ -230,6 +231,7 @@ def _run_study(
             study_name, state.finished_count(), n_trials, len(unfinished), continuing,
         )
         if unfinished:
+            emit_study_event("resumed", study_name, flow_run.id, {"continuing": [t.number for t in unfinished]})
             notify(
                 policy, f"Study {study_name} resumed",
                 f"Study {study_name!r} resumed (flow run {flow_run.id}): "
@@ -260,6 +262,10 @@ def _run_study(
             checkpoints=store.study_folder(study_name), flow_run_id=flow_run.id, resume_at=resume_at,
         )
         reporter.publish_pause_summary(summary)
+        emit_study_event(
+            "paused", study_name, flow_run.id,
+            {"reason": entry["reason"], "trials": entry["trials"], "resume_at": resume_at.isoformat() if resume_at else None},
+        )
         return _stop_for_pause(
             flow_run, execution, study_name, result, resume_at=resume_at,
             on_stopped=lambda: notify(policy, f"Study {study_name} paused", summary),
@@ -270,6 +276,10 @@ def _run_study(
         f"#{best.number} with value {best.value} and params {best.params}."
     )
     logger.info(completed)
+    emit_study_event(
+        "completed", study_name, flow_run.id,
+        {"finished_trials": result.finished, "best_value": best.value, "best_params": best.params},
+    )
     notify(policy, f"Study {study_name} completed", completed)
     return {
         "study_name": study_name,

@@ -61,3 +61,24 @@ def artifacts_of(flow_run_id: UUID) -> dict[str, object]:
     for artifact in artifacts:
         latest.setdefault(artifact.key, artifact)
     return latest
+
+
+def study_events(study_name: str) -> list[dict]:
+    """The `intermission.*` events about a study, oldest first, from the server's events API."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    response = httpx.post(
+        f"{PREFECT_API_URL.value()}/events/filter",
+        json={
+            "filter": {
+                "event": {"prefix": ["intermission."]},
+                "resource": {"id": [f"intermission.study.{study_name}"]},
+                "order": "ASC",
+            },
+            "limit": 50,
+        },
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()["events"]

@@ -26,7 +26,7 @@ from deployments.ui_actions import (
 )
 from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, pause_history
-from tests.e2e.studies import artifacts_of, final_weights, trained_epochs, trials
+from tests.e2e.studies import artifacts_of, final_weights, study_events, trained_epochs, trials
 
 pytestmark = pytest.mark.e2e
 
@@ -138,6 +138,23 @@ def test_paused_and_resumed_twice_matches_an_uninterrupted_run(prefect_stack, tm
     pauses = pause_history(optuna.load_study(study_name=paused_name, storage=storage))
     assert [p["reason"] for p in pauses] == ["ui", "cli"]
     assert pauses[0]["trials"] == {str(t.number): len(t.intermediate_values) - 1 for t in paused}
+
+    # Automations can react: the study's events reached the server with the run as related resource.
+    def names():
+        return [e["event"] for e in study_events(paused_name)]
+
+    wait_for(lambda: names().count("intermission.study.completed") == 1, timeout=30, what="study events")
+    assert names().count("intermission.study.paused") == 2
+    assert names().count("intermission.study.resumed") == 2
+    events = study_events(paused_name)
+    assert all(
+        {"prefect.resource.id": f"prefect.flow-run.{run.id}", "prefect.resource.role": "flow-run"}.items()
+        <= e["related"][0].items() for e in events
+    )
+    trial_events = [(e["event"], e["related"][1]["prefect.resource.id"]) for e in events if ".trial." in e["event"]]
+    for t in paused:
+        assert ("intermission.trial.paused", f"intermission.trial.{paused_name}.{t.number}") in trial_events
+        assert ("intermission.trial.resumed", f"intermission.trial.{paused_name}.{t.number}") in trial_events
 
     # Every epoch was trained exactly once across the three executions.
     # (A pruned trial's last epoch is reported but pruned before its checkpoint.)
