@@ -97,6 +97,7 @@ class LocalPrefect:
                     process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     process.kill()
+                    process.wait()
         for log in self._logs:
             log.close()
 

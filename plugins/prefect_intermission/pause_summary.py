@@ -41,7 +41,7 @@ def pause_summary(
     lines = [
         f"# Study `{study.study_name}` paused",
         "",
-        f"- **Why:** {_REASONS.get(entry['reason'], entry['reason'])}",
+        f"- **Why:** {_REASONS.get(entry['reason'], entry['reason'])}",  # rules give their own words
         f"- **When:** {entry['paused_at']}",
         f"- **Trials:** {state.finished_count()} of {n_trials} finished; "
         + (

@@ -35,6 +35,7 @@ class StudyProgress:
         self._trials: dict[int, TrialProgress] = {}
         self._lock = threading.Lock()
         self._listeners: list[Callable[[StudyProgress], None]] = []
+        self._epoch_hooks: list[Callable[[int, int, float, float | None], None]] = []
 
     def add_listener(self, listener: Callable[[StudyProgress], None]) -> None:
         """Call `listener(self)` after every change."""
@@ -54,8 +55,14 @@ class StudyProgress:
         """A trial starts training (or continues after `epoch`)."""
         self._update(number, TrialProgress(number, "running", epoch, best_metric=best, params=dict(params)))
 
+    def add_epoch_hook(self, hook: Callable[[int, int, float, float | None], None]) -> None:
+        """Call `hook(number, epoch, metric, best)` at every epoch boundary, on the trial's thread."""
+        self._epoch_hooks.append(hook)
+
     def epoch_finished(self, number: int, epoch: int, metric: float, best: float | None) -> None:
         """A trial finished `epoch` with `metric` and stored its checkpoint."""
+        for hook in self._epoch_hooks:
+            hook(number, epoch, metric, best)
         with self._lock:
             current = self._trials.get(number) or TrialProgress(number, "running", -1)
         self._update(number, replace(current, epoch=epoch, last_metric=metric, best_metric=best))

@@ -51,6 +51,7 @@ from prefect_intermission.leases import StudyLease
 from prefect_intermission.pause_summary import pause_summary
 from prefect_intermission.progress import StudyProgress
 from prefect_intermission.resources import measure_resources
+from prefect_intermission.rules import PauseRule, RuleChecker, load_rules
 from prefect_intermission.terminal_progress import TerminalProgress
 from prefect_intermission.study_state import (
     SamplerRefused,
@@ -135,6 +136,7 @@ def optimize_study(
     keep_checkpoints: int = 2,
     restart_trials_without_checkpoints: bool = False,
     pause_policy: str | None = None,
+    pause_rules: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any] | State:
     """Run an Optuna study whose trials can pause at any epoch boundary and resume exactly.
 
@@ -156,9 +158,12 @@ def optimize_study(
             trials whose checkpoints were deleted.
         pause_policy: The name of a `PausePolicy` block: notifications, resume schedule,
             pause windows, pause file, and checkpoint location.
+        pause_rules: Conditions checked at every epoch boundary that pause the study, as
+            `{"rule": "package.module:factory", **kwargs}` (see `prefect_intermission.rules`).
     """
     _validate(n_trials, max_epochs, max_concurrent_trials, direction)
     objective_fn = import_objective(objective)
+    rules = load_rules(pause_rules or [])
     policy = _load_policy(pause_policy)
     if policy is not None and policy.checkpoints:
         checkpoints, keep_checkpoints = policy.checkpoints, policy.keep_checkpoints
@@ -182,6 +187,7 @@ def optimize_study(
             StudySettings(n_trials, max_epochs, seed, max_concurrent_trials, direction),
             restart_missing=restart_trials_without_checkpoints,
             policy=policy,
+            rules=rules,
         )
 
 
@@ -207,6 +213,7 @@ def _run_study(
     *,
     restart_missing: bool,
     policy: PausePolicy | None,
+    rules: list[PauseRule],
 ) -> dict[str, Any] | State:
     """Continue and run trials while holding the study's lease, then complete or pause."""
     logger = get_run_logger()
@@ -215,6 +222,8 @@ def _run_study(
         study_name, n_trials=n_trials, max_epochs=settings.max_epochs,
         finished=state.finished_count(),
     )
+    if rules:
+        progress.add_epoch_hook(RuleChecker(study_name, rules, signal.request).epoch_finished)
     scheduler = TrialScheduler(
         state, objective_fn, checkpoints=store, settings=settings, pause_signal=signal,
         progress=progress, flow_run_id=flow_run.id,

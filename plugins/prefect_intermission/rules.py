@@ -1,0 +1,95 @@
+"""Pause rules: conditions checked at every epoch boundary that pause the study when met.
+
+A rule is any callable taking a `RuleContext` and returning a reason (a short string) to
+pause, or None. The study flow takes rules as `{"rule": "package.module:factory", **kwargs}`:
+the factory is called with the kwargs and returns the rule. Two are shipped:
+
+    {"rule": "prefect_intermission.rules:wall_clock_budget", "seconds": 7200}
+    {"rule": "prefect_intermission.rules:metric_threshold", "threshold": 0.05, "direction": "minimize"}
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prefect_intermission._imports import import_objective
+from prefect_intermission.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What a rule sees at an epoch boundary."""
+
+    study_name: str
+    trial_number: int
+    epoch: int
+    metric: float
+    best_metric: float | None
+    seconds_running: float  # since this execution of the study started
+
+
+PauseRule = Callable[[RuleContext], str | None]
+
+
+def wall_clock_budget(seconds: float) -> PauseRule:
+    """Pause once this execution has run for `seconds` (e.g. the end of a GPU reservation)."""
+    if seconds <= 0:
+        raise ConfigurationError(f"wall_clock_budget needs seconds > 0, but got {seconds=}.")
+    return lambda context: (
+        f"rule: wall-clock budget of {seconds:g} s spent" if context.seconds_running >= seconds else None
+    )
+
+
+def metric_threshold(threshold: float, direction: str = "minimize") -> PauseRule:
+    """Pause once a trial's epoch metric is at or beyond `threshold` (to look at a good model)."""
+    if direction not in ("minimize", "maximize"):
+        raise ConfigurationError(f"direction must be 'minimize' or 'maximize', but got {direction=}.")
+
+    def rule(context: RuleContext) -> str | None:
+        reached = context.metric <= threshold if direction == "minimize" else context.metric >= threshold
+        return (
+            f"rule: trial {context.trial_number} reached metric {context.metric:.6g} "
+            f"({'<=' if direction == 'minimize' else '>='} {threshold:g})"
+            if reached else None
+        )
+
+    return rule
+
+
+def load_rules(specs: list[dict[str, Any]]) -> list[PauseRule]:
+    """Build the rules of the flow's `pause_rules` parameter, with clear errors."""
+    rules = []
+    for position, spec in enumerate(specs):
+        if not isinstance(spec, dict) or "rule" not in spec:
+            raise ConfigurationError(
+                f"pause_rules[{position}] must be a mapping with a 'rule' import path, e.g. "
+                "{'rule': 'prefect_intermission.rules:wall_clock_budget', 'seconds': 3600}."
+            )
+        factory = import_objective(str(spec["rule"]))
+        kwargs = {k: v for k, v in spec.items() if k != "rule"}
+        try:
+            rules.append(factory(**kwargs))
+        except TypeError as e:
+            raise ConfigurationError(f"pause_rules[{position}] ({spec['rule']}): {e}") from e
+    return rules
+
+
+class RuleChecker:
+    """Checks the rules after every epoch and asks for a pause when one is met."""
+
+    def __init__(self, study_name: str, rules: list[PauseRule], request_pause: Callable[[str], None]) -> None:
+        self.study_name = study_name
+        self.rules = rules
+        self.request_pause = request_pause
+        self.started = time.monotonic()
+
+    def epoch_finished(self, number: int, epoch: int, metric: float, best: float | None) -> None:
+        """Called at an epoch boundary, before the trial looks for a pause request."""
+        context = RuleContext(self.study_name, number, epoch, metric, best, time.monotonic() - self.started)
+        for rule in self.rules:
+            if (reason := rule(context)) is not None:
+                self.request_pause(reason)
+                return

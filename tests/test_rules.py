@@ -1,0 +1,63 @@
+"""Pause rules: checked at every epoch boundary, they pause the study, which then continues."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from prefect_intermission import ConfigurationError, optimize_study
+from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, pause_history
+
+pytestmark = pytest.mark.usefixtures("prefect_stack")
+
+
+def _run(tmp_path, **overrides):
+    return optimize_study(
+        study_name="ruled", objective="tests.objectives:slow_classifier", n_trials=2, max_epochs=5,
+        storage=f"sqlite:///{tmp_path}/s.db", checkpoints=str(tmp_path / "ckpt"), seed=2, **overrides,
+    )
+
+
+def _study(tmp_path):
+    return optuna.load_study(study_name="ruled", storage=f"sqlite:///{tmp_path}/s.db")
+
+
+def test_a_metric_threshold_pauses_at_the_boundary_where_it_is_met(tmp_path):
+    rule = {"rule": "prefect_intermission.rules:metric_threshold", "threshold": 100.0}
+    result = _run(tmp_path, pause_rules=[rule])
+    assert result["status"] == "paused"
+    study = _study(tmp_path)
+    pause = pause_history(study)[0]
+    assert pause["reason"].startswith("rule: trial 0 reached metric") and "<= 100" in pause["reason"]
+    assert study.trials[0].state == TrialState.RUNNING
+    assert study.trials[0].system_attrs[TRIAL_PAUSED_EPOCH_ATTR] == 0  # the very first boundary
+    assert len(study.trials) == 1
+
+    assert _run(tmp_path)["status"] == "completed"  # without the rule it continues to the end
+    study = _study(tmp_path)
+    assert [t.state.is_finished() for t in study.trials] == [True, True]
+    assert len(study.trials[0].intermediate_values) == 5
+
+
+def test_a_wall_clock_budget_pauses_once_spent(tmp_path):
+    rule = {"rule": "prefect_intermission.rules:wall_clock_budget", "seconds": 0.5}
+    assert _run(tmp_path, pause_rules=[rule])["status"] == "paused"
+    pause = pause_history(_study(tmp_path))[0]
+    assert pause["reason"] == "rule: wall-clock budget of 0.5 s spent"
+    assert 0 <= pause["trials"]["0"] < 4
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ([{"seconds": 1}], r"pause_rules\[0\] must be a mapping with a 'rule' import path"),
+        ([{"rule": "prefect_intermission.rules:wall_clock_budget", "minutes": 1}], r"pause_rules\[0\]"),
+        ([{"rule": "prefect_intermission.rules:wall_clock_budget", "seconds": 0}], "seconds > 0"),
+        ([{"rule": "prefect_intermission.rules:metric_threshold", "threshold": 1, "direction": "up"}], "direction"),
+    ],
+)
+def test_bad_rules_are_refused_before_work(tmp_path, rules, message):
+    with pytest.raises(ConfigurationError, match=message):
+        _run(tmp_path, pause_rules=rules)
+    assert not (tmp_path / "s.db").exists()
