@@ -37,6 +37,7 @@ from prefect_intermission.study_state import TRIAL_STATUS_ATTR
 N_TRIALS = 3
 MAX_EPOCHS = 6
 RESUME_DELAY_SECONDS = 25
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @dataclass
@@ -62,6 +63,7 @@ class DrivenStudy:
     resume_at: datetime
     completed: Snapshot
     table: str
+    paused_table: str
 
 
 _driven: dict[str, DrivenStudy] = {}
@@ -126,6 +128,8 @@ def _drive(stack: LocalPrefect, workdir: Path) -> DrivenStudy:
     suspended = wait_for(suspended_by_study, timeout=180, what="the study to suspend its run")
     wait_for(lambda: process_is_gone(suspended), timeout=60, what="the flow's process to exit")
     paused = _snapshot(name, ctx)
+    paused_table = intermission("status", name, env=stack.env)
+    assert paused_table.returncode == 0, paused_table.stderr
 
     # Resumed for later: the run is scheduled, a worker starts it at that time.
     resume_at = (datetime.now(timezone.utc) + timedelta(seconds=RESUME_DELAY_SECONDS)).replace(microsecond=0)
@@ -148,10 +152,14 @@ def _drive(stack: LocalPrefect, workdir: Path) -> DrivenStudy:
     completed = _snapshot(name, ctx)
     table = intermission("status", name, env=stack.env)
     assert table.returncode == 0, table.stderr
+    ARTIFACTS.mkdir(exist_ok=True)  # kept for the run: what a user saw in the terminal
+    (ARTIFACTS / f"status-{name}-paused.txt").write_text(paused_table.stdout)
+    (ARTIFACTS / f"status-{name}-completed.txt").write_text(table.stdout)
     return DrivenStudy(
         name=name, storage=storage, checkpoints=checkpoints, flow_run_id=str(run.id),
         env=stack.env, started=started, running=running, paused=paused, scheduled=scheduled,
         resume_at=resume_at, completed=completed, table=table.stdout,
+        paused_table=paused_table.stdout,
     )
 
 

@@ -173,6 +173,13 @@ def test_table_shows_the_study_at_a_glance(study):
     assert "(ui)" in table  # the last pause and its reason
 
 
+def test_table_while_paused_shows_the_paused_trial(study):
+    table = study.paused_table
+    [trial] = study.paused.status["unfinished"]
+    assert "paused" in table and "1 paused" in table
+    assert f"trial #{trial['number']} paused: epoch {trial['epochs_done']}/{MAX_EPOCHS}" in table
+
+
 def test_all_studies_lists_the_latest_run_of_each(study, prefect_stack):
     done = intermission("status", "--json", env=prefect_stack.env)
     assert done.returncode == 0, done.stderr
