@@ -4,15 +4,30 @@ the demo deployment: running, paused from the UI, scheduled to resume later, com
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
+import uuid
 from datetime import datetime, timezone
 
 import pytest
 from optuna.trial import TrialState
+from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_UI_URL
+
+from deployments.ui_actions import read_run, wait_for_state, wait_until_mid_training
 
 from prefect_intermission.status import hide_password
 from prefect_intermission.study_state import TRIAL_EPOCH_SECONDS_ATTR
-from tests.status_study import MAX_EPOCHS, N_TRIALS, DrivenStudy, driven_study, intermission, parse_time
+from tests.status_study import (
+    MAX_EPOCHS,
+    N_TRIALS,
+    DrivenStudy,
+    driven_study,
+    intermission,
+    parse_time,
+    status_json,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -200,3 +215,29 @@ def test_storage_passwords_are_hidden():
     shown = hide_password("postgresql+psycopg://optuna:s3cret@db.example:5432/studies")
     assert "s3cret" not in shown
     assert shown == "postgresql+psycopg://optuna:***@db.example:5432/studies"
+
+
+def test_a_hung_run_is_abandoned_and_its_trial_interrupted(prefect_stack, tmp_path):
+    """Prefect still says Running, but the process stopped renewing the study's lease."""
+    name = f"hung-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    run = run_deployment(
+        "pausable-study/digits-demo", timeout=0, as_subflow=False,
+        parameters={"study_name": name, "storage": storage, "checkpoints": str(tmp_path / "ck"),
+                    "n_trials": 2, "max_epochs": 20, "seed": 1, "max_concurrent_trials": 1},
+        job_variables={"env": {"INTERMISSION_LEASE_SECONDS": "2"}},
+    )
+    wait_until_mid_training(storage, name, min_epochs=1)
+    pid = int(read_run(run.id).infrastructure_pid.rpartition(":")[2])
+    assert status_json(name, prefect_stack.env)["state"] == "running"
+    os.kill(pid, signal.SIGSTOP)  # the machine hangs
+    try:
+        time.sleep(4)  # two lease lifetimes
+        s = status_json(str(run.id), prefect_stack.env)
+        assert (s["state"], s["prefect_state"]) == ("abandoned", "Running")
+        assert s["trials"]["interrupted"] == 1 and s["trials"]["running"] == 0
+        assert [u["status"] for u in s["unfinished"]] == ["interrupted"]
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    wait_for_state(run.id, "Crashed", timeout=120)
+    assert status_json(name, prefect_stack.env)["state"] == "failed"

@@ -43,7 +43,8 @@ from prefect_intermission.study_state import (
 
 FLOW_NAME = "pausable-study"
 LEASES_TABLE = "intermission_study_leases"
-#: A run Prefect calls running (or pausing) whose study lease has been dead this long is abandoned.
+#: A run Prefect has called running (or pausing) this long without anyone holding the study's
+#: lease is abandoned (an expired lease says so at once).
 ABANDONED_AFTER_SECONDS = 120.0
 
 _FLOW_DEFAULTS = {
@@ -195,16 +196,16 @@ def latest_runs(target: str | None = None) -> list[FlowRun]:
 
 
 # -- storage ------------------------------------------------------------------
-def _lease_expires_at(engine: Any, study_name: str) -> float | None:
-    """When the study's lease expires (epoch seconds), or None when nobody holds it."""
+def _lease(engine: Any, study_name: str) -> tuple[float, float] | None:
+    """(expires_at, renewed_at) of the study's lease (epoch seconds), or None when nobody holds it."""
     if not sa_inspect(engine).has_table(LEASES_TABLE):
         return None
-    leases = table(LEASES_TABLE, column("study_name"), column("expires_at"))
+    leases = table(LEASES_TABLE, column("study_name"), column("expires_at"), column("renewed_at"))
     with engine.connect() as conn:
         row = conn.execute(
-            select(leases.c.expires_at).where(leases.c.study_name == study_name)
+            select(leases.c.expires_at, leases.c.renewed_at).where(leases.c.study_name == study_name)
         ).first()
-    return float(row[0]) if row else None
+    return (float(row[0]), float(row[1])) if row else None
 
 
 def missing_sqlite_file(url: str) -> str | None:
@@ -229,19 +230,32 @@ def _trial_progress(t: FrozenTrial, status: str, max_epochs: int) -> TrialProgre
     )
 
 
-def _state(run: FlowRun, pauses: list[dict[str, Any]], lease_live: bool) -> str:
-    """The study's state in the words of the README, from its flow run and lease."""
+def _state(run: FlowRun, pauses: list[dict[str, Any]], lease: str, renewed_at: float | None) -> str:
+    """The study's state in the words of the README, from its flow run and its lease.
+
+    `lease` is "live" (an execution renews it), "expired" (its execution stopped renewing
+    it: killed or hung), "none" (nobody holds it) or "unknown" (the storage is unreadable).
+    """
     state = run.state
     if state is None:
         return "scheduled"
     kind = state.type.value
-    stale = (time.time() - state.timestamp.timestamp()) > ABANDONED_AFTER_SECONDS
+    since = state.timestamp.timestamp()
+    stale = time.time() - since > ABANDONED_AFTER_SECONDS
+    # Prefect says a process drives the study, but none does: it died or hangs. A lease
+    # that expired before a Running state began is an earlier execution's: the new one
+    # takes it over as it starts.
+    if kind == "RUNNING":
+        fresh = renewed_at is not None and renewed_at >= since
+        gone = (lease == "expired" and fresh) or (lease in ("none", "expired") and stale)
+    else:
+        gone = lease == "expired" or (lease == "none" and stale)
     if kind == "PAUSED":
         if (state.state_details.pause_key or "").startswith(FLOW_PAUSE_KEY_PREFIX):
             return "paused"
-        return "abandoned" if stale and not lease_live else "pausing"
+        return "abandoned" if gone else "pausing"
     if kind == "RUNNING":
-        return "abandoned" if stale and not lease_live else "running"
+        return "abandoned" if gone else "running"
     if kind in ("SCHEDULED", "PENDING"):
         resumed = state.name == "Resuming" or run.run_count > 0 or bool(pauses)
         return "scheduled to resume" if resumed else "scheduled"
@@ -268,7 +282,7 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
     n_trials, max_epochs = int(params["n_trials"]), int(params["max_epochs"])
     problems: list[str] = []
     study: optuna.Study | None = None
-    lease_expires: float | None = None
+    held: tuple[float, float] | None = None
     try:
         missing = missing_sqlite_file(url)
         if missing:
@@ -279,12 +293,18 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
         else:
             rdb = open_storage(url)
             study = optuna.load_study(study_name=study_name, storage=rdb)
-            lease_expires = _lease_expires_at(rdb.engine, study_name)
+            held = _lease(rdb.engine, study_name)
     except KeyError:
         problems.append(f"study {study_name!r} is not in {hide_password(url)} (yet).")
     except IntermissionError as e:
         problems.append(str(e))
-    lease_live = lease_expires is not None and lease_expires > (now or time.time())
+    if study is None:
+        lease = "unknown"
+    elif held is None:
+        lease = "none"
+    else:
+        lease = "live" if held[0] > (now or time.time()) else "expired"
+    lease_live = lease == "live"
 
     all_trials = study.get_trials(deepcopy=False) if study is not None else []
     counts = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "paused": 0, "interrupted": 0}
@@ -344,7 +364,7 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
 
     return StudyStatus(
         study_name=study_name,
-        state=_state(run, pauses, lease_live),
+        state=_state(run, pauses, lease, held[1] if held else None),
         prefect_state=run.state.name if run.state else None,
         flow_run_id=str(run.id),
         ui_url=ui_link(run.id),
