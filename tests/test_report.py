@@ -1,17 +1,23 @@
 """`intermission report`: the HTML report of a study paused and resumed through the deployment,
-opened offline in headless Chromium; and the study read by the standard Optuna tools."""
+opened offline in headless Chromium; and the study read unchanged by optuna.visualization and
+optuna-dashboard."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import struct
 import subprocess
+import threading
+import urllib.request
 import zlib
 from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import numpy as np
 import optuna
+import optuna_dashboard
 import pytest
 from optuna.trial import TrialState
 
@@ -153,3 +159,30 @@ def test_study_reads_with_standard_optuna_visualization(study):
     importances = optuna.visualization.plot_param_importances(loaded)
     assert sorted(importances.data[0].y) == sorted(trials[0].params)
     assert optuna.visualization.plot_slice(loaded).data
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_study_reads_with_optuna_dashboard(study):
+    """optuna-dashboard's own API, served on loopback, shows the study's trials and curves."""
+    server = make_server("127.0.0.1", 0, optuna_dashboard.wsgi(study.storage), handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}/api/studies"
+    try:
+        summaries = json.load(urllib.request.urlopen(base, timeout=60))["study_summaries"]
+        [summary] = [s for s in summaries if s["study_name"] == study.name]
+        shown = json.load(urllib.request.urlopen(f"{base}/{summary['study_id']}", timeout=60))
+        importances = json.load(
+            urllib.request.urlopen(f"{base}/{summary['study_id']}/param_importances", timeout=60)
+        )
+    finally:
+        server.shutdown()
+    trials = study.completed.trials
+    assert [t["number"] for t in shown["trials"]] == [t.number for t in trials]
+    for mine, theirs in zip(shown["trials"], trials, strict=True):
+        assert mine["state"].upper() == theirs.state.name
+        assert {v["step"]: v["value"] for v in mine["intermediate_values"]} == theirs.intermediate_values
+    assert sorted(i["name"] for i in importances["param_importances"][0]) == sorted(trials[0].params)

@@ -75,7 +75,10 @@ def learning_curves(study: optuna.Study) -> go.Figure:
             if epoch in t.intermediate_values:
                 marks_x.append(epoch)
                 marks_y.append(t.intermediate_values[epoch])
-                marks_text.append(f"trial #{t.number} stopped after epoch {epoch} ({why})")
+                marks_text.append(
+                    f"trial #{t.number} continued after epoch {epoch} from its checkpoint after a crash"
+                    if why == "crash" else f"trial #{t.number} paused after epoch {epoch} ({why})"
+                )
     if marks_x:
         figure.add_trace(go.Scatter(
             x=marks_x, y=marks_y, mode="markers", name="paused / crashed here",

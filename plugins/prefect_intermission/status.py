@@ -1,6 +1,6 @@
 """Where each study stands: built from its flow run, its Optuna storage and its checkpoints.
 
-`study_statuses()` reads, and never writes: the Prefect API for the study's latest
+`study_statuses()` only reads: the Prefect API for the study's latest
 `pausable-study` flow run, the study's Optuna storage (trials, pause history,
 resumptions, epoch times) and lease, and the manifests of its checkpoints. The
 stored sampler is never unpickled. `intermission status` renders the result.
