@@ -171,15 +171,18 @@ def test_study_reads_with_optuna_dashboard(study):
     server = make_server("127.0.0.1", 0, optuna_dashboard.wsgi(study.storage), handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}/api/studies"
+
+    def get(url: str) -> dict:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return json.load(response)
+
     try:
-        summaries = json.load(urllib.request.urlopen(base, timeout=60))["study_summaries"]
-        [summary] = [s for s in summaries if s["study_name"] == study.name]
-        shown = json.load(urllib.request.urlopen(f"{base}/{summary['study_id']}", timeout=60))
-        importances = json.load(
-            urllib.request.urlopen(f"{base}/{summary['study_id']}/param_importances", timeout=60)
-        )
+        [summary] = [s for s in get(base)["study_summaries"] if s["study_name"] == study.name]
+        shown = get(f"{base}/{summary['study_id']}")
+        importances = get(f"{base}/{summary['study_id']}/param_importances")
     finally:
         server.shutdown()
+        server.server_close()
     trials = study.completed.trials
     assert [t["number"] for t in shown["trials"]] == [t.number for t in trials]
     for mine, theirs in zip(shown["trials"], trials, strict=True):
