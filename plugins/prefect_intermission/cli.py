@@ -1,8 +1,9 @@
-"""The `intermission` command: pause and resume studies from the terminal."""
+"""The `intermission` command: pause, resume and inspect studies from the terminal."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -46,6 +47,29 @@ def _resume(args: argparse.Namespace) -> None:
     )
 
 
+def _status(args: argparse.Namespace) -> None:
+    from prefect_intermission._status_table import print_statuses
+    from prefect_intermission.status import study_statuses
+
+    statuses = study_statuses(args.study, storage=args.storage)
+    if args.json:
+        print(json.dumps([s.to_json() for s in statuses], indent=2, default=str))
+    elif not statuses:
+        print("No studies: no 'pausable-study' flow run on the Prefect server at this PREFECT_API_URL.")
+    else:
+        print_statuses(statuses)
+
+
+def _report(args: argparse.Namespace) -> None:
+    from prefect_intermission.report import write_report
+    from prefect_intermission.status import hide_password, study_storage
+
+    storage = args.storage or study_storage(args.study)
+    output = args.output or f"{args.study}-report.html"
+    path = write_report(args.study, storage, output)
+    print(f"Report of study {args.study!r} ({hide_password(storage)}) written to {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `intermission` command."""
     parser = argparse.ArgumentParser(
@@ -64,6 +88,26 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--at", help="Resume at this time: HH:MM (local, next such time) or ISO 8601.")
     resume.add_argument("--in", dest="within", help="Resume after this long, e.g. 90s, 45m, 2h30m.")
     resume.set_defaults(handler=_resume)
+    status = commands.add_parser(
+        "status", help="Show where studies stand: state, trials, times, pauses, checkpoints."
+    )
+    status.add_argument(
+        "study", nargs="?", help="A study name or flow-run id (default: every study)."
+    )
+    status.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
+    status.add_argument(
+        "--storage", help="Read studies from this Optuna storage URL instead of the run's."
+    )
+    status.set_defaults(handler=_status)
+    report = commands.add_parser(
+        "report", help="Write a self-contained HTML report with a study's plots."
+    )
+    report.add_argument("study", help="The study name.")
+    report.add_argument(
+        "--storage", help="The study's Optuna storage URL (default: its flow run's storage)."
+    )
+    report.add_argument("--output", help="The HTML file to write (default: STUDY-report.html).")
+    report.set_defaults(handler=_report)
     return parser
 
 
