@@ -66,7 +66,17 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
         # Concurrent trials write from several threads; wait for SQLite's lock.
         engine_kwargs["connect_args"] = {"timeout": 60}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    else:
+        # A database server may drop idle connections while a study is paused.
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except ImportError as e:
+        raise ConfigurationError(
+            f"The database driver for {parsed.drivername!r} storage is not installed: {e}. For "
+            "PostgreSQL install prefect-intermission[postgres] (psycopg) and use a "
+            "'postgresql+psycopg://' URL."
+        ) from e
 
 
 def utc_now_iso() -> str:
