@@ -132,12 +132,11 @@ class TrialCheckpoints:
 
     def save(self, epoch: int, state: dict[str, Any]) -> str:
         """Store the checkpoint of `epoch` and prune older ones; return its path."""
-        buffer = io.BytesIO()
-        torch.save({"format_version": CHECKPOINT_FORMAT_VERSION, **state}, buffer)
+        checkpoint = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
         path = self.path(epoch)
         try:
-            self._write_complete(path, buffer.getbuffer())
-        except OSError as e:
+            self._write_complete(path, checkpoint)
+        except (OSError, RuntimeError) as e:
             raise CheckpointError(
                 f"Could not write checkpoint {path!r}: {e}. Check that the checkpoint "
                 "location exists, is writable and has free space."
@@ -153,9 +152,15 @@ class TrialCheckpoints:
     def load(self, epoch: int) -> dict[str, Any]:
         """Load the checkpoint of `epoch` (tensors only: never runs code from the file)."""
         path = self.path(epoch)
-        data = self.store.fs.cat_file(path)
+        fs = self.store.fs
         try:
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            if isinstance(fs, LocalFileSystem):
+                with open(path, "rb") as f:  # straight from the file: no copy of its bytes
+                    state = torch.load(f, map_location="cpu", weights_only=True)
+            else:  # one GET, rather than many small ranged reads
+                state = torch.load(io.BytesIO(fs.cat_file(path)), map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
         except Exception as e:
             raise CheckpointError(f"Checkpoint {path!r} cannot be read safely: {e}") from e
         version = state.get("format_version")
@@ -167,14 +172,14 @@ class TrialCheckpoints:
             )
         return state
 
-    def _write_complete(self, path: str, data: memoryview) -> None:
+    def _write_complete(self, path: str, checkpoint: dict[str, Any]) -> None:
         fs = self.store.fs
         if isinstance(fs, LocalFileSystem):
             os.makedirs(self.folder, exist_ok=True)
             partial = f"{self.folder}/.{os.path.basename(path)}.{uuid.uuid4().hex}.partial"
             try:
-                with open(partial, "wb") as f:
-                    f.write(data)
+                with open(partial, "wb") as f:  # serialized straight into the file
+                    torch.save(checkpoint, f)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(partial, path)
@@ -182,7 +187,9 @@ class TrialCheckpoints:
                 if os.path.exists(partial):
                     os.remove(partial)
         else:
-            fs.pipe_file(path, bytes(data))
+            buffer = io.BytesIO()
+            torch.save(checkpoint, buffer)
+            fs.pipe_file(path, buffer.getvalue())  # one PUT: never a partial object
 
     def _prune(self) -> None:
         for epoch in self.epochs()[: -self.store.keep_last]:

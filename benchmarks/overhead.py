@@ -1,0 +1,57 @@
+"""One side of the overhead benchmark, run in a process of its own so its peak memory is its own.
+
+    python -m benchmarks.overhead plain|plugin WORKDIR N_TRIALS MAX_EPOCHS SEED
+
+Prints one JSON line: wall seconds of the study and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+
+def main(kind: str, workdir: str, n_trials: int, max_epochs: int, seed: int) -> dict[str, float]:
+    import optuna
+
+    from benchmarks.objectives import plain_objective
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{Path(workdir) / f'{kind}.db'}"
+    if kind == "plain":
+        start = time.perf_counter()
+        study = optuna.create_study(
+            study_name="overhead", storage=storage, direction="minimize",
+            sampler=optuna.samplers.TPESampler(seed=seed), pruner=optuna.pruners.NopPruner(),
+        )
+        study.optimize(partial(plain_objective, max_epochs=max_epochs), n_trials=n_trials)
+        wall = time.perf_counter() - start
+    elif kind == "plugin":
+        from prefect_intermission import optimize_study
+
+        start = time.perf_counter()
+        optimize_study(
+            study_name="overhead", objective="benchmarks.objectives:plugin_objective",
+            n_trials=n_trials, max_epochs=max_epochs, seed=seed, storage=storage,
+            checkpoints=str(Path(workdir) / "checkpoints"), pruner="none",
+        )
+        wall = time.perf_counter() - start
+        study = optuna.load_study(study_name="overhead", storage=storage)
+    else:
+        raise SystemExit(f"kind must be 'plain' or 'plugin', not {kind!r}")
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == n_trials, f"{kind}: {len(finished)} trials finished, expected {n_trials}"
+    return {
+        "wall_s": wall,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "params": [t.params for t in finished],
+    }
+
+
+if __name__ == "__main__":
+    kind, workdir, n_trials, max_epochs, seed = sys.argv[1:6]
+    print("BENCH-RESULT " + json.dumps(main(kind, workdir, int(n_trials), int(max_epochs), int(seed))))
