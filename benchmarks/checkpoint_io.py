@@ -56,6 +56,9 @@ def measure(url: str, *, megabytes: int, repeats: int, storage_options: dict[str
     raw_folder = f"{store.root}/raw"
     if isinstance(store.fs, LocalFileSystem):
         os.makedirs(raw_folder, exist_ok=True)
+    # Open the connection (or warm the filesystem) before anything is timed.
+    _raw_write(store.fs, f"{raw_folder}/warm-up.bin", b"x" * 1024)
+    _raw_read(store.fs, f"{raw_folder}/warm-up.bin")
     save, load, raw_write, raw_read = [], [], [], []
     for epoch in range(repeats):
         raw_path = f"{raw_folder}/blob-{epoch}.bin"
