@@ -53,9 +53,10 @@ def add_finished_trials(storage: str, study_name: str, count: int, max_epochs: i
     trials = []
     for _ in range(count):
         params = {"lr": 10 ** rng.uniform(-3, -0.53), "channels": rng.randint(4, 16), "dropout": rng.uniform(0, 0.5)}
-        curve = {epoch: 2.0 / (epoch + 1) + rng.random() * 0.1 for epoch in range(max_epochs)}
+        # A learning curve of up to 10 reported epochs: enough for the pruner to read.
+        curve = {epoch: 2.0 / (epoch + 1) + rng.random() * 0.1 for epoch in range(min(max_epochs, 10))}
         trials.append(create_trial(
-            params=params, distributions=DISTRIBUTIONS, value=curve[max_epochs - 1],
+            params=params, distributions=DISTRIBUTIONS, value=curve[max(curve)],
             intermediate_values=curve, state=TrialState.COMPLETE,
         ))
     study.add_trials(trials)
@@ -125,6 +126,7 @@ def pause_resume_cycle(
         "study_name": study_name, "objective": "flows.digits:objective", "storage": storage,
         "checkpoints": checkpoints, "n_trials": history + 1, "max_epochs": max_epochs,
         "max_concurrent_trials": 1, "seed": 0,
+        "pruner": "none",  # the made-up history must not prune the trial before it pauses
     })
 
     def training() -> bool:

@@ -5,7 +5,7 @@ Layout under the checkpoint root (any fsspec URL; a local folder by default):
     <root>/<study>/trial-00003/epoch-00007.pt
 
 A checkpoint is never visible under its final name before it is complete: a local
-file is written beside it and renamed, an object store gets a single PUT.
+file is written beside it and renamed, an object store gets a single upload.
 """
 
 from __future__ import annotations
@@ -189,7 +189,9 @@ class TrialCheckpoints:
         else:
             buffer = io.BytesIO()
             torch.save(checkpoint, buffer)
-            fs.pipe_file(path, buffer.getvalue())  # one PUT: never a partial object
+            # One upload (a PUT, or a multipart upload for large ones): the object
+            # appears only once it is complete.
+            fs.pipe_file(path, buffer.getvalue())
 
     def _prune(self) -> None:
         for epoch in self.epochs()[: -self.store.keep_last]:
