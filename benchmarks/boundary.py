@@ -92,6 +92,7 @@ def measure(workdir: Path, *, n_trials: int, max_epochs: int) -> dict[str, float
         "p90_ms": statistics.quantiles(ms["boundary"], n=10)[-1] if len(ms["boundary"]) > 1 else ms["boundary"][0],
         "checkpoint_write_ms": statistics.median(ms["write"]),
         "plain_optuna_report_ms": statistics.median(ms["plain"]),
+        "added_beyond_plain_report_ms": statistics.median(ms["boundary"]) - statistics.median(ms["plain"]),
         "demo_epoch_ms": statistics.median(ms["epoch"]),
         "samples": len(ms["boundary"]),
     }

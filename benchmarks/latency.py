@@ -88,10 +88,13 @@ def _log_time(flow_run_id: UUID, pattern: str, after: datetime, timeout: float =
     return wait_for(find, timeout=timeout, what=f"a log line matching {pattern!r}", every=0.25)
 
 
-def _pid(flow_run_id: UUID) -> int:
+def _pid(flow_run_id: UUID, *, other_than: int = 0) -> int:
+    """The process id of the process running the flow run (a new one, if `other_than` is given)."""
+
     def known() -> int:
         run = read_run(flow_run_id)
-        return int((run.infrastructure_pid or "").rpartition(":")[2] or 0)
+        pid = int((run.infrastructure_pid or "").rpartition(":")[2] or 0)
+        return pid if pid != other_than else 0
 
     return wait_for(known, timeout=60, what="the flow run's process id")
 
@@ -160,7 +163,10 @@ def pause_resume_cycle(
         states = sorted(client.read_flow_run_states(run.id), key=lambda s: s.timestamp)
     pending = next(s.timestamp for s in states if s.timestamp >= resumed and s.type.value == "PENDING")
     running = next(s.timestamp for s in states if s.timestamp >= pending and s.type.value == "RUNNING")
-    wait_for_state(run.id, "Completed", timeout=300)
+    # Done measuring: pause it again rather than train the rest of the trial.
+    new_pid = _pid(run.id, other_than=pid)
+    ui_pause(run.id)
+    wait_for(lambda: _gone(new_pid), timeout=120, what="the resumed flow's process to exit", every=0.1)
 
     seconds = lambda a, b: (b - a).total_seconds()  # noqa: E731
     return {

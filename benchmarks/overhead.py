@@ -1,6 +1,7 @@
 """One side of the overhead benchmark, run in a process of its own so its peak memory is its own.
 
     python -m benchmarks.overhead plain|plugin WORKDIR N_TRIALS MAX_EPOCHS SEED
+    python -m benchmarks.overhead calibrate EPOCH_SECONDS   # prints steps per epoch
 
 Prints one JSON line: wall seconds of the study and the process's peak RSS.
 """
@@ -52,6 +53,32 @@ def main(kind: str, workdir: str, n_trials: int, max_epochs: int, seed: int) -> 
     }
 
 
+def calibrate_steps(epoch_seconds: float) -> int:
+    """Steps of the benchmark objective that take about `epoch_seconds` here, now."""
+    import os
+
+    import torch
+
+    from benchmarks.objectives import _setup, _train_epoch
+
+    class FixedTrial:
+        def suggest_float(self, name: str, low: float, high: float, log: bool = False) -> float:
+            return low
+
+    os.environ["BENCH_STEPS_PER_EPOCH"] = "5"
+    model, optimizer, x, y = _setup(FixedTrial())  # type: ignore[arg-type]
+    order = torch.arange(len(x))
+    _train_epoch(model, optimizer, x, y, order)  # warm up
+    steps, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < max(0.5, 3 * epoch_seconds):
+        _train_epoch(model, optimizer, x, y, order)
+        steps += 5
+    return max(1, round(epoch_seconds * steps / elapsed))
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "calibrate":
+        print(calibrate_steps(float(sys.argv[2])))
+        raise SystemExit(0)
     kind, workdir, n_trials, max_epochs, seed = sys.argv[1:6]
     print("BENCH-RESULT " + json.dumps(main(kind, workdir, int(n_trials), int(max_epochs), int(seed))))

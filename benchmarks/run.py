@@ -77,31 +77,14 @@ def log(message: str) -> None:
 
 
 # -- overhead ----------------------------------------------------------------------
-def calibrate_steps(epoch_seconds: float) -> int:
-    """Steps of the overhead objective that take about `epoch_seconds` here."""
-    import torch
-
-    from benchmarks.objectives import _setup, _train_epoch
-
-    os.environ["BENCH_STEPS_PER_EPOCH"] = "5"
-    trial = _FixedTrial()
-    model, optimizer, x, y = _setup(trial)  # type: ignore[arg-type]
-    order = torch.arange(len(x))
-    _train_epoch(model, optimizer, x, y, order)  # warm up
-    steps, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < max(0.5, 2 * epoch_seconds):
-        _train_epoch(model, optimizer, x, y, order)
-        steps += 5
-    return max(1, round(epoch_seconds * steps / elapsed))
-
-
-class _FixedTrial:
-    def suggest_float(self, name: str, low: float, high: float, log: bool = False) -> float:
-        return low
-
-
 def measure_overhead(workdir: Path, sizes: Sizes, env: dict[str, str]) -> dict[str, Any]:
-    steps = calibrate_steps(sizes.epoch_seconds)
+    steps = 2  # toy size: no calibration
+    if sizes != TINY:  # calibrated in a process like the measured ones, under the same conditions
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.overhead", "calibrate", str(sizes.epoch_seconds)],
+            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=True,
+        )
+        steps = int(done.stdout.split()[-1])
     env = {**env, "BENCH_STEPS_PER_EPOCH": str(steps)}
     runs: dict[str, list[dict[str, Any]]] = {"plain": [], "plugin": []}
     # Plain, plugin, plugin, plain: each side meets the same share of whatever else the
