@@ -39,13 +39,11 @@ def test_the_bench_harness_writes_every_figure(prefect_stack, tmp_path):
     assert result["mode"] == "tiny"
     for figure, keys in FIGURES.items():
         assert keys <= set(result[figure]), (figure, keys - set(result[figure]))
-    numbers = [v for figure in FIGURES for v in result[figure].values() if isinstance(v, float)]
-    assert numbers and all(math.isfinite(v) and v > 0 for v in numbers)
+    # Every measured duration and ratio is a real, positive number (the splits too: each
+    # instant of the resume came after the one before it).
+    numbers = [result[f][k] for f, keys in FIGURES.items() for k in keys if isinstance(result[f][k], float)]
+    assert len(numbers) >= 20 and all(math.isfinite(v) and v > 0 for v in numbers)
     # The same seeds gave both sides of the overhead comparison the same trials.
     assert result["overhead_ratio"]["same_trial_params"] is True
-    # The resume split adds up to the whole.
-    r = result["resume_latency_s"]
-    parts = r["worker_pickup_s"] + r["process_start_s"] + r["study_load_s"] + r["checkpoint_load_s"]
-    assert parts == pytest.approx(r["value"], abs=1e-6)
     assert set(result["checks"]) >= {"overhead_ratio", "epoch_boundary_ms", "history_scaling_ratio"}
     assert "| overhead_ratio (wall) |" in done.stdout and "| history_scaling_ratio |" in done.stdout
