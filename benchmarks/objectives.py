@@ -9,12 +9,14 @@ hyperparameters change the numbers, never the amount of work. No sleeps.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import optuna
 import torch
 from torch import nn
 
-from prefect_intermission import TrialLoop
+if TYPE_CHECKING:  # the plain side must not import Prefect: its memory is part of the figure
+    from prefect_intermission import TrialLoop
 
 BATCH = 256
 FEATURES = 512
@@ -53,7 +55,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Te
     return total / steps_per_epoch()
 
 
-def plugin_objective(trial: optuna.Trial, loop: TrialLoop) -> float:
+def plugin_objective(trial: optuna.Trial, loop: "TrialLoop") -> float:
     """Trained through the plugin: a checkpoint, a report and a pause check every epoch."""
     model, optimizer, x, y = _setup(trial)
     for _epoch in loop.epochs(model, optimizer):

@@ -3,7 +3,7 @@
     python -m benchmarks.overhead plain|plugin WORKDIR N_TRIALS MAX_EPOCHS SEED
     python -m benchmarks.overhead calibrate EPOCH_SECONDS   # prints steps per epoch
 
-Prints one JSON line: wall seconds of the study and the process's peak RSS.
+Prints one JSON line: wall and CPU seconds of the study, and the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ from functools import partial
 from pathlib import Path
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(kind: str, workdir: str, n_trials: int, max_epochs: int, seed: int) -> dict[str, float]:
     import optuna
 
@@ -23,6 +29,9 @@ def main(kind: str, workdir: str, n_trials: int, max_epochs: int, seed: int) -> 
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{Path(workdir) / f'{kind}.db'}"
+    if kind == "plugin":
+        from prefect_intermission import optimize_study  # imported before the clocks start
+    cpu_start = _cpu_seconds()
     if kind == "plain":
         start = time.perf_counter()
         study = optuna.create_study(
@@ -32,8 +41,6 @@ def main(kind: str, workdir: str, n_trials: int, max_epochs: int, seed: int) -> 
         study.optimize(partial(plain_objective, max_epochs=max_epochs), n_trials=n_trials)
         wall = time.perf_counter() - start
     elif kind == "plugin":
-        from prefect_intermission import optimize_study
-
         start = time.perf_counter()
         optimize_study(
             study_name="overhead", objective="benchmarks.objectives:plugin_objective",
@@ -48,6 +55,7 @@ def main(kind: str, workdir: str, n_trials: int, max_epochs: int, seed: int) -> 
     assert len(finished) == n_trials, f"{kind}: {len(finished)} trials finished, expected {n_trials}"
     return {
         "wall_s": wall,
+        "cpu_s": _cpu_seconds() - cpu_start,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "params": [t.params for t in finished],
     }
