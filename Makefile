@@ -1,5 +1,5 @@
-# The two commands a newcomer needs: `make demo` and `make test`.
-# Both create .venv on first use: torch==2.13.0 first (the CPU build), then the project.
+# The two commands a newcomer needs: `make demo` and `make test` (and `make bench`).
+# All create .venv on first use: torch==2.13.0 first (the CPU build), then the project.
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test venv clean
+.PHONY: demo test bench venv clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PY) -m pytest
+
+# Measures the plugin against plain Optuna and the hardware; writes benchmarks/results/latest.json.
+bench: $(INSTALLED)
+	$(PY) -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) .intermission

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from deployments.local_services import LocalPostgres, LocalS3  # noqa: E402
 from deployments.local_stack import LocalPrefect  # noqa: E402
 
 
@@ -41,3 +43,25 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPre
         stack.start_worker()
         yield stack
         APILogWorker.drain_all(timeout=5)  # send this process's run logs before the server stops
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[LocalS3]:
+    """moto's S3 server on 127.0.0.1 (a `ThreadedMotoServer`, as s3fs's tests use)."""
+    with LocalS3(threaded=True) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: LocalS3) -> str:
+    """A new, empty bucket on the S3 server; its name."""
+    name = f"checkpoints-{uuid.uuid4().hex[:12]}"
+    s3_server.create_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """A PostgreSQL server of its own on 127.0.0.1, in a temporary folder."""
+    with LocalPostgres() as server:
+        yield server

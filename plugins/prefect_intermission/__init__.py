@@ -6,6 +6,7 @@ trial from exactly where it stopped.
 """
 
 from prefect_intermission.checkpoints import CheckpointStore
+from prefect_intermission.credentials import CheckpointStorageCredentials
 from prefect_intermission.errors import (
     CheckpointError,
     ConfigurationError,
@@ -22,6 +23,7 @@ from prefect_intermission.trial_loop import TrialLoop
 
 __all__ = [
     "CheckpointError",
+    "CheckpointStorageCredentials",
     "CheckpointStore",
     "ConfigurationError",
     "FlowRunControlError",

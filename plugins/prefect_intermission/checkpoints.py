@@ -59,13 +59,18 @@ class CheckpointStore:
             `s3://bucket/prefix`.
         keep_last: How many checkpoints to keep per trial; older ones are deleted
             after a newer one is written.
+        storage_options: Options for the fsspec filesystem, e.g. s3fs's `key`,
+            `secret` and `endpoint_url` (see `CheckpointStorageCredentials`). Without
+            them s3fs reads the usual AWS environment variables.
     """
 
-    def __init__(self, url: str, *, keep_last: int = 2) -> None:
+    def __init__(
+        self, url: str, *, keep_last: int = 2, storage_options: dict[str, Any] | None = None
+    ) -> None:
         if keep_last < 1:
             raise ConfigurationError(f"keep_last must be >= 1, but got {keep_last=}.")
         try:
-            self.fs, self.root = fsspec.url_to_fs(url)
+            self.fs, self.root = fsspec.url_to_fs(url, **(storage_options or {}))
         except (ImportError, ValueError) as e:
             raise ConfigurationError(
                 f"Cannot open the checkpoint location {url!r}: {e}. Use a local folder or an "
@@ -86,6 +91,36 @@ class CheckpointStore:
             raise ConfigurationError(
                 f"Cannot write to the checkpoint location {self.url!r}: {e}. Create it, fix its "
                 "permissions, or choose another location with the `checkpoints` parameter."
+            ) from e
+
+    def verify(self) -> None:
+        """Check, before any training, that an object store's bucket exists and can be reached.
+
+        Raises:
+            ConfigurationError: The bucket does not exist, or the store refuses or
+                cannot be reached with the credentials given.
+        """
+        if isinstance(self.fs, LocalFileSystem) or self.fs.root_marker:
+            return  # a local folder is created on the first write
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.info(bucket)
+        except FileNotFoundError as e:
+            raise ConfigurationError(
+                f"The bucket {bucket!r} of the checkpoint location {self.url!r} does not exist "
+                "(or these credentials cannot see it). Create the bucket, or fix the "
+                "checkpoints URL or the credentials."
+            ) from e
+        except PermissionError as e:
+            raise ConfigurationError(
+                f"Access to the bucket {bucket!r} of the checkpoint location {self.url!r} was "
+                f"refused: {e}. Check the credentials (the checkpoint_credentials block or the "
+                "worker's AWS environment) and the bucket's policy."
+            ) from e
+        except Exception as e:
+            raise ConfigurationError(
+                f"Cannot reach the checkpoint location {self.url!r}: {type(e).__name__}: {e}. "
+                "Check the endpoint (endpoint_url or AWS_ENDPOINT_URL), the network and the credentials."
             ) from e
 
     def for_trial(self, study_name: str, trial_number: int) -> TrialCheckpoints:
@@ -254,7 +289,7 @@ class TrialCheckpoints:
             raise CheckpointError(f"{path!r} has {len(data)} bytes, the manifest says {entry['size']}")
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise CheckpointError(f"{path!r} does not match its SHA-256 in the manifest")
-        try:
+        try:  # the very bytes just verified: nothing read twice, nothing swapped in between
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:
             raise CheckpointError(f"{path!r} cannot be read safely: {_load_problem(e)}") from e

@@ -28,11 +28,13 @@ from prefect.flow_runs import suspend_flow_run
 from prefect.settings import PREFECT_UI_URL
 from prefect.states import Completed, Running, Scheduled, State
 from prefect.task_runners import ThreadPoolTaskRunner
+from sqlalchemy.engine import make_url
 
 from prefect_intermission._faults import fault_point
 from prefect_intermission._imports import import_objective
 from prefect_intermission._signing import signing_key
 from prefect_intermission.checkpoints import CheckpointStore
+from prefect_intermission.credentials import CheckpointStorageCredentials
 from prefect_intermission.errors import ConfigurationError, IntermissionError
 from prefect_intermission.notify import notify
 from prefect_intermission.pause_policy import PausePolicy
@@ -78,6 +80,42 @@ def _validate(n_trials: int, max_epochs: int, max_concurrent_trials: int, direct
         )
     if direction not in ("minimize", "maximize"):
         raise ConfigurationError(f"direction must be 'minimize' or 'maximize', but got {direction=}.")
+
+
+def _refuse_password_in_storage_url(storage: str) -> None:
+    """Flow parameters are shown in plain text in the UI and logs: no password may be in one."""
+    try:
+        password = make_url(storage).password
+    except Exception:
+        return  # open_storage explains what a storage URL must look like
+    if password:
+        raise ConfigurationError(
+            "The storage URL contains a password, and flow parameters are shown in plain text "
+            "in the Prefect UI and logs. Remove the password from the URL and give it to the "
+            "worker instead: PGPASSWORD in the worker's environment, or a ~/.pgpass file."
+        )
+
+
+def open_checkpoint_store(
+    checkpoints: str, *, keep_last: int, credentials_block: str | None = None
+) -> CheckpointStore:
+    """The checkpoint store, with credentials from a saved block (or the AWS environment), checked."""
+    storage_options = None
+    if credentials_block:
+        try:
+            block = CheckpointStorageCredentials.load(credentials_block)
+        except ValueError as e:
+            raise ConfigurationError(
+                f"No CheckpointStorageCredentials block named {credentials_block!r} on this "
+                f"Prefect server ({e}). Save one first, e.g. "
+                f"CheckpointStorageCredentials(...).save({credentials_block!r}), or leave "
+                "checkpoint_credentials empty to use the worker's AWS environment."
+            ) from e
+        storage_options = block.storage_options()
+    store = CheckpointStore(checkpoints, keep_last=keep_last, storage_options=storage_options)
+    store.verify()
+    store.check_writable()
+    return store
 
 
 def load_study_state(
@@ -137,6 +175,7 @@ def optimize_study(
     restart_trials_without_checkpoints: bool = False,
     pause_policy: str | None = None,
     pause_rules: list[dict[str, Any]] | None = None,
+    checkpoint_credentials: str | None = None,
 ) -> dict[str, Any] | State:
     """Run an Optuna study whose trials can pause at any epoch boundary and resume exactly.
 
@@ -147,8 +186,11 @@ def optimize_study(
         n_trials: Finished trials wanted in total, counting earlier runs.
         max_epochs: Epochs a trial trains at most.
         seed: Seeds the sampler and every trial, so a search can be repeated exactly.
-        storage: Optuna RDB storage, a SQLAlchemy URL.
-        checkpoints: Where trial checkpoints go: a local folder or any fsspec URL.
+        storage: Optuna RDB storage, a SQLAlchemy URL (`sqlite:///...` or
+            `postgresql+psycopg://user@host/db`; the password comes from the worker's
+            PGPASSWORD or ~/.pgpass, never from the URL).
+        checkpoints: Where trial checkpoints go: a local folder or any fsspec URL, e.g.
+            `s3://bucket/prefix`.
         max_concurrent_trials: Trials trained at once in this flow run.
         direction: Whether the objective's value is minimized or maximized.
         sampler: The Optuna sampler, `"tpe"` or `"random"`.
@@ -160,15 +202,19 @@ def optimize_study(
             pause windows, pause file, and checkpoint location.
         pause_rules: Conditions checked at every epoch boundary that pause the study, as
             `{"rule": "package.module:factory", **kwargs}` (see `prefect_intermission.rules`).
+        checkpoint_credentials: The name of a saved `CheckpointStorageCredentials` block
+            for an `s3://` checkpoint location; empty to use the worker's AWS environment.
     """
     _validate(n_trials, max_epochs, max_concurrent_trials, direction)
+    _refuse_password_in_storage_url(storage)
     objective_fn = import_objective(objective)
     rules = load_rules(pause_rules or [])
     policy = _load_policy(pause_policy)
     if policy is not None and policy.checkpoints:
         checkpoints, keep_checkpoints = policy.checkpoints, policy.keep_checkpoints
-    store = CheckpointStore(checkpoints, keep_last=keep_checkpoints)
-    store.check_writable()
+    store = open_checkpoint_store(
+        checkpoints, keep_last=keep_checkpoints, credentials_block=checkpoint_credentials
+    )
     state = load_study_state(
         study_name, storage, seed=seed, direction=direction, sampler=sampler, pruner=pruner
     )

@@ -78,8 +78,17 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
                 os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
             # Concurrent trials write from several threads; wait for SQLite's lock.
             engine_kwargs["connect_args"] = {"timeout": 60}
+        else:
+            # A database server may drop idle connections while a study is paused.
+            engine_kwargs["pool_pre_ping"] = True
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except (SQLAlchemyError, ImportError, OSError, ValueError) as e:
+    except ImportError as e:
+        raise ConfigurationError(
+            f"The database driver for {parsed.drivername!r} storage is not installed: {e}. For "
+            "PostgreSQL install prefect-intermission[postgres] (psycopg) and use a "
+            "'postgresql+psycopg://' URL."
+        ) from e
+    except (SQLAlchemyError, OSError, ValueError) as e:
         problem = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigurationError(
             f"Cannot open the study storage {shown}: {problem}. Check the URL's dialect and "

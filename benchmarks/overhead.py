@@ -1,0 +1,92 @@
+"""One side of the overhead benchmark, run in a process of its own so its peak memory is its own.
+
+    python -m benchmarks.overhead plain|plugin WORKDIR N_TRIALS MAX_EPOCHS SEED
+    python -m benchmarks.overhead calibrate EPOCH_SECONDS   # prints steps per epoch
+
+Prints one JSON line: wall and CPU seconds of the study, and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main(kind: str, workdir: str, n_trials: int, max_epochs: int, seed: int) -> dict[str, float]:
+    import optuna
+
+    from benchmarks.objectives import plain_objective
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{Path(workdir) / f'{kind}.db'}"
+    if kind == "plugin":
+        from prefect_intermission import optimize_study  # imported before the clocks start
+    cpu_start = _cpu_seconds()
+    if kind == "plain":
+        start = time.perf_counter()
+        study = optuna.create_study(
+            study_name="overhead", storage=storage, direction="minimize",
+            sampler=optuna.samplers.TPESampler(seed=seed), pruner=optuna.pruners.NopPruner(),
+        )
+        study.optimize(partial(plain_objective, max_epochs=max_epochs), n_trials=n_trials)
+        wall = time.perf_counter() - start
+    elif kind == "plugin":
+        start = time.perf_counter()
+        optimize_study(
+            study_name="overhead", objective="benchmarks.objectives:plugin_objective",
+            n_trials=n_trials, max_epochs=max_epochs, seed=seed, storage=storage,
+            checkpoints=str(Path(workdir) / "checkpoints"), pruner="none",
+        )
+        wall = time.perf_counter() - start
+        study = optuna.load_study(study_name="overhead", storage=storage)
+    else:
+        raise SystemExit(f"kind must be 'plain' or 'plugin', not {kind!r}")
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == n_trials, f"{kind}: {len(finished)} trials finished, expected {n_trials}"
+    return {
+        "wall_s": wall,
+        "cpu_s": _cpu_seconds() - cpu_start,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "params": [t.params for t in finished],
+    }
+
+
+def calibrate_steps(epoch_seconds: float) -> int:
+    """Steps of the benchmark objective that take about `epoch_seconds` here, now."""
+    import os
+
+    import torch
+
+    from benchmarks.objectives import _setup, _train_epoch
+
+    class FixedTrial:
+        def suggest_float(self, name: str, low: float, high: float, log: bool = False) -> float:
+            return low
+
+    os.environ["BENCH_STEPS_PER_EPOCH"] = "5"
+    model, optimizer, x, y = _setup(FixedTrial())  # type: ignore[arg-type]
+    order = torch.arange(len(x))
+    _train_epoch(model, optimizer, x, y, order)  # warm up
+    steps, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < max(0.5, 3 * epoch_seconds):
+        _train_epoch(model, optimizer, x, y, order)
+        steps += 5
+    return max(1, round(epoch_seconds * steps / elapsed))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "calibrate":
+        print(calibrate_steps(float(sys.argv[2])))
+        raise SystemExit(0)
+    kind, workdir, n_trials, max_epochs, seed = sys.argv[1:6]
+    print("BENCH-RESULT " + json.dumps(main(kind, workdir, int(n_trials), int(max_epochs), int(seed))))

@@ -1,0 +1,49 @@
+"""The `make bench` harness runs end to end (at toy sizes) and writes every figure, so it cannot rot.
+
+It checks the harness, not the figures: timings are for `make bench`, never for tests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from deployments.local_stack import PROJECT_ROOT
+
+pytestmark = pytest.mark.e2e
+
+FIGURES = {
+    "overhead_ratio": {"value", "peak_memory", "cpu_time", "plugin_wall_s", "plain_wall_s", "same_trial_params"},
+    "epoch_boundary_ms": {"value", "checkpoint_write_ms", "plain_optuna_report_ms"},
+    "pause_latency_s": {"value", "checkpoint_write_s", "request_to_exit_s"},
+    "resume_latency_s": {"value", "worker_pickup_s", "process_start_s", "study_load_s", "checkpoint_load_s"},
+    "checkpoint_write_ratio": {"local", "s3"},
+    "checkpoint_read_ratio": {"local", "s3"},
+    "history_scaling_ratio": {"value", "small", "large"},
+}
+
+
+def test_the_bench_harness_writes_every_figure(prefect_stack, tmp_path):
+    output = tmp_path / "latest.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--tiny", "--output", str(output),
+         "--api-url", prefect_stack.api_url],
+        cwd=PROJECT_ROOT, env=prefect_stack.env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    result = json.loads(output.read_text())
+    assert result["mode"] == "tiny"
+    for figure, keys in FIGURES.items():
+        assert keys <= set(result[figure]), (figure, keys - set(result[figure]))
+    # Every measured duration and ratio is a real, positive number (the splits too: each
+    # instant of the resume came after the one before it).
+    numbers = [result[f][k] for f, keys in FIGURES.items() for k in keys if isinstance(result[f][k], float)]
+    assert len(numbers) >= 20 and all(math.isfinite(v) and v > 0 for v in numbers)
+    # The same seeds gave both sides of the overhead comparison the same trials.
+    assert result["overhead_ratio"]["same_trial_params"] is True
+    assert set(result["checks"]) >= {"overhead_ratio", "epoch_boundary_ms", "history_scaling_ratio"}
+    assert "| overhead_ratio (wall) |" in done.stdout and "| history_scaling_ratio |" in done.stdout
