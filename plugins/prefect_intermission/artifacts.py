@@ -10,6 +10,7 @@ second, so training never waits for the API.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
@@ -57,7 +58,11 @@ class ArtifactReporter:
         self._changed = threading.Event()
         self._stop = threading.Event()
         self._progress_artifact: UUID | None = None
-        self._thread = threading.Thread(target=self._run, name="intermission-artifacts", daemon=True)
+        # The thread runs in a copy of this context: Prefect's settings (API URL) live there.
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._run,),
+            name="intermission-artifacts", daemon=True,
+        )
         progress.add_listener(lambda _: self._changed.set())
 
     def __enter__(self) -> ArtifactReporter:

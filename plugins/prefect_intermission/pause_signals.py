@@ -7,6 +7,7 @@ state: the Prefect UI's Pause / Suspend button and `intermission pause` both do 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -114,8 +115,10 @@ class FlowRunPauseWatcher:
         self.triggers = triggers or []
         self.poll_seconds = poll_seconds if poll_seconds is not None else poll_seconds_from_env()
         self._stop = threading.Event()
+        # The thread runs in a copy of this context: Prefect's settings (API URL) live there.
         self._thread = threading.Thread(
-            target=self._watch, name=f"intermission-pause-watcher-{flow_run_id}", daemon=True
+            target=contextvars.copy_context().run, args=(self._watch,),
+            name=f"intermission-pause-watcher-{flow_run_id}", daemon=True,
         )
 
     def __enter__(self) -> FlowRunPauseWatcher:
