@@ -105,6 +105,10 @@ def test_while_paused_every_field_matches_the_study(study):
     assert s["last_pause"]["flow_run_id"] == study.flow_run_id
     assert s["last_pause"]["trials"] == {str(trial.number): done - 1}
     assert s["resumptions"] == [] and s["resumes_at"] is None
+    # What the training process was using when it paused.
+    resources = s["last_pause"]["resources"]
+    assert resources["rss_bytes"] > 50 * 2**20 and resources["cpu_percent"] > 0
+    assert resources["peak_rss_bytes"] >= resources["rss_bytes"] and resources["gpus"] == []
 
     # When it started: the flow run, after the test asked for it.
     started = parse_time(s["started_at"])
@@ -186,6 +190,7 @@ def test_table_shows_the_study_at_a_glance(study):
     assert f"{N_TRIALS}/{N_TRIALS} finished" in table
     assert f"{PREFECT_UI_URL.value()}/runs/flow-run/{study.flow_run_id}" in table
     assert "(ui)" in table  # the last pause and its reason
+    assert "at pause: CPU" in table and "(average), memory" in table
 
 
 def test_table_while_paused_shows_the_paused_trial(study):

@@ -90,6 +90,16 @@ def details(s: StudyStatus) -> Group:
     for p in s.pauses:
         stopped = ", ".join(f"#{n} after epoch {e}" for n, e in p["trials"].items()) or "no trial"
         lines.append(Text(f"  paused {p['paused_at']} ({p['reason']}): {stopped}"))
+        if resources := p.get("resources"):
+            gpus = "".join(
+                f"; GPU {g['index']} {g['utilization_percent'] if g['utilization_percent'] is not None else '-'}%"
+                f" {size(g['memory_allocated_bytes'])}"
+                for g in resources.get("gpus", [])
+            )
+            lines.append(Text(
+                f"    at pause: CPU {resources['cpu_percent']}% (average), memory "
+                f"{size(resources['rss_bytes'])} (peak {size(resources['peak_rss_bytes'])}){gpus}"
+            ))
     for r in s.resumptions:
         lines.append(Text(
             f"  resumed {r['at']} trial #{r['trial']} after {r['reason']} from epoch {r['from_epoch']}"
