@@ -184,6 +184,8 @@ class TrialScheduler:
     def _collect(self, attempt: _Attempt, result: ScheduleResult) -> None:
         outcome = attempt.outcome
         number = attempt.trial.number
+        if outcome is not None and self.progress is not None:
+            self.progress.trial_ended(number, outcome.state)
         if outcome is not None and self.flow_run_id is not None:
             emit_trial_event(
                 outcome.state, self.state.study.study_name, self.flow_run_id, number,
@@ -196,6 +198,8 @@ class TrialScheduler:
             epochs = self.checkpoints.for_trial(self.state.study.study_name, number).epochs()
             self.state.mark_paused(attempt.trial._trial_id, epochs[-1] if epochs else None)
             result.paused[number] = epochs[-1] if epochs else None
+            if self.progress is not None:
+                self.progress.trial_ended(number, "paused")
             return
         if outcome.state in ("complete", "pruned"):
             result.finished += 1

@@ -69,28 +69,10 @@ def run_trial_attempt(
     direction: Literal["minimize", "maximize"],
     progress: StudyProgress | None = None,
 ) -> TrialOutcome:
-    """Train `trial` until it finishes or pauses, and record the result in Optuna."""
-    outcome = _attempt(
-        state, trial, objective, checkpoints=checkpoints, max_epochs=max_epochs,
-        study_seed=study_seed, pause_signal=pause_signal, direction=direction, progress=progress,
-    )
-    if progress is not None:
-        progress.trial_ended(outcome.number, outcome.state)
-    return outcome
+    """Train `trial` until it finishes or pauses, and record the result in Optuna.
 
-
-def _attempt(
-    state: StudyState,
-    trial: optuna.Trial,
-    objective: Objective,
-    *,
-    checkpoints: CheckpointStore,
-    max_epochs: int,
-    study_seed: int,
-    pause_signal: PauseSignal,
-    direction: Literal["minimize", "maximize"],
-    progress: StudyProgress | None,
-) -> TrialOutcome:
+    With `progress`, every epoch boundary is reported to it as it happens.
+    """
     study = state.study
     number = trial.number
     seed = trial_seed(study_seed, number)
