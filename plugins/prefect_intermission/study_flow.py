@@ -43,6 +43,7 @@ from prefect_intermission.pause_signals import (
     FlowRunPauseWatcher,
     PauseSignal,
     pause_file_trigger,
+    pause_reason_of_state,
     pause_window_trigger,
 )
 from prefect_intermission.scheduler import ScheduleResult, StudySettings, TrialScheduler
@@ -307,6 +308,10 @@ def _run_study(
         )
         notify(policy, f"Study {study_name} failed", message)
         raise IntermissionError(message)
+    if not signal.is_requested() and (late := pause_reason_of_state(_read_run(flow_run.id).state)):
+        # Paused after the last trial ended: Prefect would end the run with that pause
+        # (and its timeout). Carry it out like any other; resuming then completes at once.
+        signal.request(late)
     if signal.is_requested():
         entry = _record_stop(state, flow_run, signal.reason or "unknown", result)
         resume_at = (

@@ -31,7 +31,7 @@ def _parameters(study_name, tmp_path):
         "storage": f"sqlite:///{tmp_path}/studies.db",
         "checkpoints": str(tmp_path / "checkpoints"),
         "n_trials": N_TRIALS,
-        "max_epochs": 6,
+        "max_epochs": 12,  # long enough that the pause lands mid-training on an idle machine
         "max_concurrent_trials": 1,
         "seed": 11,
     }
