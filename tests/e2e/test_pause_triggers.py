@@ -38,7 +38,7 @@ N_TRIALS = 2
 SECRET = "s3cr3t-hook-token"
 
 
-def _parameters(name, tmp_path, policy, max_epochs=8):
+def _parameters(name, tmp_path, policy, max_epochs=16):
     return {
         "study_name": name,
         "storage": f"sqlite:///{tmp_path}/studies.db",
@@ -92,8 +92,9 @@ def test_notifications_on_pause_resume_and_completion_reach_a_webhook(prefect_st
         paused_msg = wait_for(lambda: hook.messages(f"Study {name} paused"), timeout=60, what="the pause message")[0]
         body = paused_msg["message"]
         running = {t.number: len(t.intermediate_values) - 1 for t in trials(storage, name) if t.state == TrialState.RUNNING}
+        assert running, "a trial was mid-training when the pause landed"
         for number, epoch in running.items():
-            assert f"#{number} paused after epoch {epoch} of 7" in body
+            assert f"#{number} paused after epoch {epoch} of 15" in body
         assert "the Pause / Suspend button in the Prefect UI" in body
         assert f"intermission resume {run.id}" in body and str(tmp_path / "checkpoints") in body
         assert "Resumes:** when you resume it" in body
