@@ -86,8 +86,9 @@ def test_a_study_with_s3_checkpoints_pauses_and_resumes(prefect_stack, s3_server
     options = {**s3_server.storage_options, "skip_instance_cache": True}
     for t in got:
         if t.number in {p.number for p in paused} and t.state == TrialState.COMPLETE:
-            state = CheckpointStore(checkpoints, storage_options=options).for_trial(study_name, t.number).load_latest()
-            assert state["epoch"] == MAX_EPOCHS - 1
+            loaded = CheckpointStore(checkpoints, storage_options=options).for_trial(study_name, t.number).load_latest_valid()
+            state = loaded.state
+            assert loaded.fallbacks == [] and state["epoch"] == MAX_EPOCHS - 1
             assert state["components"]["model"]
 
 
