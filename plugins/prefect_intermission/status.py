@@ -359,8 +359,8 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
             for entry in store.for_trial(study_name, t.number).entries():
                 files += 1
                 size += int(entry["size"])
-    except (IntermissionError, OSError) as e:
-        problems.append(f"checkpoints: {e}")
+    except Exception as e:  # noqa: BLE001 - e.g. a bucket this machine has no credentials for
+        problems.append(f"checkpoints unreadable from here: {type(e).__name__}: {e}")
 
     return StudyStatus(
         study_name=study_name,
