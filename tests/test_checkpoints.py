@@ -6,9 +6,12 @@ import hashlib
 import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.serialization import config
 
 from prefect_intermission import CheckpointError, CheckpointStore, ConfigurationError
 
@@ -84,3 +87,21 @@ def test_keep_last_must_be_positive(tmp_path):
 def test_an_unknown_protocol_is_a_configuration_error():
     with pytest.raises(ConfigurationError, match="Cannot open the checkpoint location"):
         CheckpointStore("nosuchproto://bucket/x")
+
+
+def test_a_checkpoint_is_a_plain_torch_file_listed_with_its_true_size_and_hash(tmp_path):
+    trial = CheckpointStore(str(tmp_path)).for_trial("study", 0)
+    weights = {f"layer{i}": torch.randn(300_000) for i in range(4)}  # chunks large enough to hash aside
+    path = trial.save(0, {"weights": weights})
+    data = Path(path).read_bytes()
+    (entry,) = json.loads(Path(trial.manifest_path).read_text())["checkpoints"]
+    assert (entry["size"], entry["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    loaded = torch.load(path, weights_only=True)  # what a user does with it outside the plugin
+    assert all(torch.equal(loaded["weights"][k], weights[k]) for k in weights)
+
+
+def test_saves_leave_torch_save_computing_zip_checksums_for_everyone_else(tmp_path):
+    store = CheckpointStore(str(tmp_path))
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: store.for_trial("study", n).save(0, {"w": torch.randn(500_000)}), range(8)))
+    assert config.save.compute_crc32 is True

@@ -17,7 +17,7 @@ _lock = threading.Lock()
 
 #: Every fault point in the package, for the tests that pick one.
 FAULT_POINTS = (
-    "checkpoint.write",  # half of a checkpoint's bytes written
+    "checkpoint.write",  # the first bytes of a checkpoint (or manifest) written, the rest not
     "checkpoint.manifest",  # checkpoint written, manifest not yet updated
     "trial.report",  # epoch reported to Optuna, checkpoint not yet written
     "study.tell",  # trial about to be told to Optuna

@@ -21,7 +21,8 @@ import logging
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +31,13 @@ import torch
 from fsspec.implementations.local import LocalFileSystem
 
 from prefect_intermission._faults import fault_point
+from prefect_intermission._hashed_io import (
+    HashingWriter,
+    MemoryReader,
+    read_hashed,
+    without_zip_crc32,
+    write_hashed,
+)
 from prefect_intermission.errors import CheckpointError, ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -156,12 +164,18 @@ class LoadResult:
     fallbacks: list[dict[str, Any]]
 
 
-@dataclass(frozen=True)
+@dataclass
 class TrialCheckpoints:
-    """The epoch checkpoints of one trial, listed with their size and SHA-256 in a manifest."""
+    """The epoch checkpoints of one trial, listed with their size and SHA-256 in a manifest.
+
+    A trial has one writer at a time (the study's lease, or a trial run's claim on its
+    trial, sees to it), so after its first save the manifest is kept in memory: an epoch
+    costs one checkpoint write and one manifest write, with no reads or listings.
+    """
 
     store: CheckpointStore
     folder: str
+    _listed: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def manifest_path(self) -> str:
@@ -226,35 +240,34 @@ class TrialCheckpoints:
 
     def save(self, epoch: int, state: dict[str, Any]) -> str:
         """Store the checkpoint of `epoch`, list it in the manifest, prune older ones."""
-        buffer = io.BytesIO()
-        torch.save({"format_version": CHECKPOINT_FORMAT_VERSION, **state}, buffer)
-        data = buffer.getbuffer()
+        payload = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
         path = self.path(epoch)
         try:
-            self._write_complete(path, data)
-            size = self.store.fs.size(path)
+            with without_zip_crc32():
+                size, sha256 = self._write_complete(path, lambda f: torch.save(payload, f))
         except OSError as e:
             raise CheckpointError(
                 f"Could not write checkpoint {path!r}: {e}. Check that the checkpoint "
                 "location exists, is writable and has free space."
             ) from e
-        if size != len(data):
-            raise CheckpointError(f"Checkpoint {path!r} has {size} bytes after writing {len(data)}.")
         fault_point("checkpoint.manifest")
-        entry = {
-            "epoch": epoch,
-            "file": os.path.basename(path),
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-        }
-        try:
-            previous = [e for e in self.entries() if int(e["epoch"]) != epoch]
-        except CheckpointError:
-            previous = []  # a damaged manifest is replaced by one that lists what is verified
+        entry = {"epoch": epoch, "file": os.path.basename(path), "size": size, "sha256": sha256}
+        first_save = self._listed is None
+        if self._listed is None:
+            try:
+                self._listed = self.entries()
+            except CheckpointError:
+                self._listed = []  # a damaged manifest is replaced by one that lists what is verified
+        # Checkpoints of this epoch or later are from an attempt that was cut off: obsolete.
+        previous = sorted((e for e in self._listed if int(e["epoch"]) < epoch), key=lambda e: int(e["epoch"]))
         kept = [*previous, entry][-self.store.keep_last :]
         manifest = json.dumps({"format_version": CHECKPOINT_FORMAT_VERSION, "checkpoints": kept})
-        self._write_complete(self.manifest_path, memoryview(manifest.encode()))
-        self._delete_unlisted({e["file"] for e in kept})
+        self._write_complete(self.manifest_path, lambda f: f.write(manifest.encode()))
+        self._listed = kept
+        if first_save:  # also clears what earlier writers left: unlisted files, partial writes
+            self._delete_unlisted({e["file"] for e in kept})
+        else:
+            self._delete_files({e["file"] for e in previous} - {e["file"] for e in kept})
         return path
 
     def load_latest_valid(self) -> LoadResult:
@@ -282,15 +295,16 @@ class TrialCheckpoints:
     def _load_verified(self, entry: dict[str, Any]) -> dict[str, Any]:
         path = f"{self.folder}/{entry['file']}"
         try:
-            data = self.store.fs.cat_file(path)
+            data, sha256 = self._read_complete(path)
         except FileNotFoundError as e:
             raise CheckpointError(f"{path!r} is missing") from e
         if len(data) != entry["size"]:
             raise CheckpointError(f"{path!r} has {len(data)} bytes, the manifest says {entry['size']}")
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        if sha256 != entry["sha256"]:
             raise CheckpointError(f"{path!r} does not match its SHA-256 in the manifest")
         try:  # the very bytes just verified: nothing read twice, nothing swapped in between
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            with MemoryReader(data) as verified:
+                state = torch.load(verified, map_location="cpu", weights_only=True)
         except Exception as e:
             raise CheckpointError(f"{path!r} cannot be read safely: {_load_problem(e)}") from e
         version = state.get("format_version") if isinstance(state, dict) else None
@@ -302,26 +316,32 @@ class TrialCheckpoints:
             )
         return state
 
-    def _write_complete(self, path: str, data: memoryview) -> None:
+    def _write_complete(self, path: str, write: Callable[[HashingWriter], object]) -> tuple[int, str]:
+        """Store what `write` writes under `path`, all or nothing; its size and SHA-256."""
         fs = self.store.fs
         if isinstance(fs, LocalFileSystem):
             os.makedirs(self.folder, exist_ok=True)
             partial = f"{self.folder}/.{os.path.basename(path)}.{uuid.uuid4().hex}.partial"
             try:
-                with open(partial, "wb") as f:
-                    half = len(data) // 2
-                    f.write(data[:half])
-                    fault_point("checkpoint.write")
-                    f.write(data[half:])
-                    f.flush()
-                    os.fsync(f.fileno())
+                written = write_hashed(partial, write)
                 os.replace(partial, path)
             finally:
                 if os.path.exists(partial):
                     os.remove(partial)
-        else:
-            fault_point("checkpoint.write")
-            fs.pipe_file(path, bytes(data))
+            return written
+        buffer = io.BytesIO()
+        writer = HashingWriter(buffer)
+        write(writer)
+        fs.pipe_file(path, buffer.getvalue())
+        return writer.size, writer.hexdigest()
+
+    def _read_complete(self, path: str) -> tuple[bytes | bytearray, str]:
+        """The bytes stored under `path` and their SHA-256."""
+        fs = self.store.fs
+        if isinstance(fs, LocalFileSystem):
+            return read_hashed(path)
+        data = fs.cat_file(path)
+        return data, hashlib.sha256(data).hexdigest()
 
     def _delete_unlisted(self, keep: set[str]) -> None:
         """Delete checkpoints the manifest no longer lists, and partial files of dead writers."""
@@ -330,3 +350,11 @@ class TrialCheckpoints:
             name = os.path.basename(path.rstrip("/"))
             if name != _MANIFEST and name not in keep and (_EPOCH_FILE.match(name) or name.endswith(".partial")):
                 fs.rm_file(path)
+
+    def _delete_files(self, names: set[str]) -> None:
+        """Delete checkpoints the manifest stopped listing."""
+        for name in names:
+            try:
+                self.store.fs.rm_file(f"{self.folder}/{name}")
+            except FileNotFoundError:
+                pass
