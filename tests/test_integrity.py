@@ -20,20 +20,11 @@ from prefect_intermission.study_flow import load_study_state
 from prefect_intermission.study_state import REFUSALS_ATTR, SAMPLER_ATTR, TRIAL_RESUMPTIONS_ATTR
 from prefect_intermission.trials import reattach_trial, run_trial_attempt
 from tests.objectives import classifier
+from tests.signals import PauseAfter
 
 pytestmark = pytest.mark.usefixtures("prefect_stack")  # the signing key is a Secret block
 
 MAX_EPOCHS = 6
-
-
-class _PauseAfter(PauseSignal):
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.remaining = n
-
-    def is_requested(self) -> bool:
-        self.remaining -= 1
-        return self.remaining < 0
 
 
 def _state(tmp_path, name):
@@ -60,7 +51,7 @@ def _paused_after_epoch_3(tmp_path):
     state = _state(tmp_path, "damaged")
     store = CheckpointStore(str(tmp_path / "ckpt"), keep_last=3)
     trial = state.study.ask()
-    assert _attempt(state, store, trial, _PauseAfter(3)).state == "paused"
+    assert _attempt(state, store, trial, PauseAfter(3)).state == "paused"
     return state, store, trial, store.for_trial("damaged", 0)
 
 

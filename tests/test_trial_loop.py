@@ -13,6 +13,7 @@ from prefect_intermission import CheckpointStore, PauseSignal, TrialLoop, TrialP
 from prefect_intermission._rng import seed_everything
 from prefect_intermission.errors import CheckpointError, IntermissionError
 from tests.objectives import classifier
+from tests.signals import PauseAfter
 
 MAX_EPOCHS = 6
 
@@ -31,18 +32,6 @@ def _loop(trial, store, signal=None) -> TrialLoop:
         trial, store.for_trial(trial.study.study_name, trial.number),
         max_epochs=MAX_EPOCHS, seed=11, pause_signal=signal,
     )
-
-
-class _PauseAfter(PauseSignal):
-    """A signal that turns on after `n` epoch boundaries were checked."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.remaining = n
-
-    def is_requested(self) -> bool:
-        self.remaining -= 1
-        return self.remaining < 0
 
 
 def _final_weights(store, study_name) -> dict[str, torch.Tensor]:
@@ -64,7 +53,7 @@ def test_checkpoint_round_trip_resumes_bit_identically(tmp_path):
     trial = paused.ask()
     seed_everything(5)
     with pytest.raises(TrialPaused) as stopped:
-        classifier(trial, _loop(trial, store, _PauseAfter(2)))
+        classifier(trial, _loop(trial, store, PauseAfter(2)))
     assert stopped.value.epoch == 2
     random.random(), np.random.rand(), torch.rand(3)  # another process would differ
     seed_everything(5)
@@ -107,7 +96,7 @@ def test_a_checkpoint_for_another_model_shape_is_refused(tmp_path):
     study = _new_study(tmp_path, "s")
     trial = study.ask()
     with pytest.raises(TrialPaused):
-        classifier(trial, _loop(trial, store, _PauseAfter(1)))
+        classifier(trial, _loop(trial, store, PauseAfter(1)))
     wrong_model = torch.nn.Linear(3, 3)
     optimizer = torch.optim.SGD(wrong_model.parameters(), lr=0.1, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2)
@@ -140,7 +129,7 @@ def test_early_stopping_counters_survive_a_pause(tmp_path):
         return loop
 
     with pytest.raises(TrialPaused):
-        run(_PauseAfter(2))  # pauses after epoch 2: one epoch without improvement
+        run(PauseAfter(2))  # pauses after epoch 2: one epoch without improvement
     loop = run()
     assert loop.epoch == 3  # stopped early after the second epoch without improvement
     assert loop.best_metric == 0.5
