@@ -154,6 +154,10 @@ class StudyLease:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop renewing and give the lease up; a failure to release is logged, not raised."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -177,3 +181,62 @@ class StudyLease:
                 if self.on_lost is not None:
                     self.on_lost()
                 return
+
+
+class LeaseLock:
+    """A re-entrant lock on one named resource of a study, shared by every process.
+
+    It is a short-lived `StudyLease` on the resource's name: the processes that train
+    one study's trials on several workers take it in turn (waiting for it), and a
+    holder that died lets it expire. `on_acquired` runs each time this process takes
+    it, before the guarded code (e.g. to reload state another process stored).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        resource: str,
+        owner: str,
+        *,
+        on_acquired: Callable[[], None] | None = None,
+        ttl_seconds: float | None = None,
+    ) -> None:
+        self.engine = engine
+        self.resource = resource
+        self.owner = owner
+        self.on_acquired = on_acquired
+        self.ttl = ttl_seconds
+        self._local = threading.RLock()
+        self._depth = 0
+        self._lease: StudyLease | None = None
+
+    def __enter__(self) -> LeaseLock:
+        self._local.acquire()
+        try:
+            if self._depth == 0:
+                lease = StudyLease(self.engine, self.resource, self.owner, ttl_seconds=self.ttl)
+                while not lease.try_acquire():
+                    time.sleep(0.1)
+                lease.__enter__()
+                self._lease = lease
+                if self.on_acquired is not None:
+                    self.on_acquired()
+        except BaseException:
+            if self._lease is not None:
+                self._lease.__exit__(None, None, None)
+                self._lease = None
+            self._local.release()
+            raise
+        self._depth += 1
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._lease is not None:
+                self._lease.__exit__(exc_type, exc, tb)
+                self._lease = None
+        finally:
+            self._local.release()

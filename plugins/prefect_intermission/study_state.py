@@ -9,9 +9,11 @@ prefixed with `intermission:`, so standard Optuna tools still read the study.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import pickle
 import threading
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from prefect_intermission._signing import sign, verify
 from prefect_intermission.errors import ConfigurationError
+from prefect_intermission.leases import LeaseLock
 
 SAMPLER_ATTR = "intermission:sampler"
 PAUSES_ATTR = "intermission:pauses"
@@ -97,6 +100,14 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         ) from e
 
 
+def missing_sqlite_file(url: str) -> str | None:
+    """The missing database file of a SQLite URL (opening it would create it), else None."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return None if os.path.exists(parsed.database) else os.path.abspath(parsed.database)
+
+
 def utc_now_iso() -> str:
     """The current time as an ISO 8601 string in UTC."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -111,7 +122,9 @@ class StudyState:
     """Reads and writes the pause-related state of one study.
 
     The sampler is shared by every trial of this process; `sampler_lock` guards it
-    while it is stored or used to ask for a trial.
+    while it is stored or used to ask for a trial. When trials run in several
+    processes, `share_sampler` makes that lock one that every process takes in turn,
+    reloading the stored sampler each time.
 
     Args:
         study: The Optuna study, in RDB storage.
@@ -125,7 +138,7 @@ class StudyState:
         self._storage = study._storage
         self._study_id = study._study_id
         self._key = signing_key
-        self.sampler_lock = threading.RLock()
+        self.sampler_lock: AbstractContextManager[Any] = threading.RLock()
 
     # -- sampler ---------------------------------------------------------------
     def stored_sampler(self) -> BaseSampler | None:
@@ -143,6 +156,28 @@ class StudyState:
         if not verify(data, stored["hmac"], self._key):
             raise SamplerRefused("the stored sampler state does not match its signature")
         return pickle.loads(data)
+
+    def share_sampler(self, owner: str) -> None:
+        """Share the stored sampler with the other processes training this study's trials.
+
+        From now on `sampler_lock` is held by one process at a time (a lease in the
+        study's database, `owner` naming this process) and the sampler is reloaded from
+        storage whenever it is taken, so every ask and every suggestion continues the
+        one stored sequence instead of a stale copy.
+        """
+        self.sampler_lock = LeaseLock(
+            self.engine, f"{self.study.study_name} (sampler)", owner, on_acquired=self.reload_sampler
+        )
+
+    def reload_sampler(self) -> None:
+        """Replace the study's sampler with the stored one (kept as it is if none is usable)."""
+        try:
+            stored = self.stored_sampler()
+        except SamplerRefused as refused:
+            logging.getLogger(__name__).warning("Keeping this process's sampler: %s.", refused)
+            return
+        if stored is not None:
+            self.study.sampler = stored
 
     def save_sampler(self) -> None:
         """Store the study's sampler, RNG included, so a resumed run continues its sequence."""

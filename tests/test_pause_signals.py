@@ -1,0 +1,87 @@
+"""The pause signal, the pause file's trigger, and trial holds: what a study reads at each epoch boundary."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import pytest
+from sqlalchemy import create_engine
+
+from prefect_intermission.pause_signals import PauseSignal, StudyStopped, pause_file_trigger
+from prefect_intermission.study_flow import _continue_instruction
+from prefect_intermission.trial_holds import TrialHolds
+
+
+def test_a_pause_file_left_from_an_earlier_pause_waits_until_it_is_touched_or_created_again(tmp_path):
+    path = tmp_path / "pause-now"
+    path.touch()
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    trigger = pause_file_trigger(str(path))
+    assert trigger() is None  # there when the study started: ignored
+    os.utime(path, ns=(2_000_000_000, 2_000_000_000))  # touched
+    assert trigger() == "file"
+    path.unlink()
+    assert trigger() is None
+    path.touch()  # created again
+    assert trigger() == "file"
+
+
+def test_a_new_pause_file_pauses(tmp_path):
+    path = tmp_path / "pause-now"
+    trigger = pause_file_trigger(str(path))
+    assert trigger() is None
+    path.touch()
+    assert trigger() == "file"
+
+
+def test_held_trials_pause_alone_and_every_reason_is_kept():
+    signal = PauseSignal()
+    signal.set_held({3})
+    assert signal.pauses(3) and not signal.pauses(4) and not signal.is_requested()
+    signal.request("file")
+    signal.request("signal")
+    assert signal.pauses(4) and signal.reason == "file" and signal.reasons == ["file", "signal"]
+    signal.clear()
+    assert not signal.pauses(4) and signal.reasons == [] and signal.pauses(3)
+
+
+def test_stopping_at_once_waits_for_an_epoch_being_stored_and_refuses_the_next():
+    signal = PauseSignal()
+    stored = []
+
+    def record_slowly():
+        with signal.recording(0, 4):
+            time.sleep(0.3)
+            stored.append(5)
+
+    writer = threading.Thread(target=record_slowly)
+    writer.start()
+    time.sleep(0.05)
+    signal.stop_recording()
+    assert stored == [5]  # the epoch being stored was finished before the stop returned
+    with pytest.raises(StudyStopped):
+        with signal.recording(1, 2):
+            stored.append("never")
+    writer.join()
+    assert stored == [5]
+
+
+def test_trial_holds_are_kept_per_study(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path}/studies.db")
+    mine, other = TrialHolds(engine, "mine"), TrialHolds(engine, "other")
+    assert mine.hold(2) and not mine.hold(2)
+    assert other.hold(5)
+    assert mine.held() == {2} and other.held() == {5}
+    assert mine.release(2) and not mine.release(2)
+    mine.hold(1), mine.hold(3)
+    assert mine.release_all() == {1, 3} and mine.held() == set() and other.held() == {5}
+
+
+def test_the_continue_command_never_shows_a_password(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train.py", "--storage", "postgresql+psycopg://bob:s3cret@db/optuna"])
+    shown = _continue_instruction("search")
+    assert "s3cret" not in shown
+    assert "postgresql+psycopg://bob:***@db/optuna" in shown
