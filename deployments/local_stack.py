@@ -121,12 +121,16 @@ class LocalPrefect:
         args = [arg for name in names for arg in ("--name", name)]
         self.prefect("--no-prompt", "deploy", *args)
 
-    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
-        """Start a process worker on the project's work pool."""
-        worker = self._spawn(
-            ["worker", "start", "--pool", WORK_POOL, "--name", name, "--type", "process"],
-            f"{name}.log",
-        )
+    def start_worker(
+        self, name: str = "worker", *, work_queues: tuple[str, ...] = (), limit: int | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a process worker on the project's work pool: on every queue of the pool, or
+        only on `work_queues`, running at most `limit` flow runs at once."""
+        args = ["worker", "start", "--pool", WORK_POOL, "--name", name, "--type", "process"]
+        args += [arg for queue in work_queues for arg in ("--work-queue", queue)]
+        if limit is not None:
+            args += ["--limit", str(limit)]
+        worker = self._spawn(args, f"{name}.log")
         self._workers.append(worker)
         return worker
 

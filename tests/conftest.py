@@ -22,7 +22,10 @@ from deployments.local_stack import LocalPrefect  # noqa: E402
 
 @pytest.fixture(scope="session")
 def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrefect]:
-    """`prefect server start` on loopback, the demo deployment, and one process worker.
+    """`prefect server start` on loopback, the deployments, and one process worker.
+
+    The worker serves the pool's `default` queue (every deployment but `train-trial`);
+    trial runs wait in the `trials` queue for the workers a test starts for them.
 
     The pause-expiration service runs every second, so a UI pause's timeout can be
     shortened to seconds; trials look for pauses five times a second.
@@ -39,8 +42,8 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPre
     with stack, temporary_settings(
         {PREFECT_API_URL: stack.api_url, PREFECT_UI_URL: stack.env["PREFECT_UI_URL"]}
     ):
-        stack.deploy("digits-demo", "pause-study", "resume-paused-studies-at-night")
-        stack.start_worker()
+        stack.deploy("digits-demo", "pause-study", "resume-paused-studies-at-night", "train-trial")
+        stack.start_worker(work_queues=("default",))
         yield stack
         APILogWorker.drain_all(timeout=5)  # send this process's run logs before the server stops
 

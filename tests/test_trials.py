@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import optuna
 import pytest
 
@@ -120,3 +124,44 @@ def test_epoch_times_exclude_the_pause_and_survive_it(tmp_path):
     seconds = state.study.trials[0].system_attrs["intermission:epoch_seconds"]
     assert len(seconds) == 3 and seconds[0] == first[0]
     assert all(0 < s < 1.0 for s in seconds)
+
+
+def test_a_continued_trial_trains_while_another_process_holds_the_sampler(tmp_path):
+    state = _state(tmp_path, "s")
+    kwargs = dict(
+        checkpoints=CheckpointStore(str(tmp_path / "ckpt")), max_epochs=4, study_seed=3,
+        direction="minimize", hold_sampler_while_suggesting=True,
+    )
+    pausing = PauseSignal()
+    pausing.request("test")
+    trial = state.study.ask()
+    assert run_trial_attempt(state, trial, classifier, pause_signal=pausing, **kwargs).state == "paused"
+
+    sampling, release = threading.Event(), threading.Event()
+
+    def another_trial_sampling() -> None:
+        with state.sampler_lock:
+            sampling.set()
+            release.wait(120)
+
+    holder = threading.Thread(target=another_trial_sampling)
+    holder.start()
+    sampling.wait()
+    pool = ThreadPoolExecutor(1)
+    try:
+        continued = pool.submit(
+            run_trial_attempt, state, reattach_trial(state, trial._trial_id), classifier,
+            pause_signal=PauseSignal(), **kwargs,
+        )
+        # Every epoch is trained while the sampler is held elsewhere; only telling Optuna waits.
+        deadline = time.monotonic() + 60
+        while len(state.study._storage.get_trial(trial._trial_id).intermediate_values) < 4:
+            assert time.monotonic() < deadline, "the continued trial waited for the sampler to train"
+            assert not continued.done(), continued.result()
+            time.sleep(0.1)
+        assert not continued.done(), "it told Optuna without the sampler"
+    finally:
+        release.set()
+        holder.join()
+        pool.shutdown(wait=True)
+    assert continued.result().state == "complete"

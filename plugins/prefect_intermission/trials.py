@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Literal
 
@@ -68,10 +69,16 @@ def run_trial_attempt(
     pause_signal: PauseSignal,
     direction: Literal["minimize", "maximize"],
     progress: StudyProgress | None = None,
+    hold_sampler_while_suggesting: bool = False,
 ) -> TrialOutcome:
     """Train `trial` until it finishes or pauses, and record the result in Optuna.
 
-    With `progress`, every epoch boundary is reported to it as it happens.
+    With `progress`, every epoch boundary is reported to it as it happens. With
+    `hold_sampler_while_suggesting`, the study's `sampler_lock` is held from the start
+    of the objective until its training loop starts, i.e. while it makes its
+    suggestions: needed when other processes sample from the same stored sampler. A
+    trial continued after a pause already has its parameters and samples nothing, so
+    it neither waits for that lock nor stores the sampler.
     """
     study = state.study
     number = trial.number
@@ -79,10 +86,16 @@ def run_trial_attempt(
     earlier = state.study._storage.get_trial_system_attrs(trial._trial_id).get(TRIAL_STATUS_ATTR)
     state.mark_running(trial._trial_id, seed)
     seed_everything(seed)
+    samples = not hold_sampler_while_suggesting or not trial.params
+    suggesting = ExitStack()
+    if hold_sampler_while_suggesting and samples:
+        suggesting.enter_context(state.sampler_lock)
 
     def on_start(restore: Restore) -> None:
-        # The objective has made its suggestions: store the sampler as it is now.
-        state.save_sampler()
+        if samples:
+            # The objective has made its suggestions: store the sampler as it is now.
+            state.save_sampler()
+        suggesting.close()
         if progress is not None:
             start = -1 if restore.from_epoch is None else restore.from_epoch
             progress.trial_started(number, trial.params, start, loop.best_metric)
@@ -111,7 +124,10 @@ def run_trial_attempt(
         ),
     )
     try:
-        value = objective(trial, loop)
+        try:
+            value = objective(trial, loop)
+        finally:
+            suggesting.close()
     except BaseException as stopped:
         state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
         return _stopped(state, trial, loop, stopped)

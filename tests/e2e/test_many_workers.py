@@ -1,0 +1,189 @@
+"""End to end: one study's trials trained in parallel by two process workers of one work
+pool, paused from the UI on both at once (from the study's run, then from one trial's
+run), and resumed to completion with every trial and every epoch trained exactly once."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.objects import FlowRun
+
+from deployments.ui_actions import (
+    process_is_gone,
+    read_run,
+    start_deployment_run,
+    ui_pause,
+    wait_for,
+    wait_for_state,
+)
+from prefect_intermission import CheckpointStore, request_resume
+from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, pause_history
+from tests.e2e.studies import trained_epochs, trials
+
+pytestmark = pytest.mark.e2e
+
+N_TRIALS = 3
+MAX_EPOCHS = 40
+# Epochs of at least 0.3 s: two trial processes may start several seconds apart on a
+# loaded machine, and both must still be mid-training when the pause lands.
+OBJECTIVE = "tests.objectives:slow_classifier"
+TRIAL_WORKERS = ("trial-worker-a", "trial-worker-b")
+
+
+def _trial_runs(study_name: str) -> list[FlowRun]:
+    """The study's trial runs (the study run tags them `study:<name>`), oldest first."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"study:{study_name}"]))
+        )
+    return sorted(runs, key=lambda r: r.created)
+
+
+def _trial_number(run: FlowRun) -> int:
+    return int(run.parameters["trial_number"])
+
+
+def _parent_pid(run: FlowRun) -> int:
+    """The pid of the process that started the run's process: the worker that runs it."""
+    pid = int((run.infrastructure_pid or "").rpartition(":")[2])
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rpartition(")")[2].split()[1])
+
+
+def test_two_workers_train_in_parallel_pause_together_and_resume_exactly_once(prefect_stack, tmp_path):
+    workers = {
+        prefect_stack.start_worker(name, work_queues=("trials",), limit=1).pid: name
+        for name in TRIAL_WORKERS
+    }
+    try:
+        _run_the_study(prefect_stack, tmp_path, workers)
+    finally:
+        for process in prefect_stack._workers:
+            if process.pid in workers:
+                process.terminate()
+
+
+def _run_the_study(prefect_stack, tmp_path, workers: dict[int, str]) -> None:
+    study_name = f"workers-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    checkpoints = str(tmp_path / "checkpoints")
+    run = start_deployment_run(
+        "pausable-study/digits-demo",
+        {
+            "study_name": study_name,
+            "objective": OBJECTIVE,
+            "storage": storage,
+            "checkpoints": checkpoints,
+            "n_trials": N_TRIALS,
+            "max_epochs": MAX_EPOCHS,
+            "max_concurrent_trials": 2,
+            "seed": 3,
+            "trial_deployment": "pausable-trial/train-trial",
+        },
+    )
+
+    # Two trials train at the same time, each in a flow run of its own on its own worker.
+    def both_mid_training() -> list[FlowRun] | None:
+        running = [r for r in _trial_runs(study_name) if r.state and r.state.is_running()]
+        if len(running) < 2:
+            return None
+        epochs = {
+            t.number: len(t.intermediate_values)
+            for t in trials(storage, study_name) if t.state == TrialState.RUNNING
+        }
+        return running if all(epochs.get(_trial_number(r), 0) >= 2 for r in running) else None
+
+    running = wait_for(both_mid_training, timeout=300, what="two trials mid-training at once")
+    on_workers = {workers.get(_parent_pid(r)) for r in running}
+    assert on_workers == set(TRIAL_WORKERS), f"trial runs' parent processes: {on_workers}"
+    mid_training = sorted(_trial_number(r) for r in running)
+
+    # The UI's Pause on the study run reaches both trials, on both workers.
+    ui_pause(run.id, timeout_seconds=300)
+
+    def suspended_by_study() -> FlowRun | None:
+        current = read_run(run.id)
+        key = current.state.state_details.pause_key or ""
+        return current if current.state.name == "Suspended" and key.startswith(FLOW_PAUSE_KEY_PREFIX) else None
+
+    suspended = wait_for(suspended_by_study, timeout=180, what="the study to suspend its run")
+    assert suspended.state.state_details.pause_timeout is None  # the UI's 5 minutes lifted
+    wait_for(lambda: process_is_gone(suspended), timeout=60, what="the study's process to exit")
+    first_runs = _trial_runs(study_name)
+    for trial_run in first_runs:
+        assert trial_run.state.name in ("Paused", "Completed"), (trial_run.name, trial_run.state)
+        wait_for(lambda: process_is_gone(trial_run), timeout=60, what="a trial's process to exit")
+    assert sorted(_trial_number(r) for r in first_runs if r.state.name == "Paused") == mid_training
+    store = CheckpointStore(checkpoints)
+    paused = [t for t in trials(storage, study_name) if t.state == TrialState.RUNNING]
+    assert sorted(t.number for t in paused) == mid_training
+    for t in paused:
+        assert t.system_attrs[TRIAL_STATUS_ATTR] == "paused"
+        last = t.system_attrs[TRIAL_PAUSED_EPOCH_ATTR]
+        assert last == len(t.intermediate_values) - 1 and last < MAX_EPOCHS - 1, "paused mid-training"
+        assert store.for_trial(study_name, t.number).epochs()[-1] == last  # its checkpoint is stored
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    assert [p["reason"] for p in pause_history(study)] == ["ui"]
+    assert pause_history(study)[0]["trials"] == {
+        str(t.number): t.system_attrs[TRIAL_PAUSED_EPOCH_ATTR] for t in paused
+    }
+
+    # Resume, then pause again from one trial's own run: that pauses the whole study.
+    first_ids = {r.id for r in first_runs}
+    paused_after = {t.number: t.system_attrs[TRIAL_PAUSED_EPOCH_ATTR] for t in paused}
+    request_resume(run.id)
+
+    def continued_mid_training() -> list[FlowRun] | None:
+        continued = [
+            r for r in _trial_runs(study_name)
+            if r.id not in first_ids and r.state is not None and r.state.is_running()
+        ]
+        epochs = {t.number: len(t.intermediate_values) for t in trials(storage, study_name)}
+        trained = [r for r in continued if epochs[_trial_number(r)] >= paused_after[_trial_number(r)] + 3]
+        return trained if len(trained) == 2 else None
+
+    second_runs = wait_for(continued_mid_training, timeout=300, what="both paused trials to continue")
+    assert sorted(_trial_number(r) for r in second_runs) == mid_training
+    ui_pause(second_runs[0].id, timeout_seconds=300)
+    suspended = wait_for(suspended_by_study, timeout=180, what="the study to suspend its run again")
+    for trial_run in second_runs:
+        ended = read_run(trial_run.id)
+        assert ended.state.name == "Paused", (ended.name, ended.state)
+        wait_for(lambda: process_is_gone(ended), timeout=60, what="a trial's process to exit")
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    assert [p["reason"] for p in pause_history(study)] == ["ui", "ui"]
+    assert sorted(int(n) for n in pause_history(study)[1]["trials"]) == mid_training
+
+    # Resume: the study completes, each paused trial continued by exactly one new trial run.
+    request_resume(run.id)
+    wait_for_state(run.id, "Completed", timeout=600)
+    done = trials(storage, study_name)
+    assert [t.number for t in done] == list(range(N_TRIALS))
+    assert all(t.state == TrialState.COMPLETE for t in done), [t.state for t in done]
+    assert all(sorted(t.intermediate_values) == list(range(MAX_EPOCHS)) for t in done)
+    runs = _trial_runs(study_name)
+    assert Counter(_trial_number(r) for r in runs) == {
+        n: 3 if n in mid_training else 1 for n in range(N_TRIALS)
+    }
+    earlier = first_ids | {r.id for r in second_runs}
+    assert all(r.state.name == "Completed" for r in runs if r.id not in earlier)
+
+    # Every epoch of every trial was trained exactly once, across all the trial runs.
+    expected = {(n, e) for n in range(N_TRIALS) for e in range(MAX_EPOCHS)}
+
+    def all_epoch_lines() -> Counter[tuple[int, int]] | None:
+        counts: Counter[tuple[int, int]] = Counter()
+        for r in runs:
+            counts.update(trained_epochs(r.id))
+        return counts if set(counts) == expected else None
+
+    counts = wait_for(all_epoch_lines, timeout=60, what="the trial runs' epoch log lines")
+    assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
+
