@@ -1,5 +1,10 @@
-"""Entrypoints of the control deployments: pause a study, resume paused studies (nightly)."""
+"""Entrypoints of the control deployments: pause a study, resume paused studies (nightly),
+abandon studies paused for too long (hourly)."""
 
-from prefect_intermission.control_flows import pause_study, resume_paused_studies
+from prefect_intermission.control_flows import (
+    abandon_expired_pauses_flow,
+    pause_study,
+    resume_paused_studies,
+)
 
-__all__ = ["pause_study", "resume_paused_studies"]
+__all__ = ["abandon_expired_pauses_flow", "pause_study", "resume_paused_studies"]

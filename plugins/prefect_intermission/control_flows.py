@@ -21,6 +21,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
+from prefect_intermission.abandonment import abandon_expired_pauses
 from prefect_intermission.errors import FlowRunControlError
 from prefect_intermission.flow_run_control import request_pause, request_resume
 from prefect_intermission.pause_signals import CONTROL_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
@@ -57,12 +58,26 @@ def pause_study(study_name: str | None = None, flow_run_id: str | None = None) -
     return str(paused.id)
 
 
+@flow(name="abandon-expired-pauses", log_prints=True)
+def abandon_expired_pauses_flow() -> list[str]:
+    """Cancel, as abandoned, suspended studies paused longer than their policy's `abandon_after_hours`."""
+    abandoned = abandon_expired_pauses(_study_runs(StateType.PAUSED))
+    print(f"Abandoned {len(abandoned)} stud{'y' if len(abandoned) == 1 else 'ies'}: "
+          f"{', '.join(a.study_name for a in abandoned) or 'none'}.")
+    return [a.study_name for a in abandoned]
+
+
 @flow(name="resume-paused-studies", log_prints=True)
 def resume_paused_studies(study_name_prefix: str = "") -> list[str]:
-    """Resume every suspended study whose name starts with `study_name_prefix`."""
+    """Resume every suspended study whose name starts with `study_name_prefix`, except
+    those paused longer than their policy's `abandon_after_hours` (abandoned instead)."""
     logger = get_run_logger()
     resumed = []
-    for run in _study_runs(StateType.PAUSED):
+    matching = [r for r in _study_runs(StateType.PAUSED) if r.name.startswith(study_name_prefix)]
+    abandoned = {a.flow_run_id for a in abandon_expired_pauses(matching)}
+    for run in matching:
+        if str(run.id) in abandoned:
+            continue
         key = (run.state.state_details.pause_key or "") if run.state else ""
         if not run.name.startswith(study_name_prefix) or not key.startswith(FLOW_PAUSE_KEY_PREFIX):
             continue
