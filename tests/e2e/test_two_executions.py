@@ -22,7 +22,9 @@ SCRIPT = Path(__file__).with_name("run_study_script.py")
 def test_a_second_execution_waits_for_the_lease_and_never_trains_alongside(prefect_stack, tmp_path):
     study_name = f"twice-{uuid.uuid4().hex[:6]}"
     storage = f"sqlite:///{tmp_path}/studies.db"
-    env = {**prefect_stack.env, "INTERMISSION_LEASE_SECONDS": "2"}  # waits 4 s for a live owner
+    # The second waits 4 s for a live owner; the first trains for at least 12 s, so it is
+    # still running when the second gives up, however the two start-ups interleave.
+    env = {**prefect_stack.env, "INTERMISSION_LEASE_SECONDS": "2", "INTERMISSION_TEST_EPOCH_SECONDS": "1"}
     command = [sys.executable, str(SCRIPT), study_name, storage, str(tmp_path / "checkpoints")]
     first, second = (
         subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
