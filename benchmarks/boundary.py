@@ -22,7 +22,7 @@ from prefect_intermission import CheckpointStore, PauseSignal, TrialLoop
 from prefect_intermission.checkpoints import TrialCheckpoints
 
 
-@dataclass(frozen=True)
+@dataclass
 class _TimedCheckpoints(TrialCheckpoints):
     writes: list[float] = field(default_factory=list)
 

@@ -19,9 +19,13 @@ from prefect.states import Suspended
 UI_PAUSE_TIMEOUT_SECONDS = 300
 
 
-def start_deployment_run(name: str, parameters: dict[str, Any]) -> FlowRun:
+def start_deployment_run(
+    name: str, parameters: dict[str, Any], job_variables: dict[str, Any] | None = None
+) -> FlowRun:
     """What the UI's "Run" / `prefect deployment run` does: schedule a run now."""
-    return run_deployment(name, parameters=parameters, timeout=0, as_subflow=False)
+    return run_deployment(
+        name, parameters=parameters, job_variables=job_variables, timeout=0, as_subflow=False
+    )
 
 
 def ui_pause(flow_run_id: UUID, timeout_seconds: int = UI_PAUSE_TIMEOUT_SECONDS) -> None:

@@ -35,7 +35,7 @@ from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study_state import TRIAL_STATUS_ATTR
 
 N_TRIALS = 3
-MAX_EPOCHS = 6
+MAX_EPOCHS = 10
 RESUME_DELAY_SECONDS = 25
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

@@ -24,7 +24,8 @@ from optuna.trial import TrialState
 from tests.conftest import PROJECT_ROOT
 from tests.status_study import DrivenStudy, driven_study, intermission
 
-pytestmark = pytest.mark.e2e
+# One driven study serves both files: run them in one test process.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("status-study")]
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 CHROMIUM_FLAGS = [

@@ -29,7 +29,8 @@ from tests.status_study import (
     status_json,
 )
 
-pytestmark = pytest.mark.e2e
+# One driven study serves both files: run them in one test process.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("status-study")]
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +61,10 @@ def test_running_again_after_the_resume(study):
     for trial in s["unfinished"]:
         assert trial["status"] == "running" and trial["max_epochs"] == MAX_EPOCHS
     assert len(s["pauses"]) == 1 and s["resumes_at"] is None
+    # Training time counts the attempt under way, whose epoch times are not recorded yet.
+    assert s["training_in_progress_seconds"] > 0
+    recorded = sum(_epoch_seconds(study.running.trials))
+    assert s["training_seconds"] == pytest.approx(recorded + s["training_in_progress_seconds"], abs=0.01)
 
 
 def test_while_paused_every_field_matches_the_study(study):
@@ -119,6 +124,7 @@ def test_while_paused_every_field_matches_the_study(study):
     seconds = _epoch_seconds(trials)
     assert s["measured_epochs"] == len(seconds) == sum(len(t.intermediate_values) for t in trials)
     assert s["training_seconds"] == pytest.approx(sum(seconds), abs=0.01)
+    assert s["training_in_progress_seconds"] == 0
     wall = (parse_time(s["last_pause"]["paused_at"]) - started).total_seconds()
     assert 0 < s["training_seconds"] < wall + 1
 

@@ -102,7 +102,7 @@ def details(s: StudyStatus) -> Group:
             ))
     for r in s.resumptions:
         lines.append(Text(
-            f"  resumed {r['at']} trial #{r['trial']} after {r['reason']} from epoch {r['from_epoch']}"
+            f"  resumed {r['at']} trial #{r['trial']} after {r['reason']} {_resumed_from(r['from_epoch'])}"
             + (f", retrained epochs {r['lost_epochs']}" if r.get("lost_epochs") else "")
         ))
     if s.resumes_at:
@@ -118,3 +118,8 @@ def print_statuses(statuses: list[StudyStatus], console: Console | None = None) 
     console.print(summary_table(statuses))
     for s in statuses:
         console.print(details(s))
+
+
+def _resumed_from(from_epoch: int | None) -> str:
+    """Where a resumed trial continued: after a checkpointed epoch, or from the start."""
+    return "from the start" if from_epoch is None else f"from epoch {from_epoch}"

@@ -24,6 +24,17 @@ def _ui_link(flow_run_id: object) -> str:
 
 
 def _pause(args: argparse.Namespace) -> None:
+    if args.trial is not None:
+        from prefect_intermission.trial_control import request_trial_pause
+
+        held = request_trial_pause(parse_flow_run_id(args.flow_run_id), args.trial)
+        print(
+            f"Trial {held.trial_number} of study {held.study_name!r} pauses at its next epoch "
+            "boundary after storing its checkpoint; the other trials go on.\n"
+            f"Resume it with: intermission resume {held.flow_run.id} --trial {held.trial_number} "
+            "(it also resumes when the study does)"
+        )
+        return
     flow_run = request_pause(parse_flow_run_id(args.flow_run_id))
     print(
         f"Pause requested for {flow_run.name}{_ui_link(flow_run.id)}: every trial stops at its "
@@ -33,6 +44,9 @@ def _pause(args: argparse.Namespace) -> None:
 
 
 def _resume(args: argparse.Namespace) -> None:
+    if args.trial is not None:
+        _resume_trial(args)
+        return
     at = parse_resume_time(args.at, args.within)
     flow_run = request_resume(parse_flow_run_id(args.flow_run_id), force=args.force, at=at)
     state = flow_run.state
@@ -45,6 +59,23 @@ def _resume(args: argparse.Namespace) -> None:
         f"Resuming {flow_run.name}{_ui_link(flow_run.id)}{when}: a worker of its work pool "
         "picks it up and continues every paused trial from its checkpoint."
     )
+
+
+def _resume_trial(args: argparse.Namespace) -> None:
+    from prefect_intermission.trial_control import request_trial_resume
+
+    if args.at or args.within or args.force:
+        raise IntermissionError("--trial resumes one trial now; it takes no --at, --in or --force.")
+    released = request_trial_resume(parse_flow_run_id(args.flow_run_id), args.trial)
+    state = released.flow_run.state
+    if state is not None and state.is_running():
+        print(f"Trial {released.trial_number} of study {released.study_name!r} continues from its checkpoint.")
+    else:
+        print(
+            f"Trial {released.trial_number} of study {released.study_name!r} is released; its study "
+            f"is {state.name if state else 'not running'}, so it continues when the study does: "
+            f"intermission resume {released.flow_run.id}"
+        )
 
 
 def _status(args: argparse.Namespace) -> None:
@@ -62,7 +93,8 @@ def _status(args: argparse.Namespace) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     from prefect_intermission.report import write_report
-    from prefect_intermission.status import hide_password, study_storage
+    from prefect_intermission.status import hide_password
+    from prefect_intermission.study_runs import study_storage
 
     storage = args.storage or study_storage(args.study)
     output = args.output or f"{args.study}-report.html"
@@ -78,9 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     pause = commands.add_parser("pause", help="Pause a running study at its next epoch boundary.")
     pause.add_argument("flow_run_id", help="The study's flow-run id.")
+    pause.add_argument(
+        "--trial", type=int, help="Pause only this trial (its number); the others go on."
+    )
     pause.set_defaults(handler=_pause)
     resume = commands.add_parser("resume", help="Resume a paused (suspended) study.")
     resume.add_argument("flow_run_id", help="The study's flow-run id.")
+    resume.add_argument("--trial", type=int, help="Resume only this trial, paused on its own.")
     resume.add_argument(
         "--force", action="store_true",
         help="Resume even if the run has not finished pausing (its process is gone).",

@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import NotPausedError, ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Paused, Scheduled, Suspended
 
@@ -84,11 +84,29 @@ def request_resume(flow_run_id: UUID, *, force: bool = False, at: datetime | Non
             "its process is gone."
         )
     if at is None:
-        resume_flow_run(flow_run_id)
+        try:
+            resume_flow_run(flow_run_id)
+        except (NotPausedError, RuntimeError):
+            # Another request resumed it between our read and ours: that resume stands.
+            resumed = read_flow_run(flow_run_id)
+            if not _resuming_or_resumed(resumed):
+                raise
+            return resumed
     else:
-        with get_client(sync_client=True) as client:
-            client.set_flow_run_state(flow_run_id, Scheduled(scheduled_time=at, name="Resuming"))
+        schedule_resume(flow_run_id, at)
     return read_flow_run(flow_run_id)
+
+
+def _resuming_or_resumed(flow_run: FlowRun) -> bool:
+    """Whether the run left its pause: scheduled to resume, or started again."""
+    state = flow_run.state
+    return state is not None and (state.is_scheduled() or state.is_pending() or state.is_running())
+
+
+def schedule_resume(flow_run_id: UUID, at: datetime) -> None:
+    """Turn a suspension into a run scheduled at `at`: the UI shows it, a worker starts it then."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run_id, Scheduled(scheduled_time=at, name="Resuming"))
 
 
 def parse_resume_time(at: str | None, within: str | None, *, now: datetime | None = None) -> datetime | None:

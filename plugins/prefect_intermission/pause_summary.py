@@ -16,8 +16,12 @@ _REASONS = {
     "deployment": "the `pause-study` control deployment",
     "trial-failed": "a trial failed, so the others were paused",
     "lease-lost": "this execution lost the study's lease",
+    "trial-run-stopped": "a trial's flow run stopped without finishing (cancelled, crashed, or lost its claim)",
     "file": "the pause file was created",
     "window": "a pause window of the pause policy began",
+    "trial": "only trials paused on their own (`intermission pause RUN --trial N`) were left",
+    "signal": "SIGTERM or Ctrl+C sent to the study's process",
+    "key": "a key pressed in the study's terminal (p or q)",
 }
 
 
@@ -34,8 +38,13 @@ def pause_summary(
     checkpoints: str,
     flow_run_id: UUID,
     resume_at: datetime | None = None,
+    how_to_resume: str | None = None,
 ) -> str:
-    """Markdown for the pause artifact: the same facts `intermission status` shows."""
+    """Markdown for the pause artifact: the same facts `intermission status` shows.
+
+    `how_to_resume` replaces the Resume button and command of a deployment run, for
+    runs that continue otherwise (run the same command again, delete the pause file).
+    """
     study = state.study
     paused = entry["trials"]
     lines = [
@@ -76,17 +85,12 @@ def pause_summary(
         f"- **Resumes:** by itself at {resume_at.isoformat(timespec='minutes')} (UTC)"
         if resume_at is not None else "- **Resumes:** when you resume it"
     )
-    ui = PREFECT_UI_URL.value()
-    lines += [
-        "",
-        "## Resume",
-        "",
-        "Click **Resume** on this flow run's page"
-        + (f" ({ui}/runs/flow-run/{flow_run_id})" if ui else "")
-        + ", or run:",
-        "",
-        f"    intermission resume {flow_run_id}",
-        "",
-        "Every paused trial continues after its last epoch, from its checkpoint.",
-    ]
+    lines += ["", "## Resume", "", how_to_resume or _resume_button_and_command(flow_run_id), ""]
+    lines.append("Every paused trial continues after its last epoch, from its checkpoint.")
     return "\n".join(lines)
+
+
+def _resume_button_and_command(flow_run_id: UUID) -> str:
+    ui = PREFECT_UI_URL.value()
+    link = f" ({ui}/runs/flow-run/{flow_run_id})" if ui else ""
+    return f"Click **Resume** on this flow run's page{link}, or run:\n\n    intermission resume {flow_run_id}"

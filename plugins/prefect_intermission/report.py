@@ -18,7 +18,8 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
 from prefect_intermission.errors import ConfigurationError
-from prefect_intermission.status import hide_password, missing_sqlite_file
+from prefect_intermission.status import hide_password
+from prefect_intermission.study_state import missing_sqlite_file
 from prefect_intermission.study_state import TRIAL_RESUMPTIONS_ATTR, open_storage, pause_history
 
 

@@ -15,10 +15,12 @@ def measure_resources() -> dict[str, Any]:
     process = psutil.Process()
     cpu = process.cpu_times()
     alive = max(time.time() - process.create_time(), 1e-6)
+    rss = process.memory_info().rss
     usage: dict[str, Any] = {
         "cpu_percent": round(100 * (cpu.user + cpu.system) / alive, 1),
-        "rss_bytes": process.memory_info().rss,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_bytes": rss,
+        # The kernel updates its high-water mark lazily: it can trail the current size a little.
+        "peak_rss_bytes": max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss),
         "gpus": [],
     }
     if torch.cuda.is_available():

@@ -31,6 +31,9 @@ from prefect_intermission.trials import Objective, TrialOutcome, reattach_trial,
 
 logger = logging.getLogger(__name__)
 
+#: How often the scheduler looks for held trials that were released, while trials train.
+_RELEASE_CHECK_SECONDS = 0.5
+
 
 @dataclass(frozen=True)
 class StudySettings:
@@ -107,6 +110,9 @@ class TrialScheduler:
         self.checkpoints = checkpoints
         self.settings = settings
         self.pause_signal = pause_signal
+        self._active: dict[int, _Attempt] = {}
+        self._held: dict[int, tuple[int, int | None]] = {}  # number -> (trial id, epoch it paused after)
+        self._result = ScheduleResult(finished=0)
 
     def check_checkpoints(self, *, restart_missing: bool) -> None:
         """Fail before any work if unfinished trials' checkpoints are gone or of another format.
@@ -135,15 +141,29 @@ class TrialScheduler:
             )
 
     def run(self) -> ScheduleResult:
-        """Train until `n_trials` are finished, a pause stops the study, or a trial fails."""
-        to_continue = deque(self.state.unfinished_trials())
-        result = ScheduleResult(finished=self.state.finished_count())
-        active: dict[int, _Attempt] = {}
+        """Train until `n_trials` are finished, a pause stops the study, or a trial fails.
+
+        A held trial (paused on its own) waits aside and continues once its hold is
+        released. When only held trials are left, the study pauses (reason `"trial"`)
+        to free the machine; they continue when it resumes.
+        """
+        result = self._result = ScheduleResult(finished=self.state.finished_count())
+        active = self._active
+        held = self._held
+        to_continue: deque[int] = deque()
+        for trial in self.state.unfinished_trials():
+            if trial.number in self.pause_signal.held:  # still held from before a pause
+                held[trial.number] = (trial._trial_id, trial.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR))
+            else:
+                to_continue.append(trial._trial_id)
         done: queue.Queue[int] = queue.Queue()
         while True:
-            while self._may_start(result, len(active), len(to_continue)):
+            for number in [n for n in held if n not in self.pause_signal.held]:
+                logger.info("Trial %d was released: continuing it.", number)
+                to_continue.append(held.pop(number)[0])
+            while self._may_start(result, len(active), len(held), len(to_continue)):
                 if to_continue:
-                    trial = reattach_trial(self.state, to_continue.popleft()._trial_id)
+                    trial = reattach_trial(self.state, to_continue.popleft())
                     if self.flow_run_id is not None:
                         emit_trial_event("resumed", self.state.study.study_name, self.flow_run_id, trial.number)
                 else:
@@ -153,15 +173,45 @@ class TrialScheduler:
                 if not self._submit(attempt, done):
                     break
             if not active:
+                if held and not self.pause_signal.is_requested():
+                    logger.info("Only held trials are left: pausing the study until they are released.")
+                    self.pause_signal.request("trial")
+                result.paused.update({number: epoch for number, (_, epoch) in held.items()})
                 return result
-            self._collect(active.pop(done.get()), result)
+            try:
+                number = done.get(timeout=_RELEASE_CHECK_SECONDS)
+            except queue.Empty:
+                continue
+            attempt = active.pop(number)
+            self._collect(attempt, result)
+            if number in result.paused and not self.pause_signal.is_requested():
+                held[number] = (attempt.trial._trial_id, result.paused.pop(number))
 
-    def _may_start(self, result: ScheduleResult, n_active: int, n_waiting: int) -> bool:
+    def stop_now(self) -> dict[int, int | None]:
+        """Mark the trials being trained paused at their last checkpoint, without waiting.
+
+        Their epoch in progress is lost: the next run trains it again. Returns every
+        paused trial, those marked now, those held and those that paused already, with the
+        epoch each continues after (None: from the start).
+        """
+        study_name = self.state.study.study_name
+        stopped = {number: epoch for number, (_, epoch) in self._held.items()}
+        stopped.update(self._result.paused)
+        for number, attempt in list(self._active.items()):
+            epochs = self.checkpoints.for_trial(study_name, number).epochs()
+            try:
+                self.state.mark_paused(attempt.trial._trial_id, epochs[-1] if epochs else None)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # it finished meanwhile
+            stopped[number] = epochs[-1] if epochs else None
+        return stopped
+
+    def _may_start(self, result: ScheduleResult, n_active: int, n_held: int, n_waiting: int) -> bool:
         if self.pause_signal.is_requested() or result.failed:
             return False
         if n_active >= self.settings.max_concurrent_trials:
             return False
-        return n_waiting > 0 or result.finished + n_active < self.settings.n_trials
+        return n_waiting > 0 or result.finished + n_active + n_held < self.settings.n_trials
 
     def _ask(self) -> optuna.Trial:
         with self.state.sampler_lock:

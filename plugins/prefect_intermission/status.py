@@ -9,21 +9,15 @@ stored sampler is never unpickled. `intermission status` renders the result.
 from __future__ import annotations
 
 import inspect
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import FlowRun
-from prefect.client.schemas.sorting import FlowRunSort
-from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_UI_URL
 from sqlalchemy import column, inspect as sa_inspect, select, table
 from sqlalchemy.engine import make_url
@@ -31,17 +25,20 @@ from sqlalchemy.engine import make_url
 from prefect_intermission.checkpoints import CheckpointStore
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.abandonment import ABANDONED_STATE_NAME
 from prefect_intermission.study_flow import DEFAULT_CHECKPOINTS, DEFAULT_STORAGE, optimize_study
+from prefect_intermission.study_runs import StatusError, latest_runs, study_name_of
 from prefect_intermission.study_state import (
+    TRIAL_ATTEMPT_STARTED_ATTR,
     TRIAL_EPOCH_SECONDS_ATTR,
     TRIAL_PAUSED_EPOCH_ATTR,
     TRIAL_RESUMPTIONS_ATTR,
     TRIAL_STATUS_ATTR,
+    missing_sqlite_file,
     open_storage,
     pause_history,
 )
 
-FLOW_NAME = "pausable-study"
 LEASES_TABLE = "intermission_study_leases"
 #: A run Prefect has called running (or pausing) this long without anyone holding the study's
 #: lease is abandoned (an expired lease says so at once).
@@ -52,10 +49,6 @@ _FLOW_DEFAULTS = {
     for name, p in inspect.signature(optimize_study.fn).parameters.items()
     if p.default is not inspect.Parameter.empty
 }
-
-
-class StatusError(IntermissionError):
-    """The study or flow run asked about cannot be found."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +94,7 @@ class StudyStatus:
     best_trial: int | None
     started_at: str | None
     training_seconds: float
+    training_in_progress_seconds: float
     measured_epochs: int
     mean_epoch_seconds: float | None
     epochs_left: int
@@ -137,64 +131,6 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value is not None else None
 
 
-# -- Prefect ------------------------------------------------------------------
-def _read_runs(flow_run_filter: FlowRunFilter | None = None) -> list[FlowRun]:
-    """`pausable-study` flow runs, newest first."""
-    runs: list[FlowRun] = []
-    with get_client(sync_client=True) as client:
-        while True:
-            page = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
-                flow_run_filter=flow_run_filter,
-                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-                limit=200,
-                offset=len(runs),
-            )
-            runs.extend(page)
-            if len(page) < 200:
-                return runs
-
-
-def _study_name(run: FlowRun) -> str:
-    return str(run.parameters.get("study_name") or run.name)
-
-
-def latest_runs(target: str | None = None) -> list[FlowRun]:
-    """The latest flow run of every study (or of the one named, or the run with that id).
-
-    Raises:
-        StatusError: Nothing on the Prefect server matches `target`.
-    """
-    if target is not None:
-        try:
-            flow_run_id = UUID(target)
-        except ValueError:
-            flow_run_id = None
-        if flow_run_id is not None:
-            with get_client(sync_client=True) as client:
-                try:
-                    return [client.read_flow_run(flow_run_id)]
-                except ObjectNotFound as e:
-                    raise StatusError(
-                        f"No flow run {flow_run_id} on the Prefect server at this PREFECT_API_URL; "
-                        "check the id, or give the study's name instead."
-                    ) from e
-        runs = [r for r in _read_runs(FlowRunFilter(name=FlowRunFilterName(any_=[target])))
-                if _study_name(r) == target]
-        if not runs:
-            runs = [r for r in _read_runs() if _study_name(r) == target]
-        if not runs:
-            raise StatusError(
-                f"No {FLOW_NAME!r} flow run of a study named {target!r} on the Prefect server at "
-                "this PREFECT_API_URL; `intermission status` without a name lists the studies it knows."
-            )
-        return runs[:1]
-    latest: dict[str, FlowRun] = {}
-    for run in _read_runs():
-        latest.setdefault(_study_name(run), run)
-    return sorted(latest.values(), key=_study_name)
-
-
 # -- storage ------------------------------------------------------------------
 def _lease(engine: Any, study_name: str) -> tuple[float, float] | None:
     """(expires_at, renewed_at) of the study's lease (epoch seconds), or None when nobody holds it."""
@@ -206,14 +142,6 @@ def _lease(engine: Any, study_name: str) -> tuple[float, float] | None:
             select(leases.c.expires_at, leases.c.renewed_at).where(leases.c.study_name == study_name)
         ).first()
     return (float(row[0]), float(row[1])) if row else None
-
-
-def missing_sqlite_file(url: str) -> str | None:
-    """The missing database file of a SQLite URL (opening it would create it), else None."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    return None if os.path.exists(parsed.database) else os.path.abspath(parsed.database)
 
 
 def _trial_progress(t: FrozenTrial, status: str, max_epochs: int) -> TrialProgress:
@@ -264,7 +192,7 @@ def _state(run: FlowRun, pauses: list[dict[str, Any]], lease: str, renewed_at: f
     if kind in ("FAILED", "CRASHED"):
         return "failed"
     if kind in ("CANCELLED", "CANCELLING"):
-        return "cancelled"
+        return "abandoned" if state.name == ABANDONED_STATE_NAME else "cancelled"
     return kind.lower()
 
 
@@ -277,7 +205,7 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
         now: The current time (epoch seconds), for the lease check.
     """
     params = {**_FLOW_DEFAULTS, **run.parameters}
-    study_name = _study_name(run)
+    study_name = study_name_of(run)
     url = storage or str(params.get("storage") or DEFAULT_STORAGE)
     n_trials, max_epochs = int(params["n_trials"]), int(params["max_epochs"])
     problems: list[str] = []
@@ -310,6 +238,7 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
     counts = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "paused": 0, "interrupted": 0}
     unfinished: list[TrialProgress] = []
     epoch_seconds: list[float] = []
+    in_progress = 0.0  # trials training now record their epoch times when their attempt ends
     resumptions: list[dict[str, Any]] = []
     for t in all_trials:
         epoch_seconds.extend(float(s) for s in t.system_attrs.get(TRIAL_EPOCH_SECONDS_ATTR) or [])
@@ -327,6 +256,8 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
             status = "paused" if marked == "paused" else "running" if lease_live else "interrupted"
             counts[status] += 1
             unfinished.append(_trial_progress(t, status, max_epochs))
+            if status == "running" and (began := t.system_attrs.get(TRIAL_ATTEMPT_STARTED_ATTR)):
+                in_progress += max((now or time.time()) - datetime.fromisoformat(began).timestamp(), 0.0)
     counts["finished"] = counts["complete"] + counts["pruned"]
     resumptions.sort(key=lambda r: (str(r.get("at")), r["trial"]))
 
@@ -377,7 +308,8 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
         best_params=best_params,
         best_trial=best_trial,
         started_at=_iso(started),
-        training_seconds=round(sum(epoch_seconds), 3),
+        training_seconds=round(sum(epoch_seconds) + in_progress, 3),
+        training_in_progress_seconds=round(in_progress, 3),
         measured_epochs=len(epoch_seconds),
         mean_epoch_seconds=round(mean_epoch, 4) if mean_epoch is not None else None,
         epochs_left=epochs_left,
@@ -393,15 +325,6 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
         checkpoint_bytes=size,
         problems=problems,
     )
-
-
-def study_storage(study_name: str) -> str:
-    """The storage URL of a study's latest flow run (the flow's default when the server has none)."""
-    try:
-        run = latest_runs(study_name)[0]
-    except StatusError:
-        return DEFAULT_STORAGE
-    return str(run.parameters.get("storage") or DEFAULT_STORAGE)
 
 
 def study_statuses(target: str | None = None, *, storage: str | None = None) -> list[StudyStatus]:

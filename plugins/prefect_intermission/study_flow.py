@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from uuid import UUID, uuid4
 
 import optuna
@@ -23,10 +24,12 @@ from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext
+from prefect.events.worker import EventsWorker
 from prefect.exceptions import Pause
 from prefect.flow_runs import suspend_flow_run
+from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_UI_URL
-from prefect.states import Completed, Running, Scheduled, State
+from prefect.states import Completed, Running, State, Suspended
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.engine import make_url
 
@@ -36,6 +39,9 @@ from prefect_intermission._signing import signing_key
 from prefect_intermission.checkpoints import CheckpointStore
 from prefect_intermission.credentials import CheckpointStorageCredentials
 from prefect_intermission.errors import ConfigurationError, IntermissionError
+from prefect_intermission.flow_run_control import schedule_resume
+from prefect_intermission.interrupts import PauseOnSignals, StopNow
+from prefect_intermission.keys import PauseKeys
 from prefect_intermission.notify import notify
 from prefect_intermission.pause_policy import PausePolicy
 from prefect_intermission.pause_signals import (
@@ -45,8 +51,11 @@ from prefect_intermission.pause_signals import (
     pause_file_trigger,
     pause_reason_of_state,
     pause_window_trigger,
+    wait_until_removed,
 )
 from prefect_intermission.scheduler import ScheduleResult, StudySettings, TrialScheduler
+from prefect_intermission.trial_holds import TrialHolds
+from prefect_intermission.trial_runs import TrialRunScheduler, TrialRunSettings, check_trial_deployment
 from prefect_intermission.trials import Objective
 from prefect_intermission.artifacts import ArtifactReporter
 from prefect_intermission.events import emit_study_event
@@ -177,6 +186,7 @@ def optimize_study(
     pause_policy: str | None = None,
     pause_rules: list[dict[str, Any]] | None = None,
     checkpoint_credentials: str | None = None,
+    trial_deployment: str | None = None,
 ) -> dict[str, Any] | State:
     """Run an Optuna study whose trials can pause at any epoch boundary and resume exactly.
 
@@ -205,10 +215,16 @@ def optimize_study(
             `{"rule": "package.module:factory", **kwargs}` (see `prefect_intermission.rules`).
         checkpoint_credentials: The name of a saved `CheckpointStorageCredentials` block
             for an `s3://` checkpoint location; empty to use the worker's AWS environment.
+        trial_deployment: Run each trial as a flow run of this deployment of the
+            `pausable-trial` flow (e.g. `"pausable-trial/train-trial"`), so that its work
+            pool's workers train trials in parallel; empty: trials run as tasks in this
+            flow run. Storage and checkpoints must then be reachable from every worker.
     """
     _validate(n_trials, max_epochs, max_concurrent_trials, direction)
     _refuse_password_in_storage_url(storage)
     objective_fn = import_objective(objective)
+    if trial_deployment:
+        check_trial_deployment(trial_deployment)
     rules = load_rules(pause_rules or [])
     policy = _load_policy(pause_policy)
     if policy is not None and policy.checkpoints:
@@ -228,13 +244,28 @@ def optimize_study(
         on_lost=lambda: signal.request("lease-lost"),
     )
     lease.acquire()
+    trial_runs = None
+    if trial_deployment:
+        state.share_sampler(lease.owner)
+        trial_runs = TrialRunSettings(
+            deployment=trial_deployment,
+            study_execution=lease.owner,
+            parameters={
+                "study_name": study_name, "objective": objective, "max_epochs": max_epochs,
+                "seed": seed, "storage": storage, "checkpoints": checkpoints,
+                "checkpoint_credentials": checkpoint_credentials,
+                "keep_checkpoints": keep_checkpoints, "direction": direction,
+                "sampler": sampler, "pruner": pruner,
+            },
+        )
     with lease:
         return _run_study(
-            state, objective_fn, store, signal, flow_run,
+            state, objective_fn, store, signal, flow_run, lease,
             StudySettings(n_trials, max_epochs, seed, max_concurrent_trials, direction),
             restart_missing=restart_trials_without_checkpoints,
             policy=policy,
             rules=rules,
+            trial_runs=trial_runs,
         )
 
 
@@ -256,11 +287,13 @@ def _run_study(
     store: CheckpointStore,
     signal: PauseSignal,
     flow_run: FlowRun,
+    lease: StudyLease,
     settings: StudySettings,
     *,
     restart_missing: bool,
     policy: PausePolicy | None,
     rules: list[PauseRule],
+    trial_runs: TrialRunSettings | None = None,
 ) -> dict[str, Any] | State:
     """Continue and run trials while holding the study's lease, then complete or pause."""
     logger = get_run_logger()
@@ -271,12 +304,22 @@ def _run_study(
     )
     if rules:
         progress.add_epoch_hook(RuleChecker(study_name, rules, signal.request).epoch_finished)
-    scheduler = TrialScheduler(
-        state, objective_fn, checkpoints=store, settings=settings, pause_signal=signal,
-        progress=progress, flow_run_id=flow_run.id,
+    scheduler = (
+        TrialScheduler(
+            state, objective_fn, checkpoints=store, settings=settings, pause_signal=signal,
+            progress=progress, flow_run_id=flow_run.id,
+        )
+        if trial_runs is None
+        else TrialRunScheduler(
+            state, objective_fn, checkpoints=store, settings=settings, pause_signal=signal,
+            progress=progress, flow_run_id=flow_run.id, trial_runs=trial_runs,
+        )
     )
     scheduler.check_checkpoints(restart_missing=restart_missing)
     execution = _read_run(flow_run.id).state.id  # the Running state this execution began with
+    holds = TrialHolds(state.engine, study_name)
+    if released := holds.release_all():
+        logger.info("Held trial(s) %s resume with the study.", ", ".join(f"#{n}" for n in sorted(released)))
     unfinished = state.unfinished_trials()
     if unfinished or state.finished_count():
         continuing = ", ".join(
@@ -294,9 +337,35 @@ def _run_study(
                 f"{state.finished_count()} of {n_trials} trials finished; continuing {continuing}.",
             )
     reporter = ArtifactReporter(flow_run.id, progress)
-    watcher = FlowRunPauseWatcher(flow_run.id, signal, triggers=_policy_triggers(policy))
-    with watcher, reporter, TerminalProgress(progress):
-        result = scheduler.run()
+
+    def publish_summary(entry: dict[str, Any], resume_at: datetime | None, how_to_resume: str | None) -> str:
+        """The pause's markdown summary, published as the run's pause artifact."""
+        summary = pause_summary(
+            state, entry, n_trials=n_trials, max_epochs=settings.max_epochs,
+            checkpoints=store.study_folder(study_name), flow_run_id=flow_run.id,
+            resume_at=resume_at, how_to_resume=how_to_resume,
+        )
+        reporter.publish_pause_summary(summary)
+        return summary
+
+    triggers = _policy_triggers(policy)
+    try:
+        with reporter, TerminalProgress(progress):
+            while True:
+                with (
+                    FlowRunPauseWatcher(flow_run.id, signal, triggers=triggers, holds=holds),
+                    PauseOnSignals(signal, flow_run.id),
+                    PauseKeys(signal),
+                ):
+                    result = scheduler.run()
+                if result.failed or not _waits_in_process(signal, flow_run, policy, trial_runs, result, n_trials):
+                    break
+                stopped = _wait_for_pause_file_removal(state, flow_run, result, policy, signal, publish_summary)
+                if stopped is not None:
+                    return stopped
+                signal.clear()
+    except StopNow:
+        _stop_now(state, scheduler, flow_run, lease, policy, publish_summary)
 
     if result.failed:
         _record_stop(state, flow_run, "trial-failed", result)
@@ -317,11 +386,9 @@ def _run_study(
         resume_at = (
             policy.next_resume_time() if policy is not None and flow_run.deployment_id else None
         )
-        summary = pause_summary(
-            state, entry, n_trials=n_trials, max_epochs=settings.max_epochs,
-            checkpoints=store.study_folder(study_name), flow_run_id=flow_run.id, resume_at=resume_at,
+        summary = publish_summary(
+            entry, resume_at, None if flow_run.deployment_id else _continue_markdown(study_name)
         )
-        reporter.publish_pause_summary(summary)
         emit_study_event(
             "paused", study_name, flow_run.id,
             {"reason": entry["reason"], "trials": entry["trials"], "resume_at": resume_at.isoformat() if resume_at else None},
@@ -381,6 +448,115 @@ def _record_stop(
     )
 
 
+def _waits_in_process(
+    signal: PauseSignal,
+    flow_run: FlowRun,
+    policy: PausePolicy | None,
+    trial_runs: TrialRunSettings | None,
+    result: ScheduleResult,
+    n_trials: int,
+) -> bool:
+    """A run outside a deployment, training its trials itself, paused by its pause file
+    alone and with trials left, waits in its process for the file to go."""
+    return (
+        signal.reasons == ["file"] and flow_run.deployment_id is None and trial_runs is None
+        and policy is not None and policy.pause_file is not None and result.finished < n_trials
+    )
+
+
+def _wait_for_pause_file_removal(
+    state: StudyState,
+    flow_run: FlowRun,
+    result: ScheduleResult,
+    policy: PausePolicy,
+    signal: PauseSignal,
+    publish_summary: Callable[[dict[str, Any], datetime | None, str | None], str],
+) -> State | None:
+    """Store the pause, say so, and wait in this process until the pause file is deleted.
+
+    Returns None once it is deleted (the study goes on), or the run's final state if
+    another pause reason (Ctrl+C, a key, a lost lease) ended the wait: the study stays
+    paused, and running it again continues it.
+    """
+    study_name, path = state.study.study_name, str(policy.pause_file)
+    entry = _record_stop(state, flow_run, "file", result)
+    emit_study_event("paused", study_name, flow_run.id, {"reason": "file", "trials": entry["trials"]})
+    message = (
+        f"Study {study_name!r} paused by the pause file: trials {_epochs_text(result)}; "
+        f"checkpoints and study state stored. Delete {path} to resume it in this process."
+    )
+    get_run_logger().info(message)
+    print(message, file=sys.stderr)
+    summary = publish_summary(entry, None, f"Delete `{path}`: the study resumes in its process.")
+    notify(policy, f"Study {study_name} paused", summary)
+    try:
+        wait_until_removed(path, unless=lambda: len(signal.reasons) > 1)
+    except KeyboardInterrupt:
+        signal.request("signal")
+    if len(signal.reasons) > 1:  # Ctrl+C, a key, a lost lease...: stop waiting, stay paused
+        stopped = (
+            f"Stopped waiting for {path} to be deleted ({signal.reasons[1]}); the study stays "
+            f"paused: {_continue_instruction(study_name)}"
+        )
+        get_run_logger().info(stopped)
+        print(stopped, file=sys.stderr)
+        return Completed(name="Paused", message=stopped)
+    resumed = f"Pause file {path} deleted: study {study_name!r} resumes."
+    get_run_logger().info(resumed)
+    print(resumed, file=sys.stderr)
+    emit_study_event("resumed", study_name, flow_run.id, {"continuing": sorted(result.paused)})
+    notify(policy, f"Study {study_name} resumed", resumed)
+    return None
+
+
+def _stop_now(
+    state: StudyState,
+    scheduler: TrialScheduler,
+    flow_run: FlowRun,
+    lease: StudyLease,
+    policy: PausePolicy | None,
+    publish_summary: Callable[[dict[str, Any], datetime | None, str | None], str],
+) -> NoReturn:
+    """After a second Ctrl+C: store what can be stored, mark the run paused, exit at once.
+
+    The trials being trained are marked paused at their last checkpoint (their epoch
+    in progress is lost) and the sampler and the pause are stored; then the process
+    exits without waiting for those trials, so nothing after that is recorded.
+    """
+    study_name = state.study.study_name
+    scheduler.pause_signal.stop_recording()  # an epoch being stored is finished; no other starts
+    result = ScheduleResult(finished=state.finished_count(), paused=scheduler.stop_now())
+    entry = _record_stop(state, flow_run, "signal", result)
+    message = (
+        f"Study {study_name!r} stopped at once (second Ctrl+C): trials {_epochs_text(result)} "
+        "continue from these checkpoints and train the epoch they were in again; the sampler "
+        "and study state are stored."
+    )
+    if flow_run.deployment_id is None:
+        message = f"{message} {_continue_instruction(study_name)}"
+        stopped: State = Completed(name="Paused", message=message)
+        exit_code = 130  # the shell's code for a run ended by Ctrl+C
+    else:
+        message = f"{message} Resume it with `intermission resume {flow_run.id}`."
+        stopped = Suspended(pause_key=f"{FLOW_PAUSE_KEY_PREFIX}{uuid4().hex}")
+        exit_code = 0  # suspended, as after any pause: the worker must not mark it crashed
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run.id, stopped, force=True)
+    except Exception:  # the study is stored: running it again continues it all the same
+        get_run_logger().warning("Could not mark flow run %s paused.", flow_run.id, exc_info=True)
+    get_run_logger().warning(message)
+    print(message, file=sys.stderr, flush=True)
+    publish_summary(entry, None, None if flow_run.deployment_id else _continue_markdown(study_name))
+    emit_study_event("paused", study_name, flow_run.id, {"reason": entry["reason"], "trials": entry["trials"]})
+    notify(policy, f"Study {study_name} paused", message)
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
+    sys.stdout.flush()
+    lease.close()  # last: the next execution may start at once, and nothing here records any more
+    os._exit(exit_code)  # the trials' threads are not waited for: that is the point
+
+
 def _expired_pause(state: State) -> bool:
     """Whether the server failed the run because a pause timed out before we suspended it."""
     return state.is_failed() and "paused and never resumed" in (state.message or "")
@@ -388,10 +564,28 @@ def _expired_pause(state: State) -> bool:
 
 def _continue_instruction(study_name: str) -> str:
     """How to continue a study that ran outside a deployment: run it again."""
-    if sys.argv and sys.argv[0] not in ("", "-c"):
-        command = shlex.join([sys.executable, *sys.argv])
+    if command := _same_command():
         return f"continue it by running the same command again:\n    {command}"
     return f"continue it by calling optimize_study again with study_name={study_name!r}."
+
+
+def _continue_markdown(study_name: str) -> str:
+    """`_continue_instruction` as markdown, for the pause summary and its notification."""
+    if command := _same_command():
+        return f"Run the same command again:\n\n    {command}"
+    return f"Call `optimize_study` again with `study_name={study_name!r}`."
+
+
+def _same_command() -> str | None:
+    """The command line that started this process (no passwords), if it was a script."""
+    if sys.argv and sys.argv[0] not in ("", "-c"):
+        return shlex.join([sys.executable, *(_without_password(a) for a in sys.argv)])
+    return None
+
+
+def _without_password(argument: str) -> str:
+    """A command-line argument with the password of any URL in it replaced by `***`."""
+    return re.sub(r"(://[^/:@\s]*:)[^@/\s]+@", r"\1***@", argument)
 
 
 def _policy_triggers(policy: PausePolicy | None) -> list[Callable[[], str | None]]:
@@ -402,12 +596,6 @@ def _policy_triggers(policy: PausePolicy | None) -> list[Callable[[], str | None
     if policy is not None and (at := policy.next_pause_time()) is not None:
         triggers.append(pause_window_trigger(at))
     return triggers
-
-
-def _schedule_resume(flow_run_id: Any, at: datetime) -> None:
-    """Turn the suspension into a run scheduled at `at`: the UI shows it, a worker starts it then."""
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(flow_run_id, Scheduled(scheduled_time=at, name="Resuming"))
 
 
 def _stop_for_pause(
@@ -469,7 +657,7 @@ def _stop_for_pause(
     except Pause:
         # Suspended: the pause is complete. Schedule the resume and tell people, then exit.
         if resume_at is not None:
-            _schedule_resume(flow_run.id, resume_at)
+            schedule_resume(flow_run.id, resume_at)
             run_logger.info("The study resumes by itself at %s.", resume_at.isoformat())
         on_stopped()
         raise

@@ -177,6 +177,17 @@ class TrialLoop:
         epoch = self.epoch + 1
         metric = float(metric)
         self.epoch_seconds.append(round(time.perf_counter() - self._epoch_started, 4))
+        if self.pause_signal is None:
+            self._record_epoch(epoch, metric)
+        else:
+            with self.pause_signal.recording(self.trial.number, self.epoch):
+                self._record_epoch(epoch, metric)
+        more_to_train = epoch + 1 < self.max_epochs and not self._stopped_early
+        if more_to_train and self.pause_signal is not None and self.pause_signal.pauses(self.trial.number):
+            raise TrialPaused(self.trial.number, epoch)
+
+    def _record_epoch(self, epoch: int, metric: float) -> None:
+        """Report the epoch, check the pruner, store the checkpoint and say so."""
         if epoch not in self._reported:  # an epoch trained again after a crash keeps its report
             self.trial.report(metric, epoch)
         fault_point("trial.report")
@@ -190,9 +201,6 @@ class TrialLoop:
         )
         if self.on_epoch is not None:
             self.on_epoch(epoch, metric)
-        more_to_train = epoch + 1 < self.max_epochs and not self._stopped_early
-        if more_to_train and self.pause_signal is not None and self.pause_signal.is_requested():
-            raise TrialPaused(self.trial.number, epoch)
 
     def _track(self, epoch: int, metric: float) -> None:
         self.epoch = epoch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from uuid import UUID
 
@@ -22,6 +23,17 @@ def trials(storage: str, study_name: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=study_name, storage=storage).get_trials()
 
 
+def last_epoch(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The last epoch a trial reported; None for one stopped before its first."""
+    return max(trial.intermediate_values, default=None)
+
+
+def paused_line(trial: optuna.trial.FrozenTrial, max_epochs: int) -> str:
+    """How a pause summary or notification lists a paused trial."""
+    epoch = last_epoch(trial)
+    return f"#{trial.number} not started" if epoch is None else f"#{trial.number} paused after epoch {epoch} of {max_epochs - 1}"
+
+
 def final_weights(checkpoints: str, study_name: str, number: int) -> dict[str, torch.Tensor]:
     """The model weights in a trial's latest checkpoint."""
     state = CheckpointStore(checkpoints).for_trial(study_name, number).load_latest_valid().state
@@ -29,8 +41,24 @@ def final_weights(checkpoints: str, study_name: str, number: int) -> dict[str, t
     return state["components"]["model"]
 
 
-def trained_epochs(flow_run_id: UUID) -> Counter[tuple[int, int]]:
-    """How many times each (trial, epoch) was trained, from the run's log lines in the API."""
+def trained_epochs(flow_run_id: UUID, *, at_least: int = 0, timeout: float = 30) -> Counter[tuple[int, int]]:
+    """How many times each (trial, epoch) was trained, from the run's log lines in the API.
+
+    A run can be Completed before its process has sent its last log lines: with
+    `at_least`, wait up to `timeout` seconds for that many epoch lines to arrive.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = _epoch_lines(flow_run_id)
+        if sum(counts.values()) >= at_least:
+            return counts
+        assert time.monotonic() < deadline, (
+            f"only {sum(counts.values())} of {at_least} epoch log lines of flow run {flow_run_id} arrived"
+        )
+        time.sleep(1)
+
+
+def _epoch_lines(flow_run_id: UUID) -> Counter[tuple[int, int]]:
     counts: Counter[tuple[int, int]] = Counter()
     with get_client(sync_client=True) as client:
         offset = 0

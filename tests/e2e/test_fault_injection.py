@@ -28,7 +28,7 @@ from prefect_intermission.checkpoints import CheckpointStore
 from prefect_intermission.study_state import TRIAL_RESUMPTIONS_ATTR
 
 pytestmark = pytest.mark.e2e
-SCRIPT = Path(__file__).with_name("run_fault_study.py")
+SCRIPT = Path(__file__).with_name("run_study_script.py")
 N_TRIALS = 4
 POINTS = [p for p in FAULT_POINTS if p != "flow.suspend"]  # a plain script never suspends
 
@@ -73,7 +73,8 @@ def test_studies_survive_repeated_sigkills(prefect_stack, tmp_path):
 
     while True:
         name = f"faults-{seed}-{study_index}"
-        command = [sys.executable, str(SCRIPT), name, storage, str(checkpoints)]
+        command = [sys.executable, str(SCRIPT), name, storage, str(checkpoints),
+                   "--n-trials", "4", "--max-epochs", "5", "--seed", "3"]
         env = dict(base_env)
         finishing = kills >= wanted
         if finishing:

@@ -26,7 +26,7 @@ from deployments.ui_actions import (
 )
 from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, pause_history
-from tests.e2e.studies import artifacts_of, final_weights, study_events, trained_epochs, trials
+from tests.e2e.studies import artifacts_of, final_weights, last_epoch, paused_line, study_events, trained_epochs, trials
 
 pytestmark = pytest.mark.e2e
 
@@ -83,7 +83,7 @@ def test_paused_and_resumed_twice_matches_an_uninterrupted_run(prefect_stack, tm
     assert paused, "a trial was mid-training when the pause landed"
     for t in paused:
         assert t.system_attrs[TRIAL_STATUS_ATTR] == "paused"
-        assert t.system_attrs[TRIAL_PAUSED_EPOCH_ATTR] == len(t.intermediate_values) - 1
+        assert t.system_attrs[TRIAL_PAUSED_EPOCH_ATTR] == last_epoch(t)
 
     # What the user sees on the paused run's page: artifacts read back from the API.
     artifacts = artifacts_of(run.id)
@@ -97,7 +97,7 @@ def test_paused_and_resumed_twice_matches_an_uninterrupted_run(prefect_stack, tm
     assert f"# Study `{paused_name}` paused" in summary
     assert "the Pause / Suspend button in the Prefect UI" in summary
     for t in paused:
-        assert f"#{t.number} paused after epoch {len(t.intermediate_values) - 1} of {MAX_EPOCHS - 1}" in summary
+        assert paused_line(t, MAX_EPOCHS) in summary
     assert f"intermission resume {run.id}" in summary
     assert checkpoints in summary
     resources = pause_history(optuna.load_study(study_name=paused_name, storage=storage))[0]["resources"]
@@ -137,7 +137,7 @@ def test_paused_and_resumed_twice_matches_an_uninterrupted_run(prefect_stack, tm
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in got)
     pauses = pause_history(optuna.load_study(study_name=paused_name, storage=storage))
     assert [p["reason"] for p in pauses] == ["ui", "cli"]
-    assert pauses[0]["trials"] == {str(t.number): len(t.intermediate_values) - 1 for t in paused}
+    assert pauses[0]["trials"] == {str(t.number): last_epoch(t) for t in paused}
 
     # Automations can react: the study's events reached the server with the run as related resource.
     def names():

@@ -5,8 +5,11 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+
+import optuna
 
 import pytest
 from optuna.trial import TrialState
@@ -15,7 +18,9 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
 from deployments.local_stack import PROJECT_ROOT
 from deployments.ui_actions import read_run, wait_for, wait_until_mid_training
-from tests.e2e.studies import trained_epochs, trials
+from prefect_intermission import PausePolicy
+from prefect_intermission.study_state import pause_history
+from tests.e2e.studies import artifacts_of, trained_epochs, trials
 
 pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("run_study_script.py")
@@ -47,6 +52,7 @@ def test_a_script_run_pauses_cleanly_and_prints_the_command_that_continues_it(pr
     finally:
         if process.poll() is None:
             process.kill()
+            process.communicate()  # and close its pipes
 
     assert process.returncode == 0, stderr
     assert "cannot be suspended" in stderr
@@ -54,6 +60,10 @@ def test_a_script_run_pauses_cleanly_and_prints_the_command_that_continues_it(pr
     assert read_run(flow_run.id).state.name == "Paused"
     stopped = [t for t in trials(storage, study_name) if t.state == TrialState.RUNNING]
     assert stopped and all(t.system_attrs["intermission:status"] == "paused" for t in stopped)
+    # The run's page says how this run continues: not a Resume button it does not have.
+    summary = artifacts_of(flow_run.id)[f"{study_name}-pause"].data
+    assert f"Run the same command again:\n\n    {shlex.join(command)}" in summary
+    assert "intermission resume" not in summary
 
     printed = stderr[stderr.index(shlex.join(command)):].splitlines()[0]
     again = subprocess.run(
@@ -67,6 +77,56 @@ def test_a_script_run_pauses_cleanly_and_prints_the_command_that_continues_it(pr
     second_run = [r for r in _all_runs(study_name) if r.id != flow_run.id][0]
     first_epochs, second_epochs = trained_epochs(flow_run.id), trained_epochs(second_run.id)
     assert not set(first_epochs) & set(second_epochs), "an epoch was trained again"
+
+
+def test_a_script_run_waits_for_its_pause_file_to_be_deleted_and_goes_on(prefect_stack, tmp_path):
+    study_name = f"script-file-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    pause_file = tmp_path / "pause-my-search"
+    PausePolicy(pause_file=str(pause_file)).save(study_name)
+    command = [sys.executable, str(SCRIPT), study_name, storage, str(tmp_path / "checkpoints"),
+               "--pause-policy", study_name]
+    process = subprocess.Popen(
+        command, env=prefect_stack.env, cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_until_mid_training(storage, study_name, min_epochs=1, timeout=120)
+        pause_file.touch()
+
+        def paused():
+            unfinished = [t for t in trials(storage, study_name) if t.state == TrialState.RUNNING]
+            return unfinished if all(t.system_attrs["intermission:status"] == "paused" for t in unfinished) else None
+
+        stopped = wait_for(paused, timeout=60, what="the trials to pause")
+        assert stopped, "a trial was mid-training when the pause file was created"
+        time.sleep(3)  # waiting in-process: alive, and training nothing
+        assert process.poll() is None
+        summary = artifacts_of(_flow_run_named(study_name).id)[f"{study_name}-pause"].data
+        assert "**Why:** the pause file was created" in summary
+        assert f"Delete `{pause_file}`: the study resumes in its process." in summary
+        assert [len(t.intermediate_values) for t in trials(storage, study_name) if t.state == TrialState.RUNNING] \
+            == [len(t.intermediate_values) for t in stopped]
+        pause_file.unlink()
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()  # and close its pipes
+
+    assert process.returncode == 0, stderr
+    assert f"Delete {pause_file} to resume it in this process" in stderr
+    assert f"Pause file {pause_file} deleted" in stderr
+    finished = trials(storage, study_name)
+    assert len(finished) == 2 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in finished)
+    [pause] = pause_history(optuna.load_study(study_name=study_name, storage=storage))
+    assert pause["reason"] == "file" and set(pause["trials"]) == {str(t.number) for t in stopped}
+    for t in stopped:
+        [resumed] = finished[t.number].system_attrs["intermission:resumptions"]
+        assert resumed["reason"] == "pause" and resumed["lost_epochs"] == []
+    flow_run = _flow_run_named(study_name)
+    assert read_run(flow_run.id).state.name == "Completed"
+    assert max(trained_epochs(flow_run.id).values()) == 1, "an epoch was trained twice"
 
 
 def _all_runs(name: str):
