@@ -34,10 +34,20 @@ def test_a_metric_threshold_pauses_at_the_boundary_where_it_is_met(tmp_path):
     assert study.trials[0].system_attrs[TRIAL_PAUSED_EPOCH_ATTR] == 0  # the very first boundary
     assert len(study.trials) == 1
 
-    assert _run(tmp_path)["status"] == "completed"  # without the rule it continues to the end
+
+    # Run again with the same rule: trial 0 trains on although it stays below the threshold;
+    # trial 1 pauses the study once, at its own first epoch.
+    assert _run(tmp_path, pause_rules=[rule])["status"] == "paused"
+    study = _study(tmp_path)
+    assert study.trials[0].state == TrialState.COMPLETE
+    assert sorted(study.trials[0].intermediate_values) == [0, 1, 2, 3, 4]
+    assert pause_history(study)[-1]["reason"].startswith("rule: trial 1 reached metric")
+    assert pause_history(study)[-1]["trials"] == {"1": 0}
+
+    assert _run(tmp_path, pause_rules=[rule])["status"] == "completed"
     study = _study(tmp_path)
     assert [t.state.is_finished() for t in study.trials] == [True, True]
-    assert len(study.trials[0].intermediate_values) == 5
+    assert len(pause_history(study)) == 2
 
 
 def test_a_wall_clock_budget_pauses_once_spent(tmp_path):

@@ -51,6 +51,12 @@ class StudyProgress:
         with self._lock:
             return [self._trials[n] for n in sorted(self._trials)]
 
+    def best_metric(self, number: int) -> float | None:
+        """A trial's best metric as last reported (restored from its checkpoint on a resume)."""
+        with self._lock:
+            trial = self._trials.get(number)
+        return trial.best_metric if trial is not None else None
+
     def trial_started(self, number: int, params: dict[str, Any], epoch: int, best: float | None) -> None:
         """A trial starts training (or continues after `epoch`)."""
         self._update(number, TrialProgress(number, "running", epoch, best_metric=best, params=dict(params)))

@@ -27,7 +27,8 @@ class RuleContext:
     trial_number: int
     epoch: int
     metric: float
-    best_metric: float | None
+    best_metric: float | None  # the trial's best, this epoch included
+    earlier_best: float | None  # the trial's best before this epoch, earlier executions included
     seconds_running: float  # since this execution of the study started
 
 
@@ -44,16 +45,25 @@ def wall_clock_budget(seconds: float) -> PauseRule:
 
 
 def metric_threshold(threshold: float, direction: str = "minimize") -> PauseRule:
-    """Pause once a trial's epoch metric is at or beyond `threshold` (to look at a good model)."""
+    """Pause when a trial's epoch metric first reaches `threshold` (to look at a good model).
+
+    Each trial pauses the study once, at the first epoch that reaches it: after a resume
+    the trial trains on, however good it stays.
+    """
     if direction not in ("minimize", "maximize"):
         raise ConfigurationError(f"direction must be 'minimize' or 'maximize', but got {direction=}.")
 
+    def reaches(value: float | None) -> bool:
+        if value is None:
+            return False
+        return value <= threshold if direction == "minimize" else value >= threshold
+
     def rule(context: RuleContext) -> str | None:
-        reached = context.metric <= threshold if direction == "minimize" else context.metric >= threshold
+        if not reaches(context.metric) or reaches(context.earlier_best):
+            return None
         return (
             f"rule: trial {context.trial_number} reached metric {context.metric:.6g} "
             f"({'<=' if direction == 'minimize' else '>='} {threshold:g})"
-            if reached else None
         )
 
     return rule
@@ -78,17 +88,30 @@ def load_rules(specs: list[dict[str, Any]]) -> list[PauseRule]:
 
 
 class RuleChecker:
-    """Checks the rules after every epoch and asks for a pause when one is met."""
+    """Checks the rules after every epoch and asks for a pause when one is met.
 
-    def __init__(self, study_name: str, rules: list[PauseRule], request_pause: Callable[[str], None]) -> None:
+    `earlier_best(number)` gives a trial's best metric before the epoch being checked.
+    """
+
+    def __init__(
+        self,
+        study_name: str,
+        rules: list[PauseRule],
+        request_pause: Callable[[str], None],
+        earlier_best: Callable[[int], float | None],
+    ) -> None:
         self.study_name = study_name
         self.rules = rules
         self.request_pause = request_pause
+        self.earlier_best = earlier_best
         self.started = time.monotonic()
 
     def epoch_finished(self, number: int, epoch: int, metric: float, best: float | None) -> None:
         """Called at an epoch boundary, before the trial looks for a pause request."""
-        context = RuleContext(self.study_name, number, epoch, metric, best, time.monotonic() - self.started)
+        context = RuleContext(
+            self.study_name, number, epoch, metric, best, self.earlier_best(number),
+            time.monotonic() - self.started,
+        )
         for rule in self.rules:
             if (reason := rule(context)) is not None:
                 self.request_pause(reason)

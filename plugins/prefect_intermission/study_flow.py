@@ -303,7 +303,9 @@ def _run_study(
         finished=state.finished_count(),
     )
     if rules:
-        progress.add_epoch_hook(RuleChecker(study_name, rules, signal.request).epoch_finished)
+        progress.add_epoch_hook(
+            RuleChecker(study_name, rules, signal.request, progress.best_metric).epoch_finished
+        )
     scheduler = (
         TrialScheduler(
             state, objective_fn, checkpoints=store, settings=settings, pause_signal=signal,

@@ -148,8 +148,8 @@ class TrialRunScheduler(TrialScheduler):
         run_logger(__name__).info("Trial %d launched as flow run %s (%s).", number, run.id, run.name)
         if self.progress is not None:
             frozen = self.state.study._storage.get_trial(trial_id)
-            epochs = sorted(frozen.intermediate_values)
-            self.progress.trial_started(number, frozen.params, epochs[-1] if epochs else -1, None)
+            values = frozen.intermediate_values
+            self.progress.trial_started(number, frozen.params, max(values, default=-1), self._best(values))
         return _TrialRun(number, trial_id, run.id, seen_epochs=set(self._frozen(trial_id).intermediate_values))
 
     def _frozen(self, trial_id: int) -> FrozenTrial:
@@ -162,14 +162,19 @@ class TrialRunScheduler(TrialScheduler):
         frozen = self._frozen(trial_run.trial_id)
         if frozen.params and not trial_run.seen_params:
             trial_run.seen_params = True
-            last = max(trial_run.seen_epochs, default=-1)
-            self.progress.trial_started(trial_run.number, frozen.params, last, None)
+            seen = {e: v for e, v in frozen.intermediate_values.items() if e in trial_run.seen_epochs}
+            self.progress.trial_started(trial_run.number, frozen.params, max(seen, default=-1), self._best(seen))
         values = frozen.intermediate_values
         for epoch in sorted(set(values) - trial_run.seen_epochs):
             trial_run.seen_epochs.add(epoch)
-            reported = [values[e] for e in values if e <= epoch]
-            best = min(reported) if self.settings.direction == "minimize" else max(reported)
+            best = self._best({e: v for e, v in values.items() if e <= epoch})
             self.progress.epoch_finished(trial_run.number, epoch, values[epoch], best)
+
+    def _best(self, values: dict[int, float]) -> float | None:
+        """The best of a trial's reported epoch metrics, in the study's direction."""
+        if not values:
+            return None
+        return min(values.values()) if self.settings.direction == "minimize" else max(values.values())
 
     def _announce_pause(self, client: SyncPrefectClient) -> None:
         """Put the study run into the pausing state the trial runs follow (once)."""

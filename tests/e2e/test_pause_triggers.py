@@ -1,5 +1,6 @@
 """Ways to pause and resume with a pause policy: notifications, a timed resume, the pause file,
-the policy's resume schedule, the control deployments, and two resume requests at once."""
+the policy's resume schedule, the control deployments, two resume requests at once, and a
+pause rule."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from deployments.ui_actions import (
 from prefect_intermission import PausePolicy, request_resume
 from prefect_intermission.control_flows import resume_paused_studies
 from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.study_state import pause_history
+from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from tests.e2e.studies import paused_line, trained_epochs, trials
 from tests.e2e.webhook import webhook
 
@@ -191,3 +192,27 @@ def test_control_deployments_pause_and_resume_and_two_resumes_start_one_executio
     time.sleep(3)  # a second execution, had one been started, would show by now
     assert _executions(run.id) == 2, "two resume requests started one execution"
     _check_complete(storage, name, run)
+
+
+def test_a_pause_rule_suspends_the_run_and_each_trial_pauses_it_only_once(prefect_stack, tmp_path):
+    name = f"ruled-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    # Every epoch's loss is below 100: each trial reaches the threshold at its first epoch.
+    rule = {"rule": "prefect_intermission.rules:metric_threshold", "threshold": 100.0}
+    run = start_deployment_run(
+        "pausable-study/digits-demo", {**_parameters(name, tmp_path, None, max_epochs=6), "pause_rules": [rule]}
+    )
+    _suspended_by_study(run.id)
+    (pause,) = pause_history(optuna.load_study(study_name=name, storage=storage))
+    assert pause["reason"].startswith("rule: trial ") and "reached metric" in pause["reason"]
+    paused = {t.number: t.system_attrs[TRIAL_PAUSED_EPOCH_ATTR] for t in trials(storage, name)
+              if t.state == TrialState.RUNNING}
+    assert paused and pause["trials"] == {str(n): e for n, e in paused.items()}
+
+    request_resume(run.id)  # the same rule, still met: the trials that reached it train on
+    wait_for_state(run.id, "Completed", timeout=240)
+    _check_complete(storage, name, run)
+    assert len(pause_history(optuna.load_study(study_name=name, storage=storage))) == 1
+    for number, epoch in paused.items():
+        record = trials(storage, name)[number].system_attrs[TRIAL_RESUMPTIONS_ATTR][-1]
+        assert (record["reason"], record["from_epoch"], record["lost_epochs"]) == ("pause", epoch, [])
