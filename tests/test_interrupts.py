@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from uuid import uuid4
@@ -51,3 +54,39 @@ def test_off_the_main_thread_nothing_is_installed():
     thread.start()
     thread.join()
     assert seen == [False, signal.getsignal(signal.SIGINT)]
+
+
+_LOADER_SCRIPT = textwrap.dedent("""
+    import os, signal, time, torch
+    from torch.utils.data import DataLoader, Dataset
+    from prefect_intermission import TrialLoop
+
+    class Slow(Dataset):
+        def __len__(self):
+            return 40
+
+        def __getitem__(self, i):
+            time.sleep(0.05)
+            return torch.tensor([float(i)])
+
+    if __name__ == "__main__":
+        pauses = []
+        signal.signal(signal.SIGINT, lambda *_: pauses.append("pause"))  # as the study does
+        loader = DataLoader(Slow(), batch_size=2, num_workers=2, multiprocessing_context="spawn",
+                            worker_init_fn=TrialLoop.worker_init_fn)
+        seen = 0
+        for i, batch in enumerate(loader):
+            if i == 3:
+                os.killpg(0, signal.SIGINT)  # Ctrl+C: the terminal signals the whole group
+            seen += len(batch)
+        print(seen, pauses)
+""")
+
+
+def test_data_loading_workers_leave_ctrl_c_to_the_study(tmp_path):
+    script = tmp_path / "loader.py"
+    script.write_text(_LOADER_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          start_new_session=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["40", "['pause']"], "the epoch's data was cut short"

@@ -19,6 +19,7 @@ next epoch.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -82,6 +83,14 @@ class TrialLoop:
         resumed_from_epoch: The checkpointed epoch training continued after, or None.
         epoch_seconds: Wall time of each finished epoch (time spent paused is not counted).
     """
+
+    @staticmethod
+    def worker_init_fn(worker_id: int) -> None:
+        """`DataLoader(..., num_workers=N, worker_init_fn=TrialLoop.worker_init_fn)`: Ctrl+C
+        reaches every process of the terminal, and a data-loading worker started by
+        `spawn` or `forkserver` would die of it and fail the epoch; this leaves Ctrl+C
+        to the study, which pauses at the epoch boundary."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def __init__(
         self,
