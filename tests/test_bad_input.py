@@ -116,6 +116,9 @@ def test_an_unreachable_storage_location_names_it_without_its_password(tmp_path)
     with pytest.raises(ConfigurationError, match="The storage URL contains a password") as raised:
         _run(tmp_path, storage="postgresql+psycopg://alice:hunter2@127.0.0.1:1/studies")
     assert "hunter2" not in str(raised.value) and "PGPASSWORD" in str(raised.value)
+    with pytest.raises(ConfigurationError, match="The storage URL contains a password") as raised:
+        _run(tmp_path, storage="postgresql+psycopg://alice@127.0.0.1:1/studies?password=hunter2")
+    assert "hunter2" not in str(raised.value)
     with pytest.raises(ConfigurationError, match="Cannot open the study storage") as raised:
         _run(tmp_path, storage="postgresql+psycopg://alice@127.0.0.1:1/studies")  # nothing listens
     assert "alice@127.0.0.1" in str(raised.value) and "reachable" in str(raised.value)

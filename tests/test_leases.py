@@ -1,12 +1,16 @@
-"""Leases in the study's database: a `LeaseLock` is held by one process at a time."""
+"""Leases in the study's database: one execution runs a study, and a `LeaseLock` is held by one
+process at a time."""
 
 from __future__ import annotations
 
 import threading
+import time
 
+import pytest
 from sqlalchemy import create_engine
 
-from prefect_intermission.leases import LeaseLock
+from prefect_intermission.errors import ConfigurationError
+from prefect_intermission.leases import LeaseLock, StudyBusyError, StudyLease
 
 
 def test_a_lease_lock_excludes_other_owners_until_released_and_is_reentrant(tmp_path):
@@ -29,3 +33,36 @@ def test_a_lease_lock_excludes_other_owners_until_released_and_is_reentrant(tmp_
     other.join(timeout=10)
     assert got_it.is_set()
     assert taken == ["a", "b"]  # on_acquired once per outermost acquisition
+
+
+def test_a_resumed_run_waits_out_its_own_earlier_execution_however_long_it_pauses(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path}/leases.db")
+    pausing = StudyLease(engine, "study", "flow run R (pid 1, a)", ttl_seconds=1)
+    pausing.acquire()
+    with pausing:  # renewed by its heartbeat while the epoch in progress finishes
+        resumed = StudyLease(engine, "study", "flow run R (pid 2, b)", ttl_seconds=1)
+        waiting = threading.Thread(target=resumed.acquire, kwargs={"wait_out_owners": "flow run R "})
+        started = time.monotonic()
+        waiting.start()
+        time.sleep(3.5)  # beyond the two lifetimes another run's execution would wait
+        assert waiting.is_alive(), "the resumed execution gave up on its own run's pause"
+    waiting.join(timeout=10)
+    assert not waiting.is_alive() and time.monotonic() - started >= 3.5
+    assert resumed.holder()[0] == "flow run R (pid 2, b)"
+
+
+def test_another_run_gives_up_on_a_live_owner_after_two_lifetimes(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path}/leases.db")
+    owner = StudyLease(engine, "study", "flow run R (pid 1, a)", ttl_seconds=1)
+    owner.acquire()
+    with owner:
+        other = StudyLease(engine, "study", "flow run S (pid 2, b)", ttl_seconds=1)
+        with pytest.raises(StudyBusyError, match="is being run by another execution"):
+            other.acquire(wait_out_owners="flow run S ")
+
+
+def test_a_lease_time_that_is_not_a_number_is_named_in_the_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERMISSION_LEASE_SECONDS", "30s")
+    engine = create_engine(f"sqlite:///{tmp_path}/leases.db")
+    with pytest.raises(ConfigurationError, match=r"INTERMISSION_LEASE_SECONDS must be a number of seconds, e.g. 30, but is '30s'"):
+        StudyLease(engine, "study", "me")

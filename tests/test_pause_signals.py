@@ -85,3 +85,15 @@ def test_the_continue_command_never_shows_a_password(monkeypatch):
     shown = _continue_instruction("search")
     assert "s3cret" not in shown
     assert "postgresql+psycopg://bob:***@db/optuna" in shown
+
+
+def test_the_continue_command_masks_tokens_keys_and_password_query_values(monkeypatch):
+    monkeypatch.setattr(sys, "argv", [
+        "train.py", "--hf-token", "hf_abc123", "--api-key=k-999", "--epochs", "5",
+        "--storage", "postgresql+psycopg://bob@db/optuna?sslmode=require&password=pw-777",
+    ])
+    shown = _continue_instruction("search")
+    for secret in ("hf_abc123", "k-999", "pw-777"):
+        assert secret not in shown
+    assert "--hf-token '***'" in shown and "'--api-key=***'" in shown and "--epochs 5" in shown
+    assert "sslmode=require&password=***" in shown

@@ -11,6 +11,7 @@ both hold it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ from sqlalchemy import Column, Float, MetaData, String, Table, delete, insert, o
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from prefect_intermission.errors import IntermissionError
+from prefect_intermission.errors import ConfigurationError, IntermissionError
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,18 @@ class StudyBusyError(IntermissionError):
 def lease_seconds_from_env() -> float:
     """How long a lease lasts without renewal (`INTERMISSION_LEASE_SECONDS`, default 30)."""
     raw = os.environ.get("INTERMISSION_LEASE_SECONDS", "")
-    return max(float(raw), 1.0) if raw else _DEFAULT_TTL_SECONDS
+    if not raw:
+        return _DEFAULT_TTL_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigurationError(
+            f"INTERMISSION_LEASE_SECONDS must be a number of seconds, e.g. 30, but is {raw!r}: "
+            "fix or unset it in the worker's environment."
+        )
+    return max(value, 1.0)
 
 
 class StudyLease:
@@ -93,12 +105,21 @@ class StudyLease:
             )
         return taken.rowcount == 1
 
-    def acquire(self, *, wait_seconds: float | None = None) -> None:
-        """Take the lease, waiting up to `wait_seconds` (default: two lifetimes) for it."""
-        deadline = time.monotonic() + (wait_seconds if wait_seconds is not None else 2 * self.ttl)
+    def acquire(self, *, wait_seconds: float | None = None, wait_out_owners: str | None = None) -> None:
+        """Take the lease, waiting up to `wait_seconds` (default: two lifetimes) for it.
+
+        A live holder whose owner starts with `wait_out_owners` is waited for without a
+        deadline: an earlier execution of the same flow run still finishing its pause
+        (a Resume clicked early) gives the lease up at its next epoch boundary, however
+        long that epoch is, and a dead one lets it expire.
+        """
+        wait = wait_seconds if wait_seconds is not None else 2 * self.ttl
+        deadline = time.monotonic() + wait
         announced = False
         while not self.try_acquire():
             holder = self.holder()
+            if holder and wait_out_owners and holder[0].startswith(wait_out_owners):
+                deadline = time.monotonic() + wait
             if time.monotonic() >= deadline:
                 raise StudyBusyError(
                     f"Study {self.study_name!r} is being run by another execution "

@@ -92,13 +92,16 @@ def _validate(n_trials: int, max_epochs: int, max_concurrent_trials: int, direct
         raise ConfigurationError(f"direction must be 'minimize' or 'maximize', but got {direction=}.")
 
 
+_PASSWORD_QUERY_KEYS = frozenset({"password", "sslpassword"})
+
+
 def _refuse_password_in_storage_url(storage: str) -> None:
     """Flow parameters are shown in plain text in the UI and logs: no password may be in one."""
     try:
-        password = make_url(storage).password
+        url = make_url(storage)
     except Exception:
         return  # open_storage explains what a storage URL must look like
-    if password:
+    if url.password or any(key.lower() in _PASSWORD_QUERY_KEYS for key in url.query):
         raise ConfigurationError(
             "The storage URL contains a password, and flow parameters are shown in plain text "
             "in the Prefect UI and logs. Remove the password from the URL and give it to the "
@@ -237,13 +240,15 @@ def optimize_study(
     )
     flow_run = _current_flow_run()
     signal = PauseSignal()
+    this_run = f"flow run {flow_run.id} "
     lease = StudyLease(
         state.engine,
         study_name,
-        f"flow run {flow_run.id} (pid {os.getpid()}, {uuid4().hex[:8]})",
+        f"{this_run}(pid {os.getpid()}, {uuid4().hex[:8]})",
         on_lost=lambda: signal.request("lease-lost"),
     )
-    lease.acquire()
+    # Resumed while an earlier execution of this run still finishes its pause: wait it out.
+    lease.acquire(wait_out_owners=this_run)
     trial_runs = None
     if trial_deployment:
         state.share_sampler(lease.owner)
@@ -579,15 +584,29 @@ def _continue_markdown(study_name: str) -> str:
 
 
 def _same_command() -> str | None:
-    """The command line that started this process (no passwords), if it was a script."""
+    """The command line that started this process (secrets masked), if it was a script."""
     if sys.argv and sys.argv[0] not in ("", "-c"):
-        return shlex.join([sys.executable, *(_without_password(a) for a in sys.argv)])
+        return shlex.join([sys.executable, *redact_arguments(sys.argv)])
     return None
 
 
-def _without_password(argument: str) -> str:
-    """A command-line argument with the password of any URL in it replaced by `***`."""
-    return re.sub(r"(://[^/:@\s]*:)[^@/\s]+@", r"\1***@", argument)
+_SECRET_FLAG = re.compile(r"^--?[\w.-]*(token|secret|passw(or)?d|api[-_]?key|credential)[\w.-]*$", re.I)
+
+
+def redact_arguments(argv: list[str]) -> list[str]:
+    """Command-line arguments with secrets replaced by `***`: URL passwords, `password=`
+    query values, and the values of flags named like a token, secret, password or key."""
+    redacted = []
+    for position, argument in enumerate(argv):
+        flag, equals, value = argument.partition("=")
+        if position > 0 and _SECRET_FLAG.match(argv[position - 1]) and not argument.startswith("-"):
+            argument = "***"
+        elif equals and _SECRET_FLAG.match(flag):
+            argument = f"{flag}=***"
+        argument = re.sub(r"(://[^/:@\s]*:)[^@/\s]+@", r"\1***@", argument)
+        argument = re.sub(r"((?:ssl)?password=)[^&\s]+", r"\1***", argument, flags=re.I)
+        redacted.append(argument)
+    return redacted
 
 
 def _policy_triggers(policy: PausePolicy | None) -> list[Callable[[], str | None]]:
