@@ -65,9 +65,28 @@ def test_a_wall_clock_budget_pauses_once_spent(tmp_path):
         ([{"rule": "prefect_intermission.rules:wall_clock_budget", "minutes": 1}], r"pause_rules\[0\]"),
         ([{"rule": "prefect_intermission.rules:wall_clock_budget", "seconds": 0}], "seconds > 0"),
         ([{"rule": "prefect_intermission.rules:metric_threshold", "threshold": 1, "direction": "up"}], "direction"),
+        ([{"rule": "prefect_intermission.rules:metric_threshold", "threshold": "0.05"}],
+         r"metric_threshold needs threshold to be a finite number \(in JSON: no quotes\), but got '0.05'"),
+        ([{"rule": "prefect_intermission.rules:wall_clock_budget", "seconds": "60"}], "needs seconds to be a finite"),
     ],
 )
 def test_bad_rules_are_refused_before_work(tmp_path, rules, message):
     with pytest.raises(ConfigurationError, match=message):
         _run(tmp_path, pause_rules=rules)
     assert not (tmp_path / "s.db").exists()
+
+
+def broken_rule():
+    """A user's rule with a bug in it."""
+    return lambda context: context.no_such_field
+
+
+def test_a_rule_that_raises_pauses_the_study_and_fails_no_trial(tmp_path):
+    result = _run(tmp_path, pause_rules=[{"rule": "tests.test_rules:broken_rule"}])
+    assert result["status"] == "paused"
+    study = _study(tmp_path)
+    assert pause_history(study)[0]["reason"] == "rule-error: AttributeError"
+    assert [t.state for t in study.trials] == [TrialState.RUNNING]
+    assert _run(tmp_path)["status"] == "completed"  # run again without the broken rule
+    done = _study(tmp_path).trials
+    assert len(done) == 2 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in done)

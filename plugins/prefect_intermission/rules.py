@@ -10,12 +10,14 @@ the factory is called with the kwargs and returns the rule. Two are shipped:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from prefect_intermission._imports import import_objective
+from prefect_intermission._logging import run_logger
 from prefect_intermission.errors import ConfigurationError
 
 
@@ -37,7 +39,7 @@ PauseRule = Callable[[RuleContext], str | None]
 
 def wall_clock_budget(seconds: float) -> PauseRule:
     """Pause once this execution has run for `seconds` (e.g. the end of a GPU reservation)."""
-    if seconds <= 0:
+    if _number("wall_clock_budget", "seconds", seconds) <= 0:
         raise ConfigurationError(f"wall_clock_budget needs seconds > 0, but got {seconds=}.")
     return lambda context: (
         f"rule: wall-clock budget of {seconds:g} s spent" if context.seconds_running >= seconds else None
@@ -50,6 +52,7 @@ def metric_threshold(threshold: float, direction: str = "minimize") -> PauseRule
     Each trial pauses the study once, at the first epoch that reaches it: after a resume
     the trial trains on, however good it stays.
     """
+    _number("metric_threshold", "threshold", threshold)
     if direction not in ("minimize", "maximize"):
         raise ConfigurationError(f"direction must be 'minimize' or 'maximize', but got {direction=}.")
 
@@ -67,6 +70,15 @@ def metric_threshold(threshold: float, direction: str = "minimize") -> PauseRule
         )
 
     return rule
+
+
+def _number(rule: str, name: str, value: object) -> float:
+    """`value` as a finite number, or a ConfigurationError naming the rule's argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigurationError(
+            f"{rule} needs {name} to be a finite number (in JSON: no quotes), but got {value!r}."
+        )
+    return float(value)
 
 
 def load_rules(specs: list[dict[str, Any]]) -> list[PauseRule]:
@@ -113,6 +125,16 @@ class RuleChecker:
             time.monotonic() - self.started,
         )
         for rule in self.rules:
-            if (reason := rule(context)) is not None:
+            try:
+                reason = rule(context)
+            except Exception as e:
+                # A broken rule must not fail the trial: pause, so that nothing trains unwatched.
+                run_logger(__name__).error(
+                    "Pause rule %r raised %s: %s. Pausing the study; fix the rule and run the "
+                    "study again with the same study_name (a resume keeps the run's parameters).",
+                    rule, type(e).__name__, e, exc_info=True,
+                )
+                reason = f"rule-error: {type(e).__name__}"
+            if reason is not None:
                 self.request_pause(reason)
                 return
