@@ -17,6 +17,7 @@ from typing import Literal
 from uuid import UUID
 
 import optuna
+from optuna.trial import TrialState
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import Pause
@@ -55,6 +56,9 @@ class ScheduleResult:
     failed: list[TrialOutcome] = field(default_factory=list)
 
 
+_PROGRESS_STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}
+
+
 class _Attempt:
     """One trial attempt, run inside the task; keeps its outcome for the scheduler.
 
@@ -66,20 +70,25 @@ class _Attempt:
         self.run = run
         self.trial = trial
         self.outcome: TrialOutcome | None = None
+        self.error: BaseException | None = None  # raised outside the objective (e.g. storage)
 
     def __call__(self) -> None:
         run = self.run
-        self.outcome = run_trial_attempt(
-            run.state,
-            self.trial,
-            run.objective,
-            checkpoints=run.checkpoints,
-            max_epochs=run.settings.max_epochs,
-            study_seed=run.settings.seed,
-            pause_signal=run.pause_signal,
-            direction=run.settings.direction,
-            progress=run.progress,
-        )
+        try:
+            self.outcome = run_trial_attempt(
+                run.state,
+                self.trial,
+                run.objective,
+                checkpoints=run.checkpoints,
+                max_epochs=run.settings.max_epochs,
+                study_seed=run.settings.seed,
+                pause_signal=run.pause_signal,
+                direction=run.settings.direction,
+                progress=run.progress,
+            )
+        except BaseException as e:
+            self.error = e
+            raise
 
 
 @task(name="train-trial", task_run_name="trial-{trial_number}", cache_policy=NO_CACHE, persist_result=False)
@@ -150,6 +159,7 @@ class TrialScheduler:
         result = self._result = ScheduleResult(finished=self.state.finished_count())
         active = self._active
         held = self._held
+        held.clear()  # rebuilt below from the stored trials: a hold lifted meanwhile must not queue twice
         to_continue: deque[int] = deque()
         for trial in self.state.unfinished_trials():
             if trial.number in self.pause_signal.held:  # still held from before a pause
@@ -206,6 +216,35 @@ class TrialScheduler:
             stopped[number] = epochs[-1] if epochs else None
         return stopped
 
+    def _collect_unfinished(self, attempt: _Attempt, result: ScheduleResult) -> None:
+        """An attempt with no outcome: Prefect refused to start its task because the run
+        was already suspended, or something outside the objective (the study's storage)
+        raised. Either way the study pauses and the trial continues from its last
+        checkpoint, unless Optuna already recorded it finished."""
+        number, trial_id = attempt.trial.number, attempt.trial._trial_id
+        if attempt.error is None:
+            self.pause_signal.request("ui")
+        else:
+            logger.error(
+                "Trial %d stopped outside its objective (%s: %s). Pausing the study; a resume "
+                "continues the trial from its last checkpoint.",
+                number, type(attempt.error).__name__, attempt.error, exc_info=attempt.error,
+            )
+            self.pause_signal.request("trial-error")
+        epochs = self.checkpoints.for_trial(self.state.study.study_name, number).epochs()
+        try:
+            self.state.mark_paused(trial_id, epochs[-1] if epochs else None)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            state = self.state.study._storage.get_trial(trial_id).state
+            if state in (TrialState.COMPLETE, TrialState.PRUNED):
+                result.finished += 1
+            if self.progress is not None:
+                self.progress.trial_ended(number, _PROGRESS_STATES.get(state, "failed"))
+            return
+        result.paused[number] = epochs[-1] if epochs else None
+        if self.progress is not None:
+            self.progress.trial_ended(number, "paused")
+
     def _may_start(self, result: ScheduleResult, n_active: int, n_held: int, n_waiting: int) -> bool:
         if self.pause_signal.is_requested() or result.failed:
             return False
@@ -242,14 +281,7 @@ class TrialScheduler:
                 {"epoch": outcome.epoch, "value": outcome.value},
             )
         if outcome is None:
-            # The task never ran the objective: Prefect refused to start it because the
-            # flow run was already suspended. Continue it from its last checkpoint later.
-            self.pause_signal.request("ui")
-            epochs = self.checkpoints.for_trial(self.state.study.study_name, number).epochs()
-            self.state.mark_paused(attempt.trial._trial_id, epochs[-1] if epochs else None)
-            result.paused[number] = epochs[-1] if epochs else None
-            if self.progress is not None:
-                self.progress.trial_ended(number, "paused")
+            self._collect_unfinished(attempt, result)
             return
         if outcome.state in ("complete", "pruned"):
             result.finished += 1
