@@ -60,6 +60,18 @@ def slow_classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
     return classifier(trial, loop)
 
 
+def reshaped_classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
+    """`classifier` edited between two runs: a hidden layer twice as wide."""
+    lr = trial.suggest_float("lr", 1e-3, 0.3, log=True)
+    hidden = 2 * trial.suggest_int("hidden", 4, 32)
+    model = nn.Sequential(nn.Linear(8, hidden), nn.ReLU(), nn.Dropout(0.2), nn.Linear(hidden, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.7)
+    for _epoch in loop.epochs(model, optimizer, scheduler):
+        loop.end_epoch(0.0)
+    return loop.best_metric
+
+
 def raises_at_second_epoch(trial: optuna.Trial, loop: TrialLoop) -> float:
     """`classifier`, except that its second epoch raises, as a bug in user code would."""
     original_end_epoch = loop.end_epoch

@@ -161,3 +161,21 @@ def test_an_objective_that_raises_fails_the_run_with_its_error_and_keeps_the_res
     assert after["trials"][1][2] == "FAIL"
     kept = {name: digest for name, digest in before["files"].items() if "trial-00000" in name}
     assert kept.items() <= after["files"].items()
+
+
+def test_an_objective_edited_between_runs_fails_the_run_and_the_trial_waits_for_the_fix(paused_study):
+    before = _snapshot(paused_study)
+    with pytest.raises(IntermissionError, match="Trial 1 of study 'study' failed: CheckpointError") as raised:
+        _run(paused_study, objective="tests.objectives:reshaped_classifier")
+    assert "does not match its checkpoint" in str(raised.value)
+    assert "#1 (after epoch 1)" in str(raised.value)
+    assert "Fix what the error names and run the study again" in str(raised.value)
+    after = _snapshot(paused_study)
+    assert after["files"] == before["files"]  # every checkpoint kept as it was
+    trial = optuna.load_study(study_name="study", storage=f"sqlite:///{paused_study}/studies.db").trials[1]
+    assert (trial.state.name, trial.system_attrs[TRIAL_STATUS_ATTR]) == ("RUNNING", "paused")
+
+    assert _run(paused_study)["status"] == "completed"  # the objective put back: trial 1 continues
+    trial = optuna.load_study(study_name="study", storage=f"sqlite:///{paused_study}/studies.db").trials[1]
+    assert trial.state.name in ("COMPLETE", "PRUNED")
+    assert sorted(trial.intermediate_values) == [0, 1, 2]

@@ -294,4 +294,6 @@ class TrialScheduler:
             result.paused[number] = outcome.epoch
         else:
             result.failed.append(outcome)
+            if outcome.kept:
+                result.paused[number] = outcome.epoch
             self.pause_signal.request("trial-failed")

@@ -377,10 +377,11 @@ def _run_study(
     if result.failed:
         _record_stop(state, flow_run, "trial-failed", result)
         first = result.failed[0]
+        fix = "what the error names" if first.kept else "the objective"
         message = (
             f"Trial {first.number} of study {study_name!r} failed: {first.error}. "
-            f"Trials {_epochs_text(result)} were paused with their checkpoints. Fix the "
-            "objective and run the study again with the same study_name to continue it."
+            f"Trials {_epochs_text(result)} were paused with their checkpoints. Fix "
+            f"{fix} and run the study again with the same study_name to continue it."
         )
         notify(policy, f"Study {study_name} failed", message)
         raise IntermissionError(message)

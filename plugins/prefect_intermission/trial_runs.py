@@ -215,7 +215,13 @@ class TrialRunScheduler(TrialScheduler):
             message = (run.state.message if run.state else None) or f"its flow run {run.id} ended {ended}"
             outcome = TrialOutcome(number, "failed", error=message)
         elif frozen.system_attrs.get(TRIAL_STATUS_ATTR) == "paused":
-            outcome = TrialOutcome(number, "paused", epoch=frozen.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR))
+            epoch = frozen.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR)
+            if run.state is not None and run.state.is_failed():
+                # Its checkpoints or the study's storage failed: kept paused for the fixed run.
+                message = run.state.message or f"its flow run {run.id} ended {ended}"
+                outcome = TrialOutcome(number, "failed", epoch=epoch, error=message, kept=True)
+            else:
+                outcome = TrialOutcome(number, "paused", epoch=epoch)
         else:
             outcome = self._interrupted(trial_run, run, frozen)
         self._record(outcome, result)
@@ -260,4 +266,6 @@ class TrialRunScheduler(TrialScheduler):
             self.pause_signal.request("trial-run-stopped")
         else:
             result.failed.append(outcome)
+            if outcome.kept:
+                result.paused[number] = outcome.epoch
             self.pause_signal.request("trial-failed")

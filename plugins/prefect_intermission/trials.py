@@ -16,11 +16,12 @@ from typing import Literal
 
 import optuna
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from prefect_intermission._faults import fault_point
 from prefect_intermission._rng import seed_everything
 from prefect_intermission.checkpoints import CheckpointStore
-from prefect_intermission.errors import TrialPaused
+from prefect_intermission.errors import CheckpointError, TrialPaused
 from prefect_intermission.pause_signals import PauseSignal
 from prefect_intermission.progress import StudyProgress
 from prefect_intermission.study_state import TRIAL_STATUS_ATTR, StudyState
@@ -41,6 +42,7 @@ class TrialOutcome:
     value: float | None = None
     epoch: int | None = None
     error: str | None = None
+    kept: bool = False  # failed, but kept paused at its last checkpoint for the next run
 
 
 def trial_seed(study_seed: int, trial_number: int) -> int:
@@ -152,6 +154,8 @@ def _stopped(state: StudyState, trial: optuna.Trial, loop: TrialLoop, stopped: B
     if isinstance(stopped, optuna.TrialPruned):
         _tell(state, number, trial_state=TrialState.PRUNED)
         return TrialOutcome(number, "pruned", value=loop.last_metric, epoch=loop.epoch)
+    if isinstance(stopped, (CheckpointError, SQLAlchemyError)):
+        return _kept_for_next_run(state, trial, loop, stopped)
     if isinstance(stopped, Exception):
         logger.error("Trial %d failed in its objective.", number, exc_info=stopped)
         _tell(state, number, trial_state=TrialState.FAIL)
@@ -159,6 +163,24 @@ def _stopped(state: StudyState, trial: optuna.Trial, loop: TrialLoop, stopped: B
             number, "failed", epoch=loop.epoch, error=f"{type(stopped).__name__}: {stopped}"
         )
     raise stopped
+
+
+def _kept_for_next_run(
+    state: StudyState, trial: optuna.Trial, loop: TrialLoop, stopped: Exception
+) -> TrialOutcome:
+    """The checkpoints or the study's storage failed, not the user's code: the trial stays
+    paused at its last checkpoint, so the run that follows the fix continues it."""
+    try:
+        epochs = loop.checkpoints.epochs()
+    except Exception:
+        epochs = []
+    last = epochs[-1] if epochs else None
+    state.mark_paused(trial._trial_id, last)
+    logger.error(
+        "Trial %d stopped: %s. It keeps its checkpoints (last after epoch %s) and continues "
+        "from there when the study runs again.", trial.number, stopped, last, exc_info=stopped,
+    )
+    return TrialOutcome(trial.number, "failed", epoch=last, error=f"{type(stopped).__name__}: {stopped}", kept=True)
 
 
 def _tell(
