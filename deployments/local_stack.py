@@ -122,15 +122,21 @@ class LocalPrefect:
         self.prefect("--no-prompt", "deploy", *args)
 
     def start_worker(
-        self, name: str = "worker", *, work_queues: tuple[str, ...] = (), limit: int | None = None
+        self,
+        name: str = "worker",
+        *,
+        work_queues: tuple[str, ...] = (),
+        limit: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start a process worker on the project's work pool: on every queue of the pool, or
-        only on `work_queues`, running at most `limit` flow runs at once."""
+        only on `work_queues`, running at most `limit` flow runs at once; its flow runs'
+        processes inherit `env` on top of the stack's environment."""
         args = ["worker", "start", "--pool", WORK_POOL, "--name", name, "--type", "process"]
         args += [arg for queue in work_queues for arg in ("--work-queue", queue)]
         if limit is not None:
             args += ["--limit", str(limit)]
-        worker = self._spawn(args, f"{name}.log")
+        worker = self._spawn(args, f"{name}.log", env=env)
         self._workers.append(worker)
         return worker
 
@@ -139,10 +145,12 @@ class LocalPrefect:
         path = self.home / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, args: list[str], log_name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.home / log_name, "ab")
         self._logs.append(log)
         return subprocess.Popen(
             [sys.executable, "-m", "prefect", *args],
-            env=self.env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**self.env, **(env or {})}, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
         )

@@ -60,6 +60,11 @@ def lease_seconds_from_env() -> float:
     return max(value, 1.0)
 
 
+def trial_claim_resource(study_name: str, number: int) -> str:
+    """The lease name under which one execution at a time trains trial `number`."""
+    return f"{study_name} (trial {number})"
+
+
 class StudyLease:
     """The exclusive right of one execution (`owner`) to run one study.
 

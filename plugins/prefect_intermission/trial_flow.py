@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from prefect_intermission._imports import import_objective
 from prefect_intermission.checkpoints import CheckpointStore
 from prefect_intermission.errors import IntermissionError
-from prefect_intermission.leases import StudyLease
+from prefect_intermission.leases import StudyLease, trial_claim_resource
 from prefect_intermission.pause_signals import (
     PauseSignal,
     pause_reason_of_state,
@@ -48,7 +48,7 @@ def trial_claim(
     state: StudyState, number: int, owner: str, *, on_lost: Callable[[], None] | None = None
 ) -> StudyLease:
     """The lease that lets one execution at a time train trial `number` of the study."""
-    return StudyLease(state.engine, f"{state.study.study_name} (trial {number})", owner, on_lost=on_lost)
+    return StudyLease(state.engine, trial_claim_resource(state.study.study_name, number), owner, on_lost=on_lost)
 
 
 class StudyRunWatcher:
@@ -190,7 +190,7 @@ def train_trial(
     if context is None or context.flow_run is None:
         raise IntermissionError("train_trial must run as a Prefect flow.")
     trial_run_id = context.flow_run.id
-    owner = f"trial run {trial_run_id} (pid {os.getpid()}, {uuid4().hex[:8]})"
+    owner = f"trial run {trial_run_id} (pid {os.getpid()}, {uuid4().hex[:8]})"  # trial_runs reads this prefix
     state.share_sampler(owner)
     signal = PauseSignal()
     study_lease = StudyLease(state.engine, study_name, study_execution)

@@ -26,18 +26,23 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Cancelled
+from prefect.states import Cancelled, Crashed
 from optuna.trial import FrozenTrial, TrialState
 
 from prefect_intermission._logging import run_logger
 from prefect_intermission.errors import ConfigurationError
 from prefect_intermission.events import emit_trial_event
+from prefect_intermission.leases import StudyLease, lease_seconds_from_env, trial_claim_resource
 from prefect_intermission.pause_signals import pausing_state, poll_seconds_from_env
 from prefect_intermission.scheduler import ScheduleResult, TrialScheduler
 from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR
 from prefect_intermission.trials import TrialOutcome
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a trial's claim must be past its expiry before its run counts as lost
+#: (slack for clocks that differ between the machines).
+_CLAIM_EXPIRY_SLACK_SECONDS = 10.0
 
 
 def check_trial_deployment(name: str) -> None:
@@ -77,6 +82,7 @@ class _TrialRun:
     flow_run_id: UUID
     seen_epochs: set[int] = field(default_factory=set)
     seen_params: bool = False
+    claim: StudyLease | None = None  # to read who holds the trial's claim
 
 
 class TrialRunScheduler(TrialScheduler):
@@ -123,10 +129,47 @@ class TrialRunScheduler(TrialScheduler):
                 for run in runs:
                     trial_run = active[run.id]
                     self._observe(trial_run)
+                    if self._lost(trial_run, run):
+                        run = self._mark_crashed(client, run)
                     if run.state is not None and run.state.is_final():
                         self._collect_run(active.pop(run.id), run, result)
                     elif self.pause_signal.is_requested() and run.state is not None and run.state.is_scheduled():
                         self._cancel_unstarted(client, run)
+
+    def _lost(self, trial_run: _TrialRun, run: FlowRun) -> bool:
+        """Whether a Running trial run's process is gone with its machine: no worker is
+        left to report it Crashed, but its trial's claim is no longer renewed."""
+        if run.state is None or not run.state.is_running() or run.start_time is None:
+            return False
+        try:
+            if trial_run.claim is None:
+                resource = trial_claim_resource(self.state.study.study_name, trial_run.number)
+                trial_run.claim = StudyLease(self.state.engine, resource, "study run")
+            holder = trial_run.claim.holder()
+        except Exception:  # a flaky database: look again at the next poll
+            logger.debug("Could not read the claim of trial %d", trial_run.number, exc_info=True)
+            return False
+        now = time.time()
+        if holder is not None and holder[0].startswith(f"trial run {run.id} "):
+            return holder[1] < now - _CLAIM_EXPIRY_SLACK_SECONDS
+        # Not claimed by this run (yet: an earlier attempt's claim may still be there, or it
+        # released its own) but still Running long after it started.
+        return now - run.start_time.timestamp() > 4 * lease_seconds_from_env() + _CLAIM_EXPIRY_SLACK_SECONDS
+
+    def _mark_crashed(self, client: SyncPrefectClient, run: FlowRun) -> FlowRun:
+        """Report a lost trial run Crashed, so that the study counts it and pauses."""
+        run_logger(__name__).warning(
+            "Trial run %s stopped renewing its trial's claim: its process or machine is gone. "
+            "Marking it Crashed; the trial continues from its last checkpoint.", run.name,
+        )
+        try:
+            client.set_flow_run_state(
+                run.id, Crashed(message="Its process stopped renewing the trial's claim."), force=True
+            )
+            return client.read_flow_run(run.id)
+        except Exception:
+            logger.warning("Could not mark trial run %s Crashed; retrying.", run.id, exc_info=True)
+            return run
 
     def _launch(self, number: int, trial_id: int) -> _TrialRun:
         parameters = {
@@ -180,14 +223,18 @@ class TrialRunScheduler(TrialScheduler):
         """Put the study run into the pausing state the trial runs follow (once)."""
         if self._announced:
             return
+        try:
+            current = client.read_flow_run(self.flow_run_id)
+            if current.state is not None and current.state.is_running():
+                pausing = pausing_state(
+                    reason=self.pause_signal.reason or "unknown", deployment=current.deployment_id is not None
+                )
+                client.set_flow_run_state(self.flow_run_id, pausing, force=True)
+            # else: already paused (the UI, `intermission pause`): the trial runs see it
+        except Exception:  # a flaky API must not end the study as it pauses: try again
+            logger.warning("Could not announce the pause to the trial runs; retrying.", exc_info=True)
+            return
         self._announced = True
-        current = client.read_flow_run(self.flow_run_id)
-        if current.state is None or not current.state.is_running():
-            return  # already paused (the UI, `intermission pause`): the trial runs see it
-        pausing = pausing_state(
-            reason=self.pause_signal.reason or "unknown", deployment=current.deployment_id is not None
-        )
-        client.set_flow_run_state(self.flow_run_id, pausing, force=True)
 
     def _cancel_unstarted(self, client: SyncPrefectClient, run: FlowRun) -> None:
         """A trial run no worker has started yet need not start: the study is pausing."""

@@ -4,6 +4,8 @@ run), and resumed to completion with every trial and every epoch trained exactly
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from collections import Counter
 
@@ -24,7 +26,12 @@ from deployments.ui_actions import (
 )
 from prefect_intermission import CheckpointStore, request_resume
 from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, pause_history
+from prefect_intermission.study_state import (
+    TRIAL_PAUSED_EPOCH_ATTR,
+    TRIAL_RESUMPTIONS_ATTR,
+    TRIAL_STATUS_ATTR,
+    pause_history,
+)
 from tests.e2e.studies import trained_epochs, trials
 
 pytestmark = pytest.mark.e2e
@@ -187,3 +194,54 @@ def _run_the_study(prefect_stack, tmp_path, workers: dict[int, str]) -> None:
     counts = wait_for(all_epoch_lines, timeout=60, what="the trial runs' epoch log lines")
     assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
 
+
+
+def test_a_trial_run_whose_machine_vanished_pauses_the_study_and_continues_on_another(prefect_stack, tmp_path):
+    # The trial's claim lasts 2 s on this worker, so a vanished machine shows within seconds.
+    lost = prefect_stack.start_worker("trial-worker-lost", work_queues=("trials",), limit=1,
+                                      env={"INTERMISSION_LEASE_SECONDS": "2"})
+    study_name = f"vanished-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    run = start_deployment_run("pausable-study/digits-demo", {
+        "study_name": study_name, "objective": OBJECTIVE, "storage": storage,
+        "checkpoints": str(tmp_path / "checkpoints"), "n_trials": 1, "max_epochs": 12, "seed": 3,
+        "trial_deployment": "pausable-trial/train-trial",
+    })
+    replacement = None
+    try:
+        def mid_training() -> FlowRun | None:
+            running = [r for r in _trial_runs(study_name) if r.state and r.state.is_running()]
+            if not running:  # the study may not even be created yet
+                return None
+            epochs = [len(t.intermediate_values) for t in trials(storage, study_name)]
+            return running[0] if epochs and epochs[0] >= 2 else None
+
+        trial_run = wait_for(mid_training, timeout=300, what="the trial mid-training")
+        # The machine goes away: its worker and the trial's process die, and nobody reports it.
+        lost.kill()
+        lost.wait()
+        os.kill(int(trial_run.infrastructure_pid.rpartition(":")[2]), signal.SIGKILL)
+
+        def suspended_by_study() -> FlowRun | None:
+            current = read_run(run.id)
+            key = current.state.state_details.pause_key or ""
+            return current if current.state.name == "Suspended" and key.startswith(FLOW_PAUSE_KEY_PREFIX) else None
+
+        wait_for(suspended_by_study, timeout=120, what="the study to pause after losing its trial run")
+        assert read_run(trial_run.id).state.name == "Crashed"
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        assert [p["reason"] for p in pause_history(study)] == ["trial-run-stopped"]
+        trained_before = len(study.trials[0].intermediate_values)
+
+        replacement = prefect_stack.start_worker("trial-worker-new", work_queues=("trials",), limit=1)
+        request_resume(run.id)
+        wait_for_state(run.id, "Completed", timeout=300)
+    finally:
+        for worker in (lost, replacement):
+            if worker is not None:
+                worker.kill()
+    (trial,) = trials(storage, study_name)
+    assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    record = trial.system_attrs[TRIAL_RESUMPTIONS_ATTR][-1]
+    assert record["from_epoch"] is not None and record["from_epoch"] >= trained_before - 2, record
+    assert len(record["lost_epochs"]) <= 1, "more than the epoch in progress was lost"
