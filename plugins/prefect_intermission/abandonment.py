@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.responses import SetStateStatus
 from prefect.states import Cancelled
 
 from prefect_intermission.events import emit_study_event
@@ -95,7 +96,10 @@ def _abandon(run: FlowRun, policy: PausePolicy, paused_at: datetime, waited: flo
         current = client.read_flow_run(run.id).state
         if current is None or run.state is None or current.id != run.state.id:
             return None  # resumed (or changed) since it was listed: not abandoned
-        client.set_flow_run_state(run.id, Cancelled(name=ABANDONED_STATE_NAME, message=message))
+        answer = client.set_flow_run_state(run.id, Cancelled(name=ABANDONED_STATE_NAME, message=message))
+    if answer.status != SetStateStatus.ACCEPT:
+        logger.info("Flow run %s was not abandoned: the server answered %s.", run.id, answer.status.value)
+        return None  # it changed meanwhile (e.g. resumed): nothing to announce
     logger.info(message)
     emit_study_event(
         "abandoned", study_name, run.id,
