@@ -367,7 +367,8 @@ def _run_study(
                     result = scheduler.run()
                 if result.failed or not _waits_in_process(signal, flow_run, policy, trial_runs, result, n_trials):
                     break
-                stopped = _wait_for_pause_file_removal(state, flow_run, result, policy, signal, publish_summary)
+                with PauseOnSignals(signal, flow_run.id):  # SIGTERM or Ctrl+C: stop waiting, stay paused
+                    stopped = _wait_for_pause_file_removal(state, flow_run, result, policy, signal, publish_summary)
                 if stopped is not None:
                     return stopped
                 signal.clear()

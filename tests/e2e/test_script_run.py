@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -132,3 +133,42 @@ def test_a_script_run_waits_for_its_pause_file_to_be_deleted_and_goes_on(prefect
 def _all_runs(name: str):
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+
+
+def test_sigterm_while_waiting_for_the_pause_file_ends_the_run_paused(prefect_stack, tmp_path):
+    study_name = f"script-term-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    pause_file = tmp_path / "pause-my-search"
+    PausePolicy(pause_file=str(pause_file)).save(study_name)
+    command = [sys.executable, str(SCRIPT), study_name, storage, str(tmp_path / "checkpoints"),
+               "--pause-policy", study_name]
+    process = subprocess.Popen(
+        command, env=prefect_stack.env, cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_until_mid_training(storage, study_name, min_epochs=1, timeout=120)
+        pause_file.touch()
+        flow_run = wait_for(
+            lambda: (run := _flow_run_named(study_name)) and f"{study_name}-pause" in artifacts_of(run.id) and run,
+            timeout=60, what="the run to wait for its pause file",
+        )
+        process.send_signal(signal.SIGTERM)  # the machine shuts down while the study waits
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 0, stderr
+    assert f"Stopped waiting for {pause_file} to be deleted (signal); the study stays paused" in stderr
+    assert read_run(flow_run.id).state.name == "Paused"
+    paused = [t for t in trials(storage, study_name) if t.state == TrialState.RUNNING]
+    assert paused and all(t.system_attrs["intermission:status"] == "paused" for t in paused)
+
+    pause_file.unlink()
+    again = subprocess.run(command, env=prefect_stack.env, cwd=PROJECT_ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    finished = trials(storage, study_name)
+    assert len(finished) == 2 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in finished)
