@@ -37,10 +37,11 @@ from tests.e2e.studies import trained_epochs, trials
 pytestmark = pytest.mark.e2e
 
 N_TRIALS = 3
-MAX_EPOCHS = 40
-# Epochs of at least 0.3 s: two trial processes may start several seconds apart on a
-# loaded machine, and both must still be mid-training when the pause lands.
+MAX_EPOCHS = 30
 OBJECTIVE = "tests.objectives:slow_classifier"
+# Epochs of 1 s on the trial workers: two trial processes may start 20 s apart on a
+# loaded machine, and the first must still be mid-training when the pause lands.
+TRIAL_WORKER_ENV = {"INTERMISSION_TEST_EPOCH_SECONDS": "1"}
 TRIAL_WORKERS = ("trial-worker-a", "trial-worker-b")
 
 
@@ -66,7 +67,7 @@ def _parent_pid(run: FlowRun) -> int:
 
 def test_two_workers_train_in_parallel_pause_together_and_resume_exactly_once(prefect_stack, tmp_path):
     workers = {
-        prefect_stack.start_worker(name, work_queues=("trials",), limit=1).pid: name
+        prefect_stack.start_worker(name, work_queues=("trials",), limit=1, env=TRIAL_WORKER_ENV).pid: name
         for name in TRIAL_WORKERS
     }
     try:
