@@ -13,6 +13,7 @@ import logging
 import os
 import pickle
 import threading
+import time
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Any
@@ -21,7 +22,7 @@ import optuna
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from prefect_intermission._signing import sign, verify
 from prefect_intermission.errors import ConfigurationError
@@ -40,6 +41,7 @@ TRIAL_ATTEMPT_STARTED_ATTR = "intermission:attempt_started_at"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
+SCHEMA_RACE_ATTEMPTS = 5
 
 
 class SamplerRefused(Exception):
@@ -84,7 +86,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         else:
             # A database server may drop idle connections while a study is paused.
             engine_kwargs["pool_pre_ping"] = True
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        return _create_rdb_storage(url, engine_kwargs)
     except ImportError as e:
         raise ConfigurationError(
             f"The database driver for {parsed.drivername!r} storage is not installed: {e}. For "
@@ -98,6 +100,24 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             "driver (e.g. sqlite:///studies.db, postgresql+psycopg://user@host/db), that "
             "the database server is reachable, and that the location is writable."
         ) from e
+
+
+def _create_rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """RDBStorage, retried when another process is creating the same new database's schema.
+
+    Two executions opening a new database at once both create Optuna's tables; the
+    slower one fails on the schema version row the faster one just wrote. The schema
+    is then complete, so opening it again succeeds.
+    """
+    for attempt in range(SCHEMA_RACE_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (IntegrityError, OperationalError) as e:
+            lost_race = "alembic_version" in str(e) or "already exists" in str(e)
+            if not lost_race or attempt == SCHEMA_RACE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def missing_sqlite_file(url: str) -> str | None:
