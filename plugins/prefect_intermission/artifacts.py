@@ -10,7 +10,6 @@ second, so training never waits for the API.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import re
@@ -22,6 +21,7 @@ from uuid import UUID
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 
+from prefect_intermission._threads import ContextThread
 from prefect_intermission.progress import StudyProgress
 
 logger = logging.getLogger(__name__)
@@ -56,13 +56,8 @@ class ArtifactReporter:
         self.progress = progress
         self.interval = interval
         self._changed = threading.Event()
-        self._stop = threading.Event()
         self._progress_artifact: UUID | None = None
-        # The thread runs in a copy of this context: Prefect's settings (API URL) live there.
-        self._thread = threading.Thread(
-            target=contextvars.copy_context().run, args=(self._run,),
-            name="intermission-artifacts", daemon=True,
-        )
+        self._thread = ContextThread(self._run, name="intermission-artifacts", join_timeout=10)
         progress.add_listener(lambda _: self._changed.set())
 
     def __enter__(self) -> ArtifactReporter:
@@ -73,9 +68,7 @@ class ArtifactReporter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stop.set()
-        self._changed.set()
-        self._thread.join(timeout=10)
+        self._thread.stop(wake=self._changed.set)
 
     def publish_pause_summary(self, markdown: str) -> None:
         """Publish the pause summary now (the pause waits for it: it is what the user opens)."""
@@ -88,14 +81,14 @@ class ArtifactReporter:
 
     def _run(self) -> None:
         with get_client(sync_client=True) as client:
-            while not self._stop.is_set():
+            while not self._thread.stopping.is_set():
                 self._changed.wait()
                 self._changed.clear()
                 try:
                     self._publish(client)
                 except Exception:  # the API being away must not stop training
                     logger.debug("Could not update the study's artifacts.", exc_info=True)
-                self._stop.wait(self.interval)
+                self._thread.stopping.wait(self.interval)
             try:
                 self._publish(client)
             except Exception:

@@ -10,15 +10,14 @@ terminal's settings are put back on exit, whatever happened. Without a terminal
 
 from __future__ import annotations
 
-import contextvars
 import os
 import select
 import sys
-import threading
 from types import TracebackType
 from typing import Any, TextIO
 
 from prefect_intermission._logging import run_logger
+from prefect_intermission._threads import ContextThread
 from prefect_intermission.pause_signals import PauseSignal
 
 try:
@@ -57,12 +56,8 @@ class PauseKeys:
         self.out = out if out is not None else sys.stderr
         self.enabled = self._is_terminal()
         self._saved: list[Any] | None = None
-        self._stop = threading.Event()
         self._log = run_logger(__name__)
-        # The thread runs in a copy of this context, so its log lines reach the flow run.
-        self._thread = threading.Thread(
-            target=contextvars.copy_context().run, args=(self._read,), name="intermission-keys", daemon=True
-        )
+        self._thread = ContextThread(self._read, name="intermission-keys", join_timeout=1)
 
     def _is_terminal(self) -> bool:
         if termios is None:
@@ -98,9 +93,8 @@ class PauseKeys:
     ) -> None:
         if not self.enabled:
             return
-        self._stop.set()
         try:
-            self._thread.join(timeout=1)
+            self._thread.stop()
         finally:
             self._restore()
 
@@ -111,7 +105,7 @@ class PauseKeys:
 
     def _read(self) -> None:
         fd = self.stdin.fileno()
-        while not self._stop.is_set():
+        while not self._thread.stopping.is_set():
             ready, _, _ = select.select([fd], [], [], 0.2)
             if not ready:
                 continue

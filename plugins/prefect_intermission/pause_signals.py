@@ -7,7 +7,6 @@ state: the Prefect UI's Pause / Suspend button and `intermission pause` both do 
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 import threading
@@ -22,6 +21,7 @@ from uuid import UUID, uuid4
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.states import Paused, State, Suspended
 
+from prefect_intermission._threads import ContextThread
 from prefect_intermission.trial_holds import TrialHolds
 
 logger = logging.getLogger(__name__)
@@ -224,12 +224,7 @@ class FlowRunPauseWatcher:
         self.signal = signal
         self.triggers = triggers or []
         self.poll_seconds = poll_seconds if poll_seconds is not None else poll_seconds_from_env()
-        self._stop = threading.Event()
-        # The thread runs in a copy of this context: Prefect's settings (API URL) live there.
-        self._thread = threading.Thread(
-            target=contextvars.copy_context().run, args=(self._watch,),
-            name=f"intermission-pause-watcher-{flow_run_id}", daemon=True,
-        )
+        self._thread = ContextThread(self._watch, name=f"intermission-pause-watcher-{flow_run_id}")
 
     def __enter__(self) -> FlowRunPauseWatcher:
         self._thread.start()
@@ -241,12 +236,11 @@ class FlowRunPauseWatcher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.stop()
 
     def _watch(self) -> None:
         with get_client(sync_client=True) as client:
-            while not self._stop.is_set() and not self.signal.is_requested():
+            while not self._thread.stopping.is_set() and not self.signal.is_requested():
                 for trigger in self.triggers:
                     if (reason := trigger()) is not None:
                         logger.info("Pause requested (%s): pausing at the next epoch boundary.", reason)
@@ -264,7 +258,7 @@ class FlowRunPauseWatcher:
                         self.signal.request(reason)
                         self._take_over(client, state)
                         return
-                self._stop.wait(self.poll_seconds)
+                self._thread.stopping.wait(self.poll_seconds)
 
     def _read_holds(self) -> None:
         if self.holds is None:

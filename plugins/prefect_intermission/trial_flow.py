@@ -11,10 +11,8 @@ run reads it.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -28,6 +26,7 @@ from prefect.states import Completed, Failed, Running, State
 from optuna.trial import TrialState
 
 from prefect_intermission._imports import import_objective
+from prefect_intermission._threads import ContextThread
 from prefect_intermission.checkpoints import CheckpointStore
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.leases import StudyLease, trial_claim_resource
@@ -77,11 +76,7 @@ class StudyRunWatcher:
         self.study_execution = study_execution
         self.poll_seconds = poll_seconds if poll_seconds is not None else poll_seconds_from_env()
         self.own_run_was_paused = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=contextvars.copy_context().run, args=(self._watch,),
-            name=f"intermission-study-watcher-{trial_run_id}", daemon=True,
-        )
+        self._thread = ContextThread(self._watch, name=f"intermission-study-watcher-{trial_run_id}")
 
     def __enter__(self) -> StudyRunWatcher:
         self._thread.start()
@@ -90,12 +85,11 @@ class StudyRunWatcher:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.stop()
 
     def _watch(self) -> None:
         with get_client(sync_client=True) as client:
-            while not self._stop.is_set() and not self.signal.is_requested():
+            while not self._thread.stopping.is_set() and not self.signal.is_requested():
                 try:
                     reason = self._stop_reason(client)
                 except Exception:  # a flaky API or database must not stop training
@@ -105,7 +99,7 @@ class StudyRunWatcher:
                     logger.info("Pause requested (%s): pausing at the next epoch boundary.", reason)
                     self.signal.request(reason)
                     return
-                self._stop.wait(self.poll_seconds)
+                self._thread.stopping.wait(self.poll_seconds)
 
     def _stop_reason(self, client: SyncPrefectClient) -> str | None:
         own = client.read_flow_run(self.trial_run_id).state

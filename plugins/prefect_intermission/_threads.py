@@ -1,0 +1,40 @@
+"""A background thread that keeps its creator's context and stops on request."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable
+
+
+class ContextThread:
+    """A daemon thread running `target` in a copy of the creating context.
+
+    The copy carries Prefect's settings (the API URL) and the run's logging context,
+    so the thread's client calls and log lines reach the right server and flow run.
+    `target` loops until `stopping` is set; `stop` sets it and waits for the thread.
+
+    Args:
+        target: The loop to run.
+        name: The thread's name, as shown by debuggers and `py-spy`.
+        join_timeout: How long `stop` waits for the loop to notice.
+    """
+
+    def __init__(self, target: Callable[[], None], *, name: str, join_timeout: float = 5.0) -> None:
+        self.stopping = threading.Event()
+        self._join_timeout = join_timeout
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(target,), name=name, daemon=True
+        )
+
+    def start(self) -> None:
+        """Start the loop."""
+        self._thread.start()
+
+    def stop(self, *, wake: Callable[[], None] | None = None) -> None:
+        """Ask the loop to end, wake it with `wake` if it waits on something else, and join it."""
+        self.stopping.set()
+        if wake is not None:
+            wake()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._join_timeout)
