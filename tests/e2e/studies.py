@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from uuid import UUID
 
 import optuna
@@ -60,6 +61,18 @@ def trained_epochs(flow_run_id: UUID, *, at_least: int = 0, timeout: float = 30)
 
 def _epoch_lines(flow_run_id: UUID) -> Counter[tuple[int, int]]:
     counts: Counter[tuple[int, int]] = Counter()
+    for message in _log_messages(flow_run_id):
+        if match := _EPOCH_LINE.search(message):
+            counts[(int(match.group(1)), int(match.group(2)))] += 1
+    return counts
+
+
+def run_logs(flow_run_id: UUID) -> str:
+    """Every log line a flow run sent to the Prefect API so far, oldest first."""
+    return "\n".join(_log_messages(flow_run_id))
+
+
+def _log_messages(flow_run_id: UUID) -> Iterator[str]:
     with get_client(sync_client=True) as client:
         offset = 0
         while True:
@@ -67,11 +80,9 @@ def _epoch_lines(flow_run_id: UUID) -> Counter[tuple[int, int]]:
                 log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
                 limit=200, offset=offset, sort=LogSort.TIMESTAMP_ASC,
             )
-            for log in page:
-                if match := _EPOCH_LINE.search(log.message):
-                    counts[(int(match.group(1)), int(match.group(2)))] += 1
+            yield from (log.message for log in page)
             if len(page) < 200:
-                return counts
+                return
             offset += 200
 
 

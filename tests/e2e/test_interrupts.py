@@ -14,7 +14,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.deployments import run_deployment
 from sqlalchemy import create_engine
 
@@ -31,19 +30,13 @@ from prefect_intermission.study_state import (
     pause_history,
 )
 from prefect_intermission.trial_control import request_trial_pause
-from tests.e2e.studies import artifacts_of, trained_epochs, trials
+from tests.e2e.studies import artifacts_of, run_logs, trained_epochs, trials
 from tests.status_study import intermission, status_json
 from tests.e2e.terminal import Terminal, study_command
 from tests.e2e.test_keys import check_continued_exactly, flow_runs_named
 
 pytestmark = pytest.mark.e2e
 CTRL_C = b"\x03"
-
-
-def _logs(flow_run_id) -> str:
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
-    return "\n".join(log.message for log in logs)
 
 
 def _history(storage: str, name: str) -> list[dict]:
@@ -140,18 +133,23 @@ def _pid(run) -> int:
     return int(run.infrastructure_pid.rpartition(":")[2])
 
 
-def test_sigterm_suspends_a_deployment_run_and_a_resume_completes_it(prefect_stack, tmp_path):
-    name = f"sigterm-{uuid.uuid4().hex[:6]}"
+def _mid_training(prefix: str, tmp_path):
+    """A new study's deployment run once a trial is mid-training: name, storage, run, and the run with its pid."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     storage = f"sqlite:///{tmp_path}/studies.db"
     run = _start(name, tmp_path)
     wait_until_mid_training(storage, name, min_epochs=2)
-    running = _running_process(run.id)
+    return name, storage, run, _running_process(run.id)
+
+
+def test_sigterm_suspends_a_deployment_run_and_a_resume_completes_it(prefect_stack, tmp_path):
+    name, storage, run, running = _mid_training("sigterm", tmp_path)
     os.kill(_pid(running), signal.SIGTERM)
 
     wait_for(lambda: _suspended_by_study(run.id), timeout=120, what="the study to suspend its run")
     wait_for(lambda: process_is_gone(running), timeout=60, what="the flow's process to exit")
     assert _history(storage, name)[-1]["reason"] == "signal"
-    assert "SIGTERM: pausing" in _logs(run.id)
+    assert "SIGTERM: pausing" in run_logs(run.id)
     status = status_json(name, prefect_stack.env)
     assert (status["state"], status["last_pause"]["reason"]) == ("paused", "signal")
     assert "(signal)" in intermission("status", name, env=prefect_stack.env).stdout
@@ -186,12 +184,12 @@ def test_two_ctrl_c_suspend_a_deployment_run_at_once_and_a_resume_completes_it(p
              timeout=60, what="trial 0 to pause on its own")
     running = _running_process(run.id)
     os.kill(_pid(running), signal.SIGINT)
-    wait_for(lambda: "Ctrl+C: pausing" in _logs(run.id), timeout=60, what="the first Ctrl+C to be taken")
+    wait_for(lambda: "Ctrl+C: pausing" in run_logs(run.id), timeout=60, what="the first Ctrl+C to be taken")
     os.kill(_pid(running), signal.SIGINT)
 
     wait_for(lambda: _suspended_by_study(run.id), timeout=120, what="the study to suspend its run")
     wait_for(lambda: process_is_gone(running), timeout=60, what="the flow's process to exit")
-    assert "stopped at once (second Ctrl+C)" in _logs(run.id)
+    assert "stopped at once (second Ctrl+C)" in run_logs(run.id)
     time.sleep(3)
     assert _suspended_by_study(run.id), "the worker changed the state of the run after its process exited"
     stop = _history(storage, name)[-1]
@@ -217,11 +215,7 @@ def _trials_or_none(storage, name):
 
 
 def test_a_prefect_cancellation_still_cancels(prefect_stack, tmp_path):
-    name = f"cancelled-{uuid.uuid4().hex[:6]}"
-    storage = f"sqlite:///{tmp_path}/studies.db"
-    run = _start(name, tmp_path)
-    wait_until_mid_training(storage, name, min_epochs=2)
-    running = _running_process(run.id)
+    name, storage, run, running = _mid_training("cancelled", tmp_path)
     prefect_stack.prefect("flow-run", "cancel", str(run.id))  # Cancelling; the worker sends SIGTERM
 
     wait_for_state(run.id, "Cancelled", timeout=120)  # fails at once if it ends Crashed or Failed
@@ -230,6 +224,6 @@ def test_a_prefect_cancellation_still_cancels(prefect_stack, tmp_path):
         history = client.read_flow_run_states(run.id)
     assert not any(s.is_paused() for s in history), [s.name for s in history]
     assert _history(storage, name) == [], "a cancellation is not a pause"
-    assert "the flow run is being cancelled; leaving it to Prefect" in _logs(run.id)
+    assert "the flow run is being cancelled; leaving it to Prefect" in run_logs(run.id)
     time.sleep(2)
     assert read_run(run.id).state.name == "Cancelled"

@@ -16,7 +16,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from deployments.local_stack import free_port
 from deployments.ui_actions import (
@@ -31,7 +30,7 @@ from prefect_intermission import PausePolicy, request_resume
 from prefect_intermission.control_flows import resume_paused_studies
 from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
-from tests.e2e.studies import paused_line, trained_epochs, trials
+from tests.e2e.studies import paused_line, run_logs, trained_epochs, trials
 from tests.e2e.webhook import webhook
 
 pytestmark = pytest.mark.e2e
@@ -58,12 +57,6 @@ def _suspended_by_study(flow_run_id, timeout=120):
         return run if run.state.is_paused() and key.startswith(FLOW_PAUSE_KEY_PREFIX) else None
 
     return wait_for(done, timeout=timeout, what="the study to suspend its run")
-
-
-def _logs(flow_run_id) -> str:
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
-    return "\n".join(log.message for log in logs)
 
 
 def _executions(flow_run_id) -> int:
@@ -102,7 +95,7 @@ def test_notifications_on_pause_resume_and_completion_reach_a_webhook(prefect_st
         assert f"/runs/flow-run/{run.id}" in body
 
         # The unreachable endpoint did not stop the pause, and was reported without its URL.
-        wait_for(lambda: "apprise_urls[1] not delivered (attempt 3 of 3)" in _logs(run.id), timeout=60,
+        wait_for(lambda: "apprise_urls[1] not delivered (attempt 3 of 3)" in run_logs(run.id), timeout=60,
                  what="the undelivered notification to be logged")
         assert read_run(run.id).state.is_paused()
 
@@ -123,7 +116,7 @@ def test_notifications_on_pause_resume_and_completion_reach_a_webhook(prefect_st
         assert resumed_msg and "continuing #" in resumed_msg[0]["message"]
         assert hook.messages(f"Study {name} completed")
         assert len(hook.messages(f"Study {name} paused")) == 1, "a retry repeated a delivered message"
-        everything = "\n".join(m["title"] + m["message"] for m in hook.received) + _logs(run.id)
+        everything = "\n".join(m["title"] + m["message"] for m in hook.received) + run_logs(run.id)
         assert SECRET not in everything
         assert all(m["path"] == f"/hooks/{SECRET}" for m in hook.received)
     _check_complete(storage, name, run)

@@ -8,6 +8,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -27,21 +30,55 @@ pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("run_study_script.py")
 
 
-def _flow_run_named(name: str):
+@dataclass
+class ScriptStudy:
+    """A study run by `run_study_script.py`, with the command that starts (and continues) it."""
+
+    name: str
+    storage: str
+    command: list[str]
+    pause_file: Path
+
+
+def _script_study(tmp_path: Path, prefix: str, *, with_pause_file: bool = False) -> ScriptStudy:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    pause_file = tmp_path / "pause-my-search"
+    command = [sys.executable, str(SCRIPT), name, storage, str(tmp_path / "checkpoints")]
+    if with_pause_file:
+        PausePolicy(pause_file=str(pause_file)).save(name)
+        command += ["--pause-policy", name]
+    return ScriptStudy(name, storage, command, pause_file)
+
+
+@contextmanager
+def _started(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """The script running; killed (and its pipes closed) if a check fails before it ends."""
+    process = subprocess.Popen(
+        command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def _all_runs(name: str):
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+
+
+def _flow_run_named(name: str):
+    runs = _all_runs(name)
     return runs[0] if runs else None
 
 
 def test_a_script_run_pauses_cleanly_and_prints_the_command_that_continues_it(prefect_stack, tmp_path):
-    study_name = f"script-{uuid.uuid4().hex[:6]}"
-    storage = f"sqlite:///{tmp_path}/studies.db"
-    command = [sys.executable, str(SCRIPT), study_name, storage, str(tmp_path / "checkpoints")]
-    process = subprocess.Popen(
-        command, env=prefect_stack.env, cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
+    study = _script_study(tmp_path, "script")
+    study_name, storage, command = study.name, study.storage, study.command
+    with _started(command, prefect_stack.env) as process:
         wait_until_mid_training(storage, study_name, min_epochs=1, timeout=120)
         flow_run = wait_for(lambda: _flow_run_named(study_name), timeout=30, what="the flow run")
         paused = subprocess.run(
@@ -50,10 +87,6 @@ def test_a_script_run_pauses_cleanly_and_prints_the_command_that_continues_it(pr
         )
         assert paused.returncode == 0, paused.stderr
         _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()  # and close its pipes
 
     assert process.returncode == 0, stderr
     assert "cannot be suspended" in stderr
@@ -81,17 +114,9 @@ def test_a_script_run_pauses_cleanly_and_prints_the_command_that_continues_it(pr
 
 
 def test_a_script_run_waits_for_its_pause_file_to_be_deleted_and_goes_on(prefect_stack, tmp_path):
-    study_name = f"script-file-{uuid.uuid4().hex[:6]}"
-    storage = f"sqlite:///{tmp_path}/studies.db"
-    pause_file = tmp_path / "pause-my-search"
-    PausePolicy(pause_file=str(pause_file)).save(study_name)
-    command = [sys.executable, str(SCRIPT), study_name, storage, str(tmp_path / "checkpoints"),
-               "--pause-policy", study_name]
-    process = subprocess.Popen(
-        command, env=prefect_stack.env, cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
+    study = _script_study(tmp_path, "script-file", with_pause_file=True)
+    study_name, storage, command, pause_file = study.name, study.storage, study.command, study.pause_file
+    with _started(command, prefect_stack.env) as process:
         wait_until_mid_training(storage, study_name, min_epochs=1, timeout=120)
         pause_file.touch()
 
@@ -110,10 +135,6 @@ def test_a_script_run_waits_for_its_pause_file_to_be_deleted_and_goes_on(prefect
             == [len(t.intermediate_values) for t in stopped]
         pause_file.unlink()
         _, stderr = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()  # and close its pipes
 
     assert process.returncode == 0, stderr
     assert f"Delete {pause_file} to resume it in this process" in stderr
@@ -130,23 +151,10 @@ def test_a_script_run_waits_for_its_pause_file_to_be_deleted_and_goes_on(prefect
     assert max(trained_epochs(flow_run.id).values()) == 1, "an epoch was trained twice"
 
 
-def _all_runs(name: str):
-    with get_client(sync_client=True) as client:
-        return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
-
-
 def test_sigterm_while_waiting_for_the_pause_file_ends_the_run_paused(prefect_stack, tmp_path):
-    study_name = f"script-term-{uuid.uuid4().hex[:6]}"
-    storage = f"sqlite:///{tmp_path}/studies.db"
-    pause_file = tmp_path / "pause-my-search"
-    PausePolicy(pause_file=str(pause_file)).save(study_name)
-    command = [sys.executable, str(SCRIPT), study_name, storage, str(tmp_path / "checkpoints"),
-               "--pause-policy", study_name]
-    process = subprocess.Popen(
-        command, env=prefect_stack.env, cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
+    study = _script_study(tmp_path, "script-term", with_pause_file=True)
+    study_name, storage, command, pause_file = study.name, study.storage, study.command, study.pause_file
+    with _started(command, prefect_stack.env) as process:
         wait_until_mid_training(storage, study_name, min_epochs=1, timeout=120)
         pause_file.touch()
         flow_run = wait_for(
@@ -155,10 +163,6 @@ def test_sigterm_while_waiting_for_the_pause_file_ends_the_run_paused(prefect_st
         )
         process.send_signal(signal.SIGTERM)  # the machine shuts down while the study waits
         _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
     assert process.returncode == 0, stderr
     assert f"Stopped waiting for {pause_file} to be deleted (signal); the study stays paused" in stderr
