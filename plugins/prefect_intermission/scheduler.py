@@ -101,6 +101,9 @@ def train_trial(trial_number: int, attempt: _Attempt) -> None:
 class TrialScheduler:
     """Runs the trials of one study in this flow run."""
 
+    #: Whether `stop_now` stops the trials being trained (they run in this process).
+    stops_trials_at_once = True
+
     def __init__(
         self,
         state: StudyState,

@@ -536,9 +536,18 @@ def _stop_now(
     scheduler.pause_signal.stop_recording()  # an epoch being stored is finished; no other starts
     result = ScheduleResult(finished=state.finished_count(), paused=scheduler.stop_now())
     entry = _record_stop(state, flow_run, "signal", result)
+    if scheduler.stops_trials_at_once:
+        trials_text = (
+            f"trials {_epochs_text(result)} continue from these checkpoints and train the "
+            "epoch they were in again"
+        )
+    else:
+        trials_text = (
+            f"trials {_epochs_text(result)} are paused or pause in their own runs after the "
+            "epoch they are in"
+        )
     message = (
-        f"Study {study_name!r} stopped at once (second Ctrl+C): trials {_epochs_text(result)} "
-        "continue from these checkpoints and train the epoch they were in again; the sampler "
+        f"Study {study_name!r} stopped at once (second Ctrl+C): {trials_text}; the sampler "
         "and study state are stored."
     )
     if flow_run.deployment_id is None:

@@ -88,6 +88,8 @@ class _TrialRun:
 class TrialRunScheduler(TrialScheduler):
     """Runs the trials of one study as flow runs of a trial deployment (`trial_runs`)."""
 
+    stops_trials_at_once = False  # their runs pause themselves, after their epoch in progress
+
     def __init__(self, *args: Any, trial_runs: TrialRunSettings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.flow_run_id is None:
@@ -96,12 +98,13 @@ class TrialRunScheduler(TrialScheduler):
         self.poll_seconds = max(poll_seconds_from_env(), 0.5)
         self._execution_key = uuid4().hex
         self._announced = False
+        self._launched: dict[UUID, _TrialRun] = {}  # the trial runs not collected yet
 
     def run(self) -> ScheduleResult:
         """Launch trial runs until `n_trials` are finished, a pause stops the study, or a trial fails."""
         to_continue = deque(self.state.unfinished_trials())
-        result = ScheduleResult(finished=self.state.finished_count())
-        active: dict[UUID, _TrialRun] = {}
+        result = self._result = ScheduleResult(finished=self.state.finished_count())
+        active = self._launched = {}
         with get_client(sync_client=True) as client:
             while True:
                 while self._may_start(result, len(active), 0, len(to_continue)):
@@ -135,6 +138,20 @@ class TrialRunScheduler(TrialScheduler):
                         self._collect_run(active.pop(run.id), run, result)
                     elif self.pause_signal.is_requested() and run.state is not None and run.state.is_scheduled():
                         self._cancel_unstarted(client, run)
+
+    def stop_now(self) -> dict[int, int | None]:
+        """After a second Ctrl+C: the paused trials, and those whose runs still train.
+
+        Those runs are on other machines and are not stopped: each sees the study's run
+        stop and pauses after the epoch it is in. They are listed with the last epoch they
+        reported, which is where they continue from at the least.
+        """
+        stopped = dict(self._result.paused)
+        for trial_run in self._launched.values():
+            frozen = self._frozen(trial_run.trial_id)
+            if frozen.state == TrialState.RUNNING:  # not finished meanwhile
+                stopped[trial_run.number] = max(frozen.intermediate_values, default=None)
+        return stopped
 
     def _lost(self, trial_run: _TrialRun, run: FlowRun) -> bool:
         """Whether a Running trial run's process is gone with its machine: no worker is

@@ -32,7 +32,7 @@ from prefect_intermission.study_state import (
     TRIAL_STATUS_ATTR,
     pause_history,
 )
-from tests.e2e.studies import trained_epochs, trials
+from tests.e2e.studies import run_logs, trained_epochs, trials
 
 pytestmark = pytest.mark.e2e
 
@@ -246,3 +246,48 @@ def test_a_trial_run_whose_machine_vanished_pauses_the_study_and_continues_on_an
     record = trial.system_attrs[TRIAL_RESUMPTIONS_ATTR][-1]
     assert record["from_epoch"] is not None and record["from_epoch"] >= trained_before - 2, record
     assert len(record["lost_epochs"]) <= 1, "more than the epoch in progress was lost"
+
+
+def test_a_second_ctrl_c_on_the_study_run_lists_the_trials_its_trial_runs_pause(prefect_stack, tmp_path):
+    # 6 s epochs: the second Ctrl+C comes while the trial run is still in its epoch.
+    worker = prefect_stack.start_worker("trial-worker-slow", work_queues=("trials",), limit=1,
+                                        env={"INTERMISSION_TEST_EPOCH_SECONDS": "6"})
+    study_name = f"ctrl-c-runs-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    run = start_deployment_run("pausable-study/digits-demo", {
+        "study_name": study_name, "objective": OBJECTIVE, "storage": storage,
+        "checkpoints": str(tmp_path / "checkpoints"), "n_trials": 1, "max_epochs": 6, "seed": 3,
+        "trial_deployment": "pausable-trial/train-trial",
+    })
+    try:
+        def mid_training() -> FlowRun | None:
+            running = [r for r in _trial_runs(study_name) if r.state and r.state.is_running()]
+            epochs = [len(t.intermediate_values) for t in trials(storage, study_name)] if running else []
+            return running[0] if epochs and epochs[0] >= 1 else None
+
+        trial_run = wait_for(mid_training, timeout=300, what="the trial run mid-training")
+        study_run = read_run(run.id)
+        study_pid = int(study_run.infrastructure_pid.rpartition(":")[2])
+        os.kill(study_pid, signal.SIGINT)
+        wait_for(lambda: "Ctrl+C: pausing" in run_logs(run.id), timeout=60, what="the first Ctrl+C to be taken")
+        os.kill(study_pid, signal.SIGINT)
+
+        wait_for(lambda: process_is_gone(study_run), timeout=60, what="the study run's process to exit")
+        assert "stopped at once (second Ctrl+C)" in run_logs(run.id)
+        assert read_run(run.id).state.is_paused()
+        stop = pause_history(optuna.load_study(study_name=study_name, storage=storage))[-1]
+        assert stop["reason"] == "signal"
+        assert list(stop["trials"]) == ["0"], "the trial its trial run pauses is listed"
+        # The trial run was not stopped: it finishes its epoch and pauses at the boundary.
+        wait_for(lambda: read_run(trial_run.id).state.is_final(), timeout=120, what="the trial run to pause")
+        (trial,) = trials(storage, study_name)
+        assert trial.system_attrs[TRIAL_STATUS_ATTR] == "paused"
+        assert trial.system_attrs[TRIAL_PAUSED_EPOCH_ATTR] >= stop["trials"]["0"]
+
+        request_resume(run.id)
+        wait_for_state(run.id, "Completed", timeout=300)
+    finally:
+        worker.kill()
+    (trial,) = trials(storage, study_name)
+    assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert trial.system_attrs[TRIAL_RESUMPTIONS_ATTR][-1]["lost_epochs"] == [], "the trial run lost no epoch"
