@@ -197,27 +197,38 @@ def _run_the_study(prefect_stack, tmp_path, workers: dict[int, str]) -> None:
 
 
 
+def _one_trial_study(prefix: str, tmp_path, *, max_epochs: int) -> tuple[str, str, FlowRun]:
+    """A new one-trial study started with trial runs: its name, storage and study run."""
+    study_name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    run = start_deployment_run("pausable-study/digits-demo", {
+        "study_name": study_name, "objective": OBJECTIVE, "storage": storage,
+        "checkpoints": str(tmp_path / "checkpoints"), "n_trials": 1, "max_epochs": max_epochs, "seed": 3,
+        "trial_deployment": "pausable-trial/train-trial",
+    })
+    return study_name, storage, run
+
+
+def _trial_run_mid_training(study_name: str, storage: str, *, min_epochs: int) -> FlowRun:
+    """The study's one trial run, once it is Running and its trial reported `min_epochs`."""
+    def mid_training() -> FlowRun | None:
+        running = [r for r in _trial_runs(study_name) if r.state and r.state.is_running()]
+        if not running:  # the study may not even be created yet
+            return None
+        epochs = [len(t.intermediate_values) for t in trials(storage, study_name)]
+        return running[0] if epochs and epochs[0] >= min_epochs else None
+
+    return wait_for(mid_training, timeout=300, what="the trial run mid-training")
+
+
 def test_a_trial_run_whose_machine_vanished_pauses_the_study_and_continues_on_another(prefect_stack, tmp_path):
     # The trial's claim lasts 2 s on this worker, so a vanished machine shows within seconds.
     lost = prefect_stack.start_worker("trial-worker-lost", work_queues=("trials",), limit=1,
                                       env={"INTERMISSION_LEASE_SECONDS": "2"})
-    study_name = f"vanished-{uuid.uuid4().hex[:6]}"
-    storage = f"sqlite:///{tmp_path}/studies.db"
-    run = start_deployment_run("pausable-study/digits-demo", {
-        "study_name": study_name, "objective": OBJECTIVE, "storage": storage,
-        "checkpoints": str(tmp_path / "checkpoints"), "n_trials": 1, "max_epochs": 12, "seed": 3,
-        "trial_deployment": "pausable-trial/train-trial",
-    })
+    study_name, storage, run = _one_trial_study("vanished", tmp_path, max_epochs=12)
     replacement = None
     try:
-        def mid_training() -> FlowRun | None:
-            running = [r for r in _trial_runs(study_name) if r.state and r.state.is_running()]
-            if not running:  # the study may not even be created yet
-                return None
-            epochs = [len(t.intermediate_values) for t in trials(storage, study_name)]
-            return running[0] if epochs and epochs[0] >= 2 else None
-
-        trial_run = wait_for(mid_training, timeout=300, what="the trial mid-training")
+        trial_run = _trial_run_mid_training(study_name, storage, min_epochs=2)
         # The machine goes away: its worker and the trial's process die, and nobody reports it.
         lost.kill()
         lost.wait()
@@ -252,20 +263,9 @@ def test_a_second_ctrl_c_on_the_study_run_lists_the_trials_its_trial_runs_pause(
     # 6 s epochs: the second Ctrl+C comes while the trial run is still in its epoch.
     worker = prefect_stack.start_worker("trial-worker-slow", work_queues=("trials",), limit=1,
                                         env={"INTERMISSION_TEST_EPOCH_SECONDS": "6"})
-    study_name = f"ctrl-c-runs-{uuid.uuid4().hex[:6]}"
-    storage = f"sqlite:///{tmp_path}/studies.db"
-    run = start_deployment_run("pausable-study/digits-demo", {
-        "study_name": study_name, "objective": OBJECTIVE, "storage": storage,
-        "checkpoints": str(tmp_path / "checkpoints"), "n_trials": 1, "max_epochs": 6, "seed": 3,
-        "trial_deployment": "pausable-trial/train-trial",
-    })
+    study_name, storage, run = _one_trial_study("ctrl-c-runs", tmp_path, max_epochs=6)
     try:
-        def mid_training() -> FlowRun | None:
-            running = [r for r in _trial_runs(study_name) if r.state and r.state.is_running()]
-            epochs = [len(t.intermediate_values) for t in trials(storage, study_name)] if running else []
-            return running[0] if epochs and epochs[0] >= 1 else None
-
-        trial_run = wait_for(mid_training, timeout=300, what="the trial run mid-training")
+        trial_run = _trial_run_mid_training(study_name, storage, min_epochs=1)
         study_run = read_run(run.id)
         study_pid = int(study_run.infrastructure_pid.rpartition(":")[2])
         os.kill(study_pid, signal.SIGINT)
