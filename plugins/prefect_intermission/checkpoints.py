@@ -230,6 +230,11 @@ class TrialCheckpoints:
         """Epochs with a checkpoint in the manifest, oldest first."""
         return [int(e["epoch"]) for e in self.entries()]
 
+    def last_epoch(self) -> int | None:
+        """The newest epoch with a checkpoint, the one a continuation starts after; None if none."""
+        epochs = self.epochs()
+        return epochs[-1] if epochs else None
+
     def exists(self) -> bool:
         """Whether this trial has a manifest or any checkpoint file at all."""
         fs = self.store.fs

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
+from uuid import UUID
 
 from sqlalchemy import Column, Float, MetaData, String, Table, delete, insert, or_, select, update
 from sqlalchemy.engine import Engine
@@ -63,6 +64,11 @@ def lease_seconds_from_env() -> float:
 def trial_claim_resource(study_name: str, number: int) -> str:
     """The lease name under which one execution at a time trains trial `number`."""
     return f"{study_name} (trial {number})"
+
+
+def trial_claim_owner_prefix(trial_run_id: UUID) -> str:
+    """How the owner of a trial claim taken by trial run `trial_run_id` begins."""
+    return f"trial run {trial_run_id} "
 
 
 class StudyLease:

@@ -211,12 +211,12 @@ class TrialScheduler:
         stopped = {number: epoch for number, (_, epoch) in self._held.items()}
         stopped.update(self._result.paused)
         for number, attempt in list(self._active.items()):
-            epochs = self.checkpoints.for_trial(study_name, number).epochs()
+            last = self.checkpoints.for_trial(study_name, number).last_epoch()
             try:
-                self.state.mark_paused(attempt.trial._trial_id, epochs[-1] if epochs else None)
+                self.state.mark_paused(attempt.trial._trial_id, last)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # it finished meanwhile
-            stopped[number] = epochs[-1] if epochs else None
+            stopped[number] = last
         return stopped
 
     def _collect_unfinished(self, attempt: _Attempt, result: ScheduleResult) -> None:
@@ -234,9 +234,9 @@ class TrialScheduler:
                 number, type(attempt.error).__name__, attempt.error, exc_info=attempt.error,
             )
             self.pause_signal.request("trial-error")
-        epochs = self.checkpoints.for_trial(self.state.study.study_name, number).epochs()
+        last = self.checkpoints.for_trial(self.state.study.study_name, number).last_epoch()
         try:
-            self.state.mark_paused(trial_id, epochs[-1] if epochs else None)
+            self.state.mark_paused(trial_id, last)
         except optuna.exceptions.UpdateFinishedTrialError:
             state = self.state.study._storage.get_trial(trial_id).state
             if state in (TrialState.COMPLETE, TrialState.PRUNED):
@@ -244,7 +244,7 @@ class TrialScheduler:
             if self.progress is not None:
                 self.progress.trial_ended(number, _PROGRESS_STATES.get(state, "failed"))
             return
-        result.paused[number] = epochs[-1] if epochs else None
+        result.paused[number] = last
         if self.progress is not None:
             self.progress.trial_ended(number, "paused")
 

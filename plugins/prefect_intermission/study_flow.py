@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from sqlalchemy.engine import make_url
 
 from prefect_intermission._faults import fault_point
 from prefect_intermission._imports import import_objective
+from prefect_intermission._redaction import redact_arguments
 from prefect_intermission._signing import signing_key
 from prefect_intermission.checkpoints import CheckpointStore
 from prefect_intermission.credentials import CheckpointStorageCredentials
@@ -599,25 +599,6 @@ def _same_command() -> str | None:
     if sys.argv and sys.argv[0] not in ("", "-c"):
         return shlex.join([sys.executable, *redact_arguments(sys.argv)])
     return None
-
-
-_SECRET_FLAG = re.compile(r"^--?[\w.-]*(token|secret|passw(or)?d|api[-_]?key|credential)[\w.-]*$", re.I)
-
-
-def redact_arguments(argv: list[str]) -> list[str]:
-    """Command-line arguments with secrets replaced by `***`: URL passwords, `password=`
-    query values, and the values of flags named like a token, secret, password or key."""
-    redacted = []
-    for position, argument in enumerate(argv):
-        flag, equals, value = argument.partition("=")
-        if position > 0 and _SECRET_FLAG.match(argv[position - 1]) and not argument.startswith("-"):
-            argument = "***"
-        elif equals and _SECRET_FLAG.match(flag):
-            argument = f"{flag}=***"
-        argument = re.sub(r"(://[^/:@\s]*:)[^@/\s]+@", r"\1***@", argument)
-        argument = re.sub(r"((?:ssl)?password=)[^&\s]+", r"\1***", argument, flags=re.I)
-        redacted.append(argument)
-    return redacted
 
 
 def _policy_triggers(policy: PausePolicy | None) -> list[Callable[[], str | None]]:

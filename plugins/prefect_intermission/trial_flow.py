@@ -29,7 +29,7 @@ from prefect_intermission._imports import import_objective
 from prefect_intermission._threads import ContextThread
 from prefect_intermission.checkpoints import CheckpointStore
 from prefect_intermission.errors import IntermissionError
-from prefect_intermission.leases import StudyLease, trial_claim_resource
+from prefect_intermission.leases import StudyLease, trial_claim_owner_prefix, trial_claim_resource
 from prefect_intermission.pause_signals import (
     PauseSignal,
     pause_reason_of_state,
@@ -184,7 +184,7 @@ def train_trial(
     if context is None or context.flow_run is None:
         raise IntermissionError("train_trial must run as a Prefect flow.")
     trial_run_id = context.flow_run.id
-    owner = f"trial run {trial_run_id} (pid {os.getpid()}, {uuid4().hex[:8]})"  # trial_runs reads this prefix
+    owner = f"{trial_claim_owner_prefix(trial_run_id)}(pid {os.getpid()}, {uuid4().hex[:8]})"
     state.share_sampler(owner)
     signal = PauseSignal()
     study_lease = StudyLease(state.engine, study_name, study_execution)
@@ -248,7 +248,6 @@ def _paused_before_start(state: StudyState, store: CheckpointStore, number: int,
     trial_id = state.study._storage.get_trial_id_from_study_id_trial_number(state.study._study_id, number)
     attrs = state.study._storage.get_trial_system_attrs(trial_id)
     if attrs.get(TRIAL_STATUS_ATTR) is None:
-        epochs = store.for_trial(state.study.study_name, number).epochs()
-        state.mark_paused(trial_id, epochs[-1] if epochs else None)
+        state.mark_paused(trial_id, store.for_trial(state.study.study_name, number).last_epoch())
     epoch = state.study._storage.get_trial_system_attrs(trial_id).get(TRIAL_PAUSED_EPOCH_ATTR)
     return Completed(name="Paused", message=f"Trial {number} paused before training ({reason}); after epoch {epoch}.")

@@ -32,7 +32,12 @@ from optuna.trial import FrozenTrial, TrialState
 from prefect_intermission._logging import run_logger
 from prefect_intermission.errors import ConfigurationError
 from prefect_intermission.events import emit_trial_event
-from prefect_intermission.leases import StudyLease, lease_seconds_from_env, trial_claim_resource
+from prefect_intermission.leases import (
+    StudyLease,
+    lease_seconds_from_env,
+    trial_claim_owner_prefix,
+    trial_claim_resource,
+)
 from prefect_intermission.pause_signals import pausing_state, poll_seconds_from_env
 from prefect_intermission.scheduler import ScheduleResult, TrialScheduler
 from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR
@@ -167,7 +172,7 @@ class TrialRunScheduler(TrialScheduler):
             logger.debug("Could not read the claim of trial %d", trial_run.number, exc_info=True)
             return False
         now = time.time()
-        if holder is not None and holder[0].startswith(f"trial run {run.id} "):
+        if holder is not None and holder[0].startswith(trial_claim_owner_prefix(run.id)):
             return holder[1] < now - _CLAIM_EXPIRY_SLACK_SECONDS
         # Not claimed by this run (yet: an earlier attempt's claim may still be there, or it
         # released its own) but still Running long after it started.
@@ -206,11 +211,11 @@ class TrialRunScheduler(TrialScheduler):
             idempotency_key=f"{self.flow_run_id}:{self._execution_key}:trial-{number}",
         )
         run_logger(__name__).info("Trial %d launched as flow run %s (%s).", number, run.id, run.name)
+        frozen = self._frozen(trial_id)
+        values = frozen.intermediate_values
         if self.progress is not None:
-            frozen = self.state.study._storage.get_trial(trial_id)
-            values = frozen.intermediate_values
             self.progress.trial_started(number, frozen.params, max(values, default=-1), self._best(values))
-        return _TrialRun(number, trial_id, run.id, seen_epochs=set(self._frozen(trial_id).intermediate_values))
+        return _TrialRun(number, trial_id, run.id, seen_epochs=set(values))
 
     def _frozen(self, trial_id: int) -> FrozenTrial:
         return self.state.study._storage.get_trial(trial_id)
@@ -297,8 +302,7 @@ class TrialRunScheduler(TrialScheduler):
         the study is resumed (or run again).
         """
         number = trial_run.number
-        epochs = self.checkpoints.for_trial(self.state.study.study_name, number).epochs()
-        last = epochs[-1] if epochs else None
+        last = self.checkpoints.for_trial(self.state.study.study_name, number).last_epoch()
         if run.start_time is None and frozen.system_attrs.get(TRIAL_STATUS_ATTR) is None:
             self.state.mark_paused(trial_run.trial_id, last)  # no worker ever started it
         else:

@@ -171,10 +171,9 @@ def _kept_for_next_run(
     """The checkpoints or the study's storage failed, not the user's code: the trial stays
     paused at its last checkpoint, so the run that follows the fix continues it."""
     try:
-        epochs = loop.checkpoints.epochs()
+        last = loop.checkpoints.last_epoch()
     except Exception:
-        epochs = []
-    last = epochs[-1] if epochs else None
+        last = None
     state.mark_paused(trial._trial_id, last)
     logger.error(
         "Trial %d stopped: %s. It keeps its checkpoints (last after epoch %s) and continues "
