@@ -152,6 +152,7 @@ def _run_the_study(prefect_stack, tmp_path, workers: dict[int, str]) -> None:
         continued = [
             r for r in _trial_runs(study_name)
             if r.id not in first_ids and r.state is not None and r.state.is_running()
+            and _trial_number(r) in paused_after  # not a new trial started meanwhile
         ]
         epochs = {t.number: len(t.intermediate_values) for t in trials(storage, study_name)}
         trained = [r for r in continued if epochs[_trial_number(r)] >= paused_after[_trial_number(r)] + 3]
