@@ -19,7 +19,7 @@ import optuna
 from prefect import flow
 
 from prefect_intermission import CheckpointStore, PauseSignal, TrialLoop
-from prefect_intermission.checkpoints import TrialCheckpoints
+from prefect_intermission.training.checkpoints import TrialCheckpoints
 
 
 @dataclass

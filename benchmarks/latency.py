@@ -31,8 +31,8 @@ from deployments.ui_actions import (
     wait_for,
     wait_for_state,
 )
-from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR
+from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR
 
 DEPLOYMENT = "pausable-study/digits-demo"
 DISTRIBUTIONS = {

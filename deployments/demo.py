@@ -29,7 +29,7 @@ from deployments.ui_actions import (  # noqa: E402
     wait_for_state,
     wait_until_mid_training,
 )
-from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR  # noqa: E402
+from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR  # noqa: E402
 
 STORAGE = f"sqlite:///{PROJECT_ROOT}/.intermission/studies.db"
 

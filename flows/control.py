@@ -1,7 +1,7 @@
 """Entrypoints of the control deployments: pause a study, resume paused studies (nightly),
 abandon studies paused for too long (hourly)."""
 
-from prefect_intermission.control_flows import (
+from prefect_intermission.flows.control import (
     abandon_expired_pauses_flow,
     pause_study,
     resume_paused_studies,

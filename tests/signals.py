@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect_intermission.pause_signals import PauseSignal
+from prefect_intermission.pausing.signal import PauseSignal
 
 
 class PauseAfter(PauseSignal):

@@ -31,8 +31,8 @@ from deployments.ui_actions import (
     wait_for_state,
     wait_until_mid_training,
 )
-from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.study_state import TRIAL_STATUS_ATTR
+from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.study.state import TRIAL_STATUS_ATTR
 
 N_TRIALS = 3
 MAX_EPOCHS = 10
@@ -72,7 +72,7 @@ _driven: dict[str, DrivenStudy] = {}
 def intermission(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the `intermission` command as a user does."""
     return subprocess.run(
-        [sys.executable, "-m", "prefect_intermission.cli", *args],
+        [sys.executable, "-m", "prefect_intermission.cli.commands", *args],
         env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=180, cwd=cwd,
     )
 

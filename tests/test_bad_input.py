@@ -18,7 +18,7 @@ from prefect_intermission import (
     ObjectiveImportError,
     optimize_study,
 )
-from prefect_intermission.study_state import TRIAL_STATUS_ATTR
+from prefect_intermission.study.state import TRIAL_STATUS_ATTR
 
 pytestmark = pytest.mark.usefixtures("prefect_stack")
 
@@ -64,9 +64,9 @@ def paused_study(tmp_path):
     """A study with one finished trial and one paused after epoch 1, as a pause leaves it."""
 
     from prefect_intermission import PauseSignal
-    from prefect_intermission.checkpoints import CheckpointStore
-    from prefect_intermission.study_flow import load_study_state
-    from prefect_intermission.trials import run_trial_attempt
+    from prefect_intermission.training.checkpoints import CheckpointStore
+    from prefect_intermission.flows.study import load_study_state
+    from prefect_intermission.study.attempt import run_trial_attempt
     from tests.objectives import classifier
 
     class PauseAfterTwo(PauseSignal):

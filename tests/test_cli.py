@@ -7,7 +7,7 @@ import uuid
 import pytest
 from prefect import flow
 
-from prefect_intermission.cli import main
+from prefect_intermission.cli.commands import main
 
 
 @flow

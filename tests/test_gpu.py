@@ -14,8 +14,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from prefect_intermission import CheckpointStore, TrialLoop, TrialPaused
-from prefect_intermission._rng import seed_everything
-from prefect_intermission.resources import measure_resources
+from prefect_intermission.training._rng import seed_everything
+from prefect_intermission.reporting.resources import measure_resources
 from tests.signals import PauseAfter
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

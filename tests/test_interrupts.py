@@ -14,8 +14,8 @@ from uuid import uuid4
 
 import pytest
 
-from prefect_intermission.interrupts import PauseOnSignals, StopNow
-from prefect_intermission.pause_signals import PauseSignal
+from prefect_intermission.pausing.interrupts import PauseOnSignals, StopNow
+from prefect_intermission.pausing.signal import PauseSignal
 
 
 def test_the_first_ctrl_c_requests_a_pause_and_the_second_stops_at_once():

@@ -9,8 +9,8 @@ import termios
 
 import pytest
 
-from prefect_intermission.keys import HINT, PauseKeys
-from prefect_intermission.pause_signals import PauseSignal
+from prefect_intermission.pausing.keys import HINT, PauseKeys
+from prefect_intermission.pausing.signal import PauseSignal
 
 
 @pytest.fixture

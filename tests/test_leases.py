@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from prefect_intermission.errors import ConfigurationError
-from prefect_intermission.leases import LeaseLock, StudyBusyError, StudyLease
+from prefect_intermission.study.leases import LeaseLock, StudyBusyError, StudyLease
 
 
 def test_a_lease_lock_excludes_other_owners_until_released_and_is_reentrant(tmp_path):

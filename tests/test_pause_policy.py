@@ -10,7 +10,7 @@ from prefect.testing.standard_test_suites import BlockStandardTestSuite
 from pydantic import ValidationError
 
 from prefect_intermission import PausePolicy
-from prefect_intermission.flow_run_control import parse_resume_time
+from prefect_intermission.pausing.run_control import parse_resume_time
 
 
 class TestPausePolicyBlock(BlockStandardTestSuite):

@@ -10,9 +10,11 @@ import time
 import pytest
 from sqlalchemy import create_engine
 
-from prefect_intermission.pause_signals import PauseSignal, StudyStopped, pause_file_trigger
-from prefect_intermission.study_flow import _continue_instruction
-from prefect_intermission.trial_holds import TrialHolds
+from prefect_intermission.pausing.signal import PauseSignal, StudyStopped
+
+from prefect_intermission.pausing.triggers import pause_file_trigger
+from prefect_intermission.flows.study import _continue_instruction
+from prefect_intermission.pausing.holds import TrialHolds
 
 
 def test_a_pause_file_left_from_an_earlier_pause_waits_until_it_is_touched_or_created_again(tmp_path):

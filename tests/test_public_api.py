@@ -1,4 +1,4 @@
-"""The package's public API is what `__all__` lists, and the collection entry point finds it."""
+"""The package's public API is what `__all__` lists, and the collection entry point finds its blocks."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import prefect_intermission
 
 
 def test_all_lists_exactly_the_public_names():
-    public = {name for name in vars(prefect_intermission) if not name.startswith("_")}
-    modules = {name for name in public if type(getattr(prefect_intermission, name)).__name__ == "module"}
-    assert set(prefect_intermission.__all__) == public - modules
+    public = {name for name in dir(prefect_intermission) if not name.startswith("_")}
+    assert set(prefect_intermission.__all__) == public
+    for name in prefect_intermission.__all__:  # each one resolves to what it names
+        assert getattr(prefect_intermission, name).__name__ == name
 
 
 def test_registered_as_a_prefect_collection():
     names = {ep.name: ep.value for ep in entry_points(group="prefect.collections")}
-    assert names.get("prefect_intermission") == "prefect_intermission"
+    assert names.get("prefect_intermission") == "prefect_intermission.blocks"

@@ -7,7 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from prefect_intermission import ConfigurationError, optimize_study
-from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, pause_history
+from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, pause_history
 
 pytestmark = pytest.mark.usefixtures("prefect_stack")
 
@@ -24,7 +24,7 @@ def _study(tmp_path):
 
 
 def test_a_metric_threshold_pauses_at_the_boundary_where_it_is_met(tmp_path):
-    rule = {"rule": "prefect_intermission.rules:metric_threshold", "threshold": 100.0}
+    rule = {"rule": "prefect_intermission.pausing.rules:metric_threshold", "threshold": 100.0}
     result = _run(tmp_path, pause_rules=[rule])
     assert result["status"] == "paused"
     study = _study(tmp_path)
@@ -51,7 +51,7 @@ def test_a_metric_threshold_pauses_at_the_boundary_where_it_is_met(tmp_path):
 
 
 def test_a_wall_clock_budget_pauses_once_spent(tmp_path):
-    rule = {"rule": "prefect_intermission.rules:wall_clock_budget", "seconds": 0.5}
+    rule = {"rule": "prefect_intermission.pausing.rules:wall_clock_budget", "seconds": 0.5}
     assert _run(tmp_path, pause_rules=[rule])["status"] == "paused"
     pause = pause_history(_study(tmp_path))[0]
     assert pause["reason"] == "rule: wall-clock budget of 0.5 s spent"
@@ -62,12 +62,12 @@ def test_a_wall_clock_budget_pauses_once_spent(tmp_path):
     ("rules", "message"),
     [
         ([{"seconds": 1}], r"pause_rules\[0\] must be a mapping with a 'rule' import path"),
-        ([{"rule": "prefect_intermission.rules:wall_clock_budget", "minutes": 1}], r"pause_rules\[0\]"),
-        ([{"rule": "prefect_intermission.rules:wall_clock_budget", "seconds": 0}], "seconds > 0"),
-        ([{"rule": "prefect_intermission.rules:metric_threshold", "threshold": 1, "direction": "up"}], "direction"),
-        ([{"rule": "prefect_intermission.rules:metric_threshold", "threshold": "0.05"}],
+        ([{"rule": "prefect_intermission.pausing.rules:wall_clock_budget", "minutes": 1}], r"pause_rules\[0\]"),
+        ([{"rule": "prefect_intermission.pausing.rules:wall_clock_budget", "seconds": 0}], "seconds > 0"),
+        ([{"rule": "prefect_intermission.pausing.rules:metric_threshold", "threshold": 1, "direction": "up"}], "direction"),
+        ([{"rule": "prefect_intermission.pausing.rules:metric_threshold", "threshold": "0.05"}],
          r"metric_threshold needs threshold to be a finite number \(in JSON: no quotes\), but got '0.05'"),
-        ([{"rule": "prefect_intermission.rules:wall_clock_budget", "seconds": "60"}], "needs seconds to be a finite"),
+        ([{"rule": "prefect_intermission.pausing.rules:wall_clock_budget", "seconds": "60"}], "needs seconds to be a finite"),
     ],
 )
 def test_bad_rules_are_refused_before_work(tmp_path, rules, message):

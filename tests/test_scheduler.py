@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import OperationalError
 
 from prefect_intermission import optimize_study
-from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, StudyState, pause_history
+from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, StudyState, pause_history
 
 pytestmark = pytest.mark.usefixtures("prefect_stack")
 

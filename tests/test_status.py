@@ -17,8 +17,8 @@ from prefect.settings import PREFECT_UI_URL
 
 from deployments.ui_actions import read_run, wait_for_state, wait_until_mid_training
 
-from prefect_intermission.status import hide_password
-from prefect_intermission.study_state import TRIAL_EPOCH_SECONDS_ATTR
+from prefect_intermission.cli.status import hide_password
+from prefect_intermission.study.state import TRIAL_EPOCH_SECONDS_ATTR
 from tests.status_study import (
     MAX_EPOCHS,
     N_TRIALS,

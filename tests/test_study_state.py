@@ -9,7 +9,7 @@ import time
 import optuna
 from optuna.samplers import RandomSampler
 
-from prefect_intermission.study_state import StudyState, open_storage
+from prefect_intermission.study.state import StudyState, open_storage
 
 KEY = b"k" * 32
 
@@ -47,7 +47,7 @@ def test_processes_sharing_the_sampler_draw_the_one_sequence_in_turn(tmp_path):
 _OPEN_NEW_DATABASES = """
 import sys, time
 import optuna
-from prefect_intermission.study_state import open_storage
+from prefect_intermission.study.state import open_storage
 folder, start_at = sys.argv[1], float(sys.argv[2])
 for number in range(10):  # both processes open each new database at the same instant
     time.sleep(max(0.0, start_at + number / 2 - time.time()))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from prefect_intermission import CheckpointStore, PauseSignal, TrialLoop, TrialPaused
-from prefect_intermission._rng import seed_everything
+from prefect_intermission.training._rng import seed_everything
 from prefect_intermission.errors import CheckpointError, IntermissionError
 from tests.objectives import classifier
 from tests.signals import PauseAfter

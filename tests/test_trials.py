@@ -10,9 +10,9 @@ import optuna
 import pytest
 
 from prefect_intermission import CheckpointStore, PauseSignal
-from prefect_intermission.study_flow import load_study_state
-from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR
-from prefect_intermission.trials import reattach_trial, run_trial_attempt, trial_seed
+from prefect_intermission.flows.study import load_study_state
+from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR
+from prefect_intermission.study.attempt import reattach_trial, run_trial_attempt, trial_seed
 from tests.objectives import classifier
 
 pytestmark = pytest.mark.usefixtures("prefect_stack")  # the signing key is a Secret block

@@ -1,25 +1,55 @@
 """prefect-intermission: pausable Optuna studies on Prefect.
 
-A pause stops every trial at its next epoch boundary after its checkpoint and the
+A pause stops every trial at its next boundary after its checkpoint and the
 study's state are stored, then suspends the flow run; a resume continues every
 trial from exactly where it stopped.
+
+The public names below load on first use, as Optuna's do: `import
+prefect_intermission` imports neither PyTorch nor Optuna nor the flows.
 """
 
-from prefect_intermission.checkpoints import CheckpointStore
-from prefect_intermission.credentials import CheckpointStorageCredentials
-from prefect_intermission.errors import (
-    CheckpointError,
-    ConfigurationError,
-    FlowRunControlError,
-    IntermissionError,
-    ObjectiveImportError,
-    TrialPaused,
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prefect_intermission._imports import lazy_attributes
+
+if TYPE_CHECKING:
+    from prefect_intermission.blocks.credentials import CheckpointStorageCredentials
+    from prefect_intermission.blocks.pause_policy import PausePolicy
+    from prefect_intermission.errors import (
+        CheckpointError,
+        ConfigurationError,
+        FlowRunControlError,
+        IntermissionError,
+        ObjectiveImportError,
+        TrialPaused,
+    )
+    from prefect_intermission.flows.study import optimize_study
+    from prefect_intermission.pausing.run_control import request_pause, request_resume
+    from prefect_intermission.pausing.signal import PauseSignal
+    from prefect_intermission.training.checkpoints import CheckpointStore
+    from prefect_intermission.training.loop import TrialLoop
+
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        "CheckpointError": "prefect_intermission.errors",
+        "CheckpointStorageCredentials": "prefect_intermission.blocks.credentials",
+        "CheckpointStore": "prefect_intermission.training.checkpoints",
+        "ConfigurationError": "prefect_intermission.errors",
+        "FlowRunControlError": "prefect_intermission.errors",
+        "IntermissionError": "prefect_intermission.errors",
+        "ObjectiveImportError": "prefect_intermission.errors",
+        "PausePolicy": "prefect_intermission.blocks.pause_policy",
+        "PauseSignal": "prefect_intermission.pausing.signal",
+        "TrialLoop": "prefect_intermission.training.loop",
+        "TrialPaused": "prefect_intermission.errors",
+        "optimize_study": "prefect_intermission.flows.study",
+        "request_pause": "prefect_intermission.pausing.run_control",
+        "request_resume": "prefect_intermission.pausing.run_control",
+    },
 )
-from prefect_intermission.flow_run_control import request_pause, request_resume
-from prefect_intermission.pause_policy import PausePolicy
-from prefect_intermission.pause_signals import PauseSignal
-from prefect_intermission.study_flow import optimize_study
-from prefect_intermission.trial_loop import TrialLoop
 
 __all__ = [
     "CheckpointError",

@@ -10,10 +10,10 @@ import os
 import signal
 import threading
 
-_spec = os.environ.get("INTERMISSION_FAULT", "")
-_name, _, _count = _spec.partition(":")
-_remaining = int(_count or 1) if _name else 0
+from prefect_intermission.settings import IntermissionSettings
+
 _lock = threading.Lock()
+_armed: tuple[str, int] | None = None  # the fault point and the visits left, read on first use
 
 #: Every fault point in the package, for the tests that pick one.
 FAULT_POINTS = (
@@ -28,10 +28,13 @@ FAULT_POINTS = (
 
 def fault_point(name: str) -> None:
     """Kill this process with SIGKILL if `INTERMISSION_FAULT` says so for this point."""
-    global _remaining
-    if name != _name:
-        return
+    global _armed
     with _lock:
-        _remaining -= 1
-        if _remaining == 0:
+        if _armed is None:
+            point, _, count = IntermissionSettings().fault.partition(":")
+            _armed = (point, int(count or 1)) if point else ("", 0)
+        if name != _armed[0]:
+            return
+        _armed = (name, _armed[1] - 1)
+        if _armed[1] == 0:
             os.kill(os.getpid(), signal.SIGKILL)

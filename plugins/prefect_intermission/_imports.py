@@ -1,44 +1,31 @@
-"""Resolve an objective given as an import path, `"package.module:function"`."""
+"""Heavy parts load on first use (as `optuna/_imports.py` does for Optuna)."""
 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from prefect_intermission.errors import ObjectiveImportError
 
+def lazy_attributes(
+    package: str, origins: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A module's `__getattr__` and `__dir__` that import each name from its module when first read.
 
-def import_objective(path: str) -> Callable[..., Any]:
-    """Import the callable named by `path`.
-
-    The current directory is importable, as with `python -m`, so a deployment whose
-    working directory is the project finds `flows.my_objective:objective`.
+    Args:
+        package: The name of the module that re-exports the names (for error messages).
+        origins: Each public name and the module that defines it.
     """
-    module_name, sep, attribute = path.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ObjectiveImportError(
-            f"objective must look like 'package.module:function', but got {path!r}."
-        )
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ObjectiveImportError(
-            f"Cannot import module {module_name!r} of objective {path!r}: {e}. Check the "
-            "spelling and that the module is installed or in the working directory."
-        ) from e
-    target: Any = module
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError as e:
-            raise ObjectiveImportError(
-                f"Module {module_name!r} has no attribute {attribute!r} (objective {path!r})."
-            ) from e
-    if not callable(target):
-        raise ObjectiveImportError(f"Objective {path!r} is not callable.")
-    return target
+
+    def __getattr__(name: str) -> Any:
+        if name not in origins:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(origins[name]), name)
+        setattr(sys.modules[package], name, value)  # later reads skip this function
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(origins)
+
+    return __getattr__, __dir__

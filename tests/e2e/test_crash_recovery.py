@@ -18,7 +18,7 @@ from deployments.ui_actions import (
     wait_for_state,
     wait_until_mid_training,
 )
-from prefect_intermission.study_state import TRIAL_RESUMPTIONS_ATTR
+from prefect_intermission.study.state import TRIAL_RESUMPTIONS_ATTR
 from tests.e2e.studies import trained_epochs, trials
 
 pytestmark = pytest.mark.e2e

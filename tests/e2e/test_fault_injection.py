@@ -24,8 +24,8 @@ from optuna.trial import TrialState
 
 from deployments.local_stack import PROJECT_ROOT
 from prefect_intermission._faults import FAULT_POINTS
-from prefect_intermission.checkpoints import CheckpointStore
-from prefect_intermission.study_state import TRIAL_RESUMPTIONS_ATTR
+from prefect_intermission.training.checkpoints import CheckpointStore
+from prefect_intermission.study.state import TRIAL_RESUMPTIONS_ATTR
 
 pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("run_study_script.py")

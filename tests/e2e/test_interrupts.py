@@ -20,16 +20,16 @@ from sqlalchemy import create_engine
 from deployments.local_stack import PROJECT_ROOT
 from deployments.ui_actions import process_is_gone, read_run, wait_for, wait_for_state, wait_until_mid_training
 from prefect_intermission import request_resume
-from prefect_intermission.leases import StudyLease
-from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.artifacts import artifact_key
-from prefect_intermission.study_state import (
+from prefect_intermission.study.leases import StudyLease
+from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.reporting.artifacts import artifact_key
+from prefect_intermission.study.state import (
     TRIAL_PAUSED_EPOCH_ATTR,
     TRIAL_RESUMPTIONS_ATTR,
     TRIAL_STATUS_ATTR,
     pause_history,
 )
-from prefect_intermission.trial_control import request_trial_pause
+from prefect_intermission.pausing.trial_control import request_trial_pause
 from tests.e2e.studies import artifacts_of, run_logs, trained_epochs, trials
 from tests.status_study import intermission, status_json
 from tests.e2e.terminal import Terminal, study_command

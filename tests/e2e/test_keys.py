@@ -15,8 +15,8 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
 from deployments.local_stack import PROJECT_ROOT
 from deployments.ui_actions import wait_until_mid_training
-from prefect_intermission.keys import HINT
-from prefect_intermission.study_state import pause_history
+from prefect_intermission.pausing.keys import HINT
+from prefect_intermission.study.state import pause_history
 from tests.e2e.studies import trained_epochs, trials
 from tests.e2e.terminal import Terminal, study_command
 

@@ -25,8 +25,8 @@ from deployments.ui_actions import (
     wait_for_state,
 )
 from prefect_intermission import CheckpointStore, request_resume
-from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.study_state import (
+from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.study.state import (
     TRIAL_PAUSED_EPOCH_ATTR,
     TRIAL_RESUMPTIONS_ATTR,
     TRIAL_STATUS_ATTR,

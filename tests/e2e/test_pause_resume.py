@@ -24,8 +24,8 @@ from deployments.ui_actions import (
     wait_for_state,
     wait_until_mid_training,
 )
-from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, pause_history
+from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, pause_history
 from tests.e2e.studies import artifacts_of, final_weights, last_epoch, paused_line, study_events, trained_epochs, trials
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +60,7 @@ def _wait_suspended_by_study(flow_run_id):
 
 def _intermission(*args: str, env) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "prefect_intermission.cli", *args],
+        [sys.executable, "-m", "prefect_intermission.cli.commands", *args],
         env=env, capture_output=True, text=True, timeout=60,
     )
 

@@ -27,9 +27,9 @@ from deployments.ui_actions import (
     wait_until_mid_training,
 )
 from prefect_intermission import PausePolicy, request_resume
-from prefect_intermission.control_flows import resume_paused_studies
-from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.study_state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
+from prefect_intermission.flows.control import resume_paused_studies
+from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from tests.e2e.studies import paused_line, run_logs, trained_epochs, trials
 from tests.e2e.webhook import webhook
 
@@ -101,7 +101,7 @@ def test_notifications_on_pause_resume_and_completion_reach_a_webhook(prefect_st
 
         before = datetime.now(timezone.utc)
         resumed = subprocess.run(
-            [sys.executable, "-m", "prefect_intermission.cli", "resume", str(run.id), "--in", "4s"],
+            [sys.executable, "-m", "prefect_intermission.cli.commands", "resume", str(run.id), "--in", "4s"],
             env=prefect_stack.env, capture_output=True, text=True, timeout=60,
         )
         after = datetime.now(timezone.utc)
@@ -191,7 +191,7 @@ def test_a_pause_rule_suspends_the_run_and_each_trial_pauses_it_only_once(prefec
     name = f"ruled-{uuid.uuid4().hex[:6]}"
     storage = f"sqlite:///{tmp_path}/studies.db"
     # Every epoch's loss is below 100: each trial reaches the threshold at its first epoch.
-    rule = {"rule": "prefect_intermission.rules:metric_threshold", "threshold": 100.0}
+    rule = {"rule": "prefect_intermission.pausing.rules:metric_threshold", "threshold": 100.0}
     run = start_deployment_run(
         "pausable-study/digits-demo", {**_parameters(name, tmp_path, None, max_epochs=6), "pause_rules": [rule]}
     )

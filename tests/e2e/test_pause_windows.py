@@ -16,7 +16,7 @@ from prefect.client.orchestration import get_client
 
 from deployments.ui_actions import start_deployment_run, wait_for_state
 from prefect_intermission import PausePolicy
-from prefect_intermission.study_state import pause_history
+from prefect_intermission.study.state import pause_history
 from tests.e2e.studies import trained_epochs, trials
 
 pytestmark = pytest.mark.e2e

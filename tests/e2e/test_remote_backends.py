@@ -21,7 +21,7 @@ from deployments.ui_actions import (
     wait_until_mid_training,
 )
 from prefect_intermission import CheckpointStorageCredentials, CheckpointStore
-from prefect_intermission.study_state import TRIAL_STATUS_ATTR
+from prefect_intermission.study.state import TRIAL_STATUS_ATTR
 from tests.e2e.studies import final_weights, trained_epochs, trials
 
 pytestmark = pytest.mark.e2e

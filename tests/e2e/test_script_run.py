@@ -23,7 +23,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from deployments.local_stack import PROJECT_ROOT
 from deployments.ui_actions import read_run, wait_for, wait_until_mid_training
 from prefect_intermission import PausePolicy
-from prefect_intermission.study_state import pause_history
+from prefect_intermission.study.state import pause_history
 from tests.e2e.studies import artifacts_of, trained_epochs, trials
 
 pytestmark = pytest.mark.e2e
@@ -82,7 +82,7 @@ def test_a_script_run_pauses_cleanly_and_prints_the_command_that_continues_it(pr
         wait_until_mid_training(storage, study_name, min_epochs=1, timeout=120)
         flow_run = wait_for(lambda: _flow_run_named(study_name), timeout=30, what="the flow run")
         paused = subprocess.run(
-            [sys.executable, "-m", "prefect_intermission.cli", "pause", str(flow_run.id)],
+            [sys.executable, "-m", "prefect_intermission.cli.commands", "pause", str(flow_run.id)],
             env=prefect_stack.env, capture_output=True, text=True, timeout=60,
         )
         assert paused.returncode == 0, paused.stderr

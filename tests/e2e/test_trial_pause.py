@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 
 from deployments.ui_actions import read_run, start_deployment_run, wait_for, wait_for_state
 from prefect_intermission import request_resume
-from prefect_intermission.pause_signals import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.study_state import TRIAL_STATUS_ATTR, pause_history
+from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.study.state import TRIAL_STATUS_ATTR, pause_history
 from tests.e2e.studies import trained_epochs, trials
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 def _intermission(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "prefect_intermission.cli", *args],
+        [sys.executable, "-m", "prefect_intermission.cli.commands", *args],
         env=env, capture_output=True, text=True, timeout=120,
     )
 

@@ -1,0 +1,125 @@
+"""Rendering study statuses for the terminal: one summary table, then each study's details."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from prefect_intermission.cli.status import StudyStatus
+
+_STATE_STYLES = {
+    "running": "green", "pausing": "yellow", "paused": "yellow", "scheduled to resume": "cyan",
+    "completed": "bold green", "failed": "red", "abandoned": "bold red",
+}
+
+
+def duration(seconds: float | None) -> str:
+    """`1h 02m`, `3m 07s`, `12.3s`, or `-` when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def size(n: int) -> str:
+    """A byte count in B, KiB, MiB or GiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _trials(s: StudyStatus) -> str:
+    t = s.trials
+    parts = [f"{t[k]} {k}" for k in ("running", "paused", "interrupted", "pruned", "failed") if t[k]]
+    return f"{t['finished']}/{s.n_trials} finished" + (f"\n{', '.join(parts)}" if parts else "")
+
+
+def _last_pause(s: StudyStatus) -> str:
+    if s.last_pause is None:
+        return "-"
+    return f"{s.last_pause['paused_at']}\n({s.last_pause['reason']})"
+
+
+def summary_table(statuses: list[StudyStatus]) -> Table:
+    """One row per study."""
+    table = Table(title="Studies", show_lines=True)
+    for name in ("study", "state", "trials", "best", "trained", "remaining (est.)",
+                 "last pause", "resumes at", "checkpoints"):
+        table.add_column(name)
+    for s in statuses:
+        table.add_row(
+            s.study_name,
+            Text(s.state, style=_STATE_STYLES.get(s.state, "")),
+            _trials(s),
+            f"{s.best_value:.6g} (#{s.best_trial})" if s.best_value is not None else "-",
+            duration(s.training_seconds),
+            duration(s.estimated_remaining_seconds),
+            _last_pause(s),
+            s.resumes_at or "-",
+            f"{size(s.checkpoint_bytes)} in {s.checkpoint_files} files",
+        )
+    return table
+
+
+def details(s: StudyStatus) -> Group:
+    """Everything else about one study: run, unfinished trials, best params, history."""
+    lines = [
+        Text(f"{s.study_name}: {s.state}", style="bold"),
+        Text(f"  flow run {s.flow_run_id} ({s.prefect_state})" + (f"  {s.ui_url}" if s.ui_url else "")),
+        Text(f"  started {s.started_at or '-'}; storage {s.storage}; checkpoints {s.checkpoints or '-'}"),
+        Text(
+            f"  trained {duration(s.training_seconds)} over {s.measured_epochs} epochs (pauses not "
+            f"counted); {s.epochs_left} epochs left x {duration(s.mean_epoch_seconds)} mean "
+            f"= {duration(s.estimated_remaining_seconds)} (at most: pruning ends trials sooner)"
+        ),
+    ]
+    if s.best_params is not None:
+        lines.append(Text(f"  best #{s.best_trial}: {s.best_value:.6g} with {s.best_params}"))
+    for u in s.unfinished:
+        metric = f"{u.last_metric:.6g}" if u.last_metric is not None else "-"
+        lines.append(Text(
+            f"  trial #{u.number} {u.status}: epoch {u.epochs_done}/{u.max_epochs}, last metric {metric}"
+        ))
+    for p in s.pauses:
+        stopped = ", ".join(f"#{n} after epoch {e}" for n, e in p["trials"].items()) or "no trial"
+        lines.append(Text(f"  paused {p['paused_at']} ({p['reason']}): {stopped}"))
+        if resources := p.get("resources"):
+            gpus = "".join(
+                f"; GPU {g['index']} {g['utilization_percent'] if g['utilization_percent'] is not None else '-'}%"
+                f" {size(g['memory_allocated_bytes'])}"
+                for g in resources.get("gpus", [])
+            )
+            lines.append(Text(
+                f"    at pause: CPU {resources['cpu_percent']}% (average), memory "
+                f"{size(resources['rss_bytes'])} (peak {size(resources['peak_rss_bytes'])}){gpus}"
+            ))
+    for r in s.resumptions:
+        lines.append(Text(
+            f"  resumed {r['at']} trial #{r['trial']} after {r['reason']} {_resumed_from(r['from_epoch'])}"
+            + (f", retrained epochs {r['lost_epochs']}" if r.get("lost_epochs") else "")
+        ))
+    if s.resumes_at:
+        lines.append(Text(f"  scheduled to resume at {s.resumes_at}"))
+    for problem in s.problems:
+        lines.append(Text(f"  problem: {problem}", style="red"))
+    return Group(*lines)
+
+
+def print_statuses(statuses: list[StudyStatus], console: Console | None = None) -> None:
+    """Print the summary table, then each study's details."""
+    console = console or Console()
+    console.print(summary_table(statuses))
+    for s in statuses:
+        console.print(details(s))
+
+
+def _resumed_from(from_epoch: int | None) -> str:
+    """Where a resumed trial continued: after a checkpointed epoch, or from the start."""
+    return "from the start" if from_epoch is None else f"from epoch {from_epoch}"

@@ -1,0 +1,162 @@
+"""The `intermission` command: pause, resume and inspect studies from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from prefect.settings import PREFECT_UI_URL
+
+from prefect_intermission.errors import IntermissionError
+from prefect_intermission.pausing.run_control import (
+    parse_flow_run_id,
+    parse_resume_time,
+    request_pause,
+    request_resume,
+)
+
+
+def _ui_link(flow_run_id: object) -> str:
+    ui = PREFECT_UI_URL.value()
+    return f" ({ui}/runs/flow-run/{flow_run_id})" if ui else ""
+
+
+def _pause(args: argparse.Namespace) -> None:
+    if args.trial is not None:
+        from prefect_intermission.pausing.trial_control import request_trial_pause
+
+        held = request_trial_pause(parse_flow_run_id(args.flow_run_id), args.trial)
+        print(
+            f"Trial {held.trial_number} of study {held.study_name!r} pauses at its next epoch "
+            "boundary after storing its checkpoint; the other trials go on.\n"
+            f"Resume it with: intermission resume {held.flow_run.id} --trial {held.trial_number} "
+            "(it also resumes when the study does)"
+        )
+        return
+    flow_run = request_pause(parse_flow_run_id(args.flow_run_id))
+    print(
+        f"Pause requested for {flow_run.name}{_ui_link(flow_run.id)}: every trial stops at its "
+        f"next epoch boundary after storing its checkpoint, then the run is suspended.\n"
+        f"Resume it with: intermission resume {flow_run.id}"
+    )
+
+
+def _resume(args: argparse.Namespace) -> None:
+    if args.trial is not None:
+        _resume_trial(args)
+        return
+    at = parse_resume_time(args.at, args.within)
+    flow_run = request_resume(parse_flow_run_id(args.flow_run_id), force=args.force, at=at)
+    state = flow_run.state
+    when = (
+        f" at {state.state_details.scheduled_time.isoformat(timespec='seconds')}"
+        if state is not None and state.is_scheduled() and state.state_details.scheduled_time
+        else ""
+    )
+    print(
+        f"Resuming {flow_run.name}{_ui_link(flow_run.id)}{when}: a worker of its work pool "
+        "picks it up and continues every paused trial from its checkpoint."
+    )
+
+
+def _resume_trial(args: argparse.Namespace) -> None:
+    from prefect_intermission.pausing.trial_control import request_trial_resume
+
+    if args.at or args.within or args.force:
+        raise IntermissionError("--trial resumes one trial now; it takes no --at, --in or --force.")
+    released = request_trial_resume(parse_flow_run_id(args.flow_run_id), args.trial)
+    state = released.flow_run.state
+    if state is not None and state.is_running():
+        print(f"Trial {released.trial_number} of study {released.study_name!r} continues from its checkpoint.")
+    else:
+        print(
+            f"Trial {released.trial_number} of study {released.study_name!r} is released; its study "
+            f"is {state.name if state else 'not running'}, so it continues when the study does: "
+            f"intermission resume {released.flow_run.id}"
+        )
+
+
+def _status(args: argparse.Namespace) -> None:
+    from prefect_intermission.cli._status_table import print_statuses
+    from prefect_intermission.cli.status import study_statuses
+
+    statuses = study_statuses(args.study, storage=args.storage)
+    if args.json:
+        print(json.dumps([s.to_json() for s in statuses], indent=2, default=str))
+    elif not statuses:
+        print("No studies: no 'pausable-study' flow run on the Prefect server at this PREFECT_API_URL.")
+    else:
+        print_statuses(statuses)
+
+
+def _report(args: argparse.Namespace) -> None:
+    from prefect_intermission.cli.report import write_report
+    from prefect_intermission.cli.status import hide_password
+    from prefect_intermission.study.flow_runs import study_storage
+
+    storage = args.storage or study_storage(args.study)
+    output = args.output or f"{args.study}-report.html"
+    path = write_report(args.study, storage, output)
+    print(f"Report of study {args.study!r} ({hide_password(storage)}) written to {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `intermission` command."""
+    parser = argparse.ArgumentParser(
+        prog="intermission", description="Pause and resume Optuna studies running on Prefect."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    pause = commands.add_parser("pause", help="Pause a running study at its next epoch boundary.")
+    pause.add_argument("flow_run_id", help="The study's flow-run id.")
+    pause.add_argument(
+        "--trial", type=int, help="Pause only this trial (its number); the others go on."
+    )
+    pause.set_defaults(handler=_pause)
+    resume = commands.add_parser("resume", help="Resume a paused (suspended) study.")
+    resume.add_argument("flow_run_id", help="The study's flow-run id.")
+    resume.add_argument("--trial", type=int, help="Resume only this trial, paused on its own.")
+    resume.add_argument(
+        "--force", action="store_true",
+        help="Resume even if the run has not finished pausing (its process is gone).",
+    )
+    resume.add_argument("--at", help="Resume at this time: HH:MM (local, next such time) or ISO 8601.")
+    resume.add_argument("--in", dest="within", help="Resume after this long, e.g. 90s, 45m, 2h30m.")
+    resume.set_defaults(handler=_resume)
+    status = commands.add_parser(
+        "status", help="Show where studies stand: state, trials, times, pauses, checkpoints."
+    )
+    status.add_argument(
+        "study", nargs="?", help="A study name or flow-run id (default: every study)."
+    )
+    status.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
+    status.add_argument(
+        "--storage", help="Read studies from this Optuna storage URL instead of the run's."
+    )
+    status.set_defaults(handler=_status)
+    report = commands.add_parser(
+        "report", help="Write a self-contained HTML report with a study's plots."
+    )
+    report.add_argument("study", help="The study name.")
+    report.add_argument(
+        "--storage", help="The study's Optuna storage URL (default: its flow run's storage)."
+    )
+    report.add_argument("--output", help="The HTML file to write (default: STUDY-report.html).")
+    report.set_defaults(handler=_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `intermission` command; return its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except IntermissionError as e:
+        print(f"intermission: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

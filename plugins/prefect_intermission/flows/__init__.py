@@ -1,0 +1,2 @@
+"""The Prefect flows: the study flow, the trial flow, and the control flows.
+"""

@@ -1,0 +1,91 @@
+"""Control flows: pause a study, and resume paused studies, as deployments.
+
+Deployed from prefect.yaml, they are buttons on the UI's deployment pages and
+`prefect deployment run` commands; the nightly one runs on a cron schedule.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterName,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+
+from prefect_intermission.pausing.abandonment import abandon_expired_pauses
+from prefect_intermission.errors import FlowRunControlError
+from prefect_intermission.pausing.run_control import request_pause, request_resume
+from prefect_intermission.pausing.reasons import CONTROL_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
+
+STUDY_FLOW = "pausable-study"
+
+
+def _study_runs(state: StateType, name: str | None = None) -> list[FlowRun]:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[STUDY_FLOW])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[state])),
+                name=FlowRunFilterName(any_=[name]) if name else None,
+            ),
+            sort=FlowRunSort.START_TIME_DESC,
+        )
+
+
+@flow(name="pause-study", log_prints=True)
+def pause_study(study_name: str | None = None, flow_run_id: str | None = None) -> str:
+    """Pause a running study (by name, or by its flow-run id) at its next epoch boundary."""
+    if bool(study_name) == bool(flow_run_id):
+        raise FlowRunControlError("Give exactly one of study_name and flow_run_id.")
+    if flow_run_id:
+        target = UUID(flow_run_id)
+    else:
+        running = _study_runs(StateType.RUNNING, study_name)
+        if not running:
+            raise FlowRunControlError(f"No running study named {study_name!r}: nothing to pause.")
+        target = running[0].id
+    paused = request_pause(target, key_prefix=CONTROL_PAUSE_KEY_PREFIX)
+    print(f"Pause requested for study {paused.name} (flow run {paused.id}).")
+    return str(paused.id)
+
+
+@flow(name="abandon-expired-pauses", log_prints=True)
+def abandon_expired_pauses_flow() -> list[str]:
+    """Cancel, as abandoned, suspended studies paused longer than their policy's `abandon_after_hours`."""
+    abandoned = abandon_expired_pauses(_study_runs(StateType.PAUSED))
+    print(f"Abandoned {len(abandoned)} stud{'y' if len(abandoned) == 1 else 'ies'}: "
+          f"{', '.join(a.study_name for a in abandoned) or 'none'}.")
+    return [a.study_name for a in abandoned]
+
+
+@flow(name="resume-paused-studies", log_prints=True)
+def resume_paused_studies(study_name_prefix: str = "") -> list[str]:
+    """Resume every suspended study whose name starts with `study_name_prefix`, except
+    those paused longer than their policy's `abandon_after_hours` (abandoned instead)."""
+    logger = get_run_logger()
+    resumed = []
+    matching = [r for r in _study_runs(StateType.PAUSED) if r.name.startswith(study_name_prefix)]
+    abandoned = {a.flow_run_id for a in abandon_expired_pauses(matching)}
+    for run in matching:
+        if str(run.id) in abandoned:
+            continue
+        key = (run.state.state_details.pause_key or "") if run.state else ""
+        if not run.name.startswith(study_name_prefix) or not key.startswith(FLOW_PAUSE_KEY_PREFIX):
+            continue
+        try:
+            request_resume(run.id)
+        except FlowRunControlError as e:  # resumed meanwhile by someone else: fine
+            logger.info("Not resuming %s: %s", run.name, e)
+            continue
+        resumed.append(run.name)
+    print(f"Resumed {len(resumed)} paused stud{'y' if len(resumed) == 1 else 'ies'}: {', '.join(resumed) or 'none'}.")
+    return resumed

@@ -1,0 +1,139 @@
+"""Pause and resume a study's flow run from outside, as the Prefect UI does.
+
+`request_pause` sets the same PAUSED state the UI's Pause / Suspend button sets;
+the running study notices it within a second, stores everything at the next epoch
+boundary and suspends itself. `request_resume` is the UI's Resume button.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from uuid import UUID, uuid4
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.exceptions import NotPausedError, ObjectNotFound
+from prefect.flow_runs import resume_flow_run
+from prefect.states import Paused, Scheduled, Suspended
+
+from prefect_intermission.errors import FlowRunControlError
+from prefect_intermission.pausing.reasons import CLI_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
+
+
+def parse_flow_run_id(value: str) -> UUID:
+    """A flow-run id from the command line, with a clear error when it is not one."""
+    try:
+        return UUID(value)
+    except ValueError as e:
+        raise FlowRunControlError(
+            f"{value!r} is not a flow-run id; copy the id from the run's page in the Prefect "
+            "UI or from `prefect flow-run ls`."
+        ) from e
+
+
+def read_flow_run(flow_run_id: UUID) -> FlowRun:
+    """The flow run, or a clear error when the server does not know it."""
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_flow_run(flow_run_id)
+        except ObjectNotFound as e:
+            raise FlowRunControlError(
+                f"No flow run {flow_run_id} on the Prefect server at this PREFECT_API_URL."
+            ) from e
+
+
+def request_pause(flow_run_id: UUID, *, key_prefix: str = CLI_PAUSE_KEY_PREFIX) -> FlowRun:
+    """Ask a running study to pause at its next epoch boundary."""
+    flow_run = read_flow_run(flow_run_id)
+    state = flow_run.state
+    if state is None or not state.is_running():
+        raise FlowRunControlError(
+            f"Flow run {flow_run_id} ({flow_run.name}) is {state.name if state else 'new'}, "
+            "not Running: only a running study can be paused."
+        )
+    key = f"{key_prefix}{uuid4().hex}"
+    requested = (
+        Suspended(pause_key=key, message="Pause requested with `intermission pause`.")
+        if flow_run.deployment_id is not None
+        # A run outside a deployment cannot be rescheduled; it stops cleanly instead.
+        else Paused(pause_key=key, reschedule=False, message="Pause requested with `intermission pause`.")
+    )
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run_id, requested, force=True)
+    return read_flow_run(flow_run_id)
+
+
+def request_resume(flow_run_id: UUID, *, force: bool = False, at: datetime | None = None) -> FlowRun:
+    """Resume a suspended study now, or at `at`: a worker runs it again and it continues
+    every trial. Asking again while a resume is pending changes nothing."""
+    flow_run = read_flow_run(flow_run_id)
+    state = flow_run.state
+    if state is not None and state.is_scheduled() and state.name == "Resuming" and at is None:
+        return flow_run  # already resuming: a second request must not start a second execution
+    if state is None or not state.is_paused():
+        raise FlowRunControlError(
+            f"Flow run {flow_run_id} ({flow_run.name}) is {state.name if state else 'new'}, "
+            "not paused: only a paused study can be resumed."
+        )
+    key = state.state_details.pause_key or ""
+    if not force and not key.startswith(FLOW_PAUSE_KEY_PREFIX):
+        raise FlowRunControlError(
+            f"Flow run {flow_run_id} is still pausing: its trials are finishing their current "
+            "epoch and storing checkpoints. Try again in a few seconds, or pass --force if "
+            "its process is gone."
+        )
+    if at is None:
+        try:
+            resume_flow_run(flow_run_id)
+        except (NotPausedError, RuntimeError):
+            # Another request resumed it between our read and ours: that resume stands.
+            resumed = read_flow_run(flow_run_id)
+            if not _resuming_or_resumed(resumed):
+                raise
+            return resumed
+    else:
+        schedule_resume(flow_run_id, at)
+    return read_flow_run(flow_run_id)
+
+
+def _resuming_or_resumed(flow_run: FlowRun) -> bool:
+    """Whether the run left its pause: scheduled to resume, or started again."""
+    state = flow_run.state
+    return state is not None and (state.is_scheduled() or state.is_pending() or state.is_running())
+
+
+def schedule_resume(flow_run_id: UUID, at: datetime) -> None:
+    """Turn a suspension into a run scheduled at `at`: the UI shows it, a worker starts it then."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run_id, Scheduled(scheduled_time=at, name="Resuming"))
+
+
+def parse_resume_time(at: str | None, within: str | None, *, now: datetime | None = None) -> datetime | None:
+    """`--at` (ISO 8601, or HH:MM local time: the next such time) or `--in` (e.g. 90s, 45m, 2h30m)."""
+    now = now or datetime.now(timezone.utc)
+    if at and within:
+        raise FlowRunControlError("Give either --at or --in, not both.")
+    if within:
+        match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", within.strip())
+        if not match or not any(match.groups()):
+            raise FlowRunControlError(f"--in must look like 90s, 45m or 2h30m, but got {within!r}.")
+        hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        return now + timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    if at:
+        if re.fullmatch(r"\d{1,2}:\d{2}", at):
+            hour, minute = (int(p) for p in at.split(":"))
+            local = now.astimezone()
+            try:
+                moment = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            except ValueError as e:
+                raise FlowRunControlError(f"--at {at!r} is not a time of day.") from e
+            return (moment if moment > local else moment + timedelta(days=1)).astimezone(timezone.utc)
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError as e:
+            raise FlowRunControlError(
+                f"--at must be HH:MM or an ISO 8601 time such as 2026-11-23T22:00+01:00, but got {at!r}."
+            ) from e
+        return (moment if moment.tzinfo else moment.astimezone()).astimezone(timezone.utc)
+    return None

@@ -1,0 +1,128 @@
+"""The flow-run watcher: a pause clicked in the UI or asked by `intermission pause` sets the signal.
+
+A `FlowRunPauseWatcher` thread sets the study's `PauseSignal` when its flow run is
+put in a PAUSED state (the Prefect UI's Pause / Suspend button and `intermission
+pause` both do that), or when one of its triggers fires.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+from uuid import UUID, uuid4
+
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.states import Paused, State, Suspended
+
+from prefect_intermission._threads import ContextThread
+from prefect_intermission.pausing.holds import TrialHolds
+from prefect_intermission.pausing.reasons import PAUSING_KEY_PREFIX, pause_reason_of_state
+from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.settings import settings
+
+logger = logging.getLogger(__name__)
+
+
+def poll_seconds_from_env() -> float:
+    """Seconds between two reads of the flow run's state (`INTERMISSION_PAUSE_POLL_SECONDS`)."""
+    return settings().pause_poll_seconds
+
+
+def pausing_state(*, reason: str, deployment: bool) -> State:
+    """The PAUSED state that tells a study's trial runs to stop: "Pausing", no timeout.
+
+    It is not named "Suspended", so Prefect's engine does not treat it as a suspension
+    of the run it is set on (that would end the run at its next orchestration point and
+    be remembered by the engine): the study carries out the pause itself.
+    """
+    return Paused(
+        name="Pausing",
+        reschedule=deployment,
+        pause_key=f"{PAUSING_KEY_PREFIX}{uuid4().hex}",
+        message=f"Pausing ({reason}): every trial stops at its next epoch boundary.",
+    )
+
+
+class FlowRunPauseWatcher:
+    """Background thread that sets a `PauseSignal` when the flow run becomes PAUSED,
+    and keeps its held trials up to date.
+
+    A pause with a timeout (the UI's lasts 5 minutes, then the server fails the run)
+    is taken over at once with one that does not expire, so an epoch longer than
+    the timeout cannot lose the run. Use it as a context manager around training.
+    """
+
+    def __init__(
+        self,
+        flow_run_id: UUID,
+        signal: PauseSignal,
+        *,
+        poll_seconds: float | None = None,
+        triggers: list[Callable[[], str | None]] | None = None,
+        holds: TrialHolds | None = None,
+    ) -> None:
+        self.flow_run_id = flow_run_id
+        self.holds = holds
+        self.signal = signal
+        self.triggers = triggers or []
+        self.poll_seconds = poll_seconds if poll_seconds is not None else poll_seconds_from_env()
+        self._thread = ContextThread(self._watch, name=f"intermission-pause-watcher-{flow_run_id}")
+
+    def __enter__(self) -> FlowRunPauseWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._thread.stop()
+
+    def _watch(self) -> None:
+        with get_client(sync_client=True) as client:
+            while not self._thread.stopping.is_set() and not self.signal.is_requested():
+                for trigger in self.triggers:
+                    if (reason := trigger()) is not None:
+                        logger.info("Pause requested (%s): pausing at the next epoch boundary.", reason)
+                        self.signal.request(reason)
+                        return
+                self._read_holds()
+                try:
+                    state = client.read_flow_run(self.flow_run_id).state
+                except Exception:  # a flaky API must not stop training
+                    logger.debug("Could not read the flow run's state", exc_info=True)
+                else:
+                    reason = pause_reason_of_state(state)
+                    if reason is not None:
+                        logger.info("Pause requested (%s): pausing at the next epoch boundary.", reason)
+                        self.signal.request(reason)
+                        self._take_over(client, state)
+                        return
+                self._thread.stopping.wait(self.poll_seconds)
+
+    def _read_holds(self) -> None:
+        if self.holds is None:
+            return
+        try:
+            self.signal.set_held(self.holds.held())
+        except Exception:  # a flaky database must not stop training
+            logger.debug("Could not read the study's trial holds", exc_info=True)
+
+    def _take_over(self, client: SyncPrefectClient, state: Any) -> None:
+        if state.state_details.pause_timeout is None:
+            return
+        try:
+            client.set_flow_run_state(
+                self.flow_run_id,
+                Suspended(
+                    pause_key=f"{PAUSING_KEY_PREFIX}{uuid4().hex}",
+                    message="Pausing: every trial stops at its next epoch boundary.",
+                ),
+                force=True,
+            )
+        except Exception:
+            logger.warning("Could not lift the pause's timeout; it may expire.", exc_info=True)

@@ -1,0 +1,2 @@
+"""What people see: progress, artifacts, the terminal, events, notifications, resources, pause summaries.
+"""

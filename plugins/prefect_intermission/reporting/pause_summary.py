@@ -1,0 +1,84 @@
+"""The human-readable summary of a pause: what paused, why, where things are, how to resume."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from prefect.settings import PREFECT_UI_URL
+
+from prefect_intermission.pausing.reasons import describe
+from prefect_intermission.study.state import StudyState
+
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def pause_summary(
+    state: StudyState,
+    entry: dict[str, Any],
+    *,
+    n_trials: int,
+    max_epochs: int,
+    checkpoints: str,
+    flow_run_id: UUID,
+    resume_at: datetime | None = None,
+    how_to_resume: str | None = None,
+) -> str:
+    """Markdown for the pause artifact: the same facts `intermission status` shows.
+
+    `how_to_resume` replaces the Resume button and command of a deployment run, for
+    runs that continue otherwise (run the same command again, delete the pause file).
+    """
+    study = state.study
+    paused = entry["trials"]
+    lines = [
+        f"# Study `{study.study_name}` paused",
+        "",
+        f"- **Why:** {describe(entry['reason'])}",  # rules give their own words
+        f"- **When:** {entry['paused_at']}",
+        f"- **Trials:** {state.finished_count()} of {n_trials} finished; "
+        + (
+            ", ".join(
+                f"#{n} paused after epoch {e} of {max_epochs - 1}" if e is not None else f"#{n} not started"
+                for n, e in paused.items()
+            )
+            or "none mid-training"
+        ),
+    ]
+    try:
+        best = study.best_trial
+        lines.append(f"- **Best so far:** {best.value:.6g} (trial #{best.number}, {best.params})")
+    except ValueError:
+        lines.append("- **Best so far:** no finished trial yet")
+    lines.append(f"- **Checkpoints:** `{checkpoints}`")
+    resources = entry.get("resources") or {}
+    if resources:
+        lines.append(
+            f"- **Training process at pause:** CPU {resources['cpu_percent']}% (average), memory "
+            f"{_bytes(resources['rss_bytes'])} (peak {_bytes(resources['peak_rss_bytes'])})"
+        )
+        for gpu in resources.get("gpus", []):
+            utilization = gpu["utilization_percent"]
+            lines.append(
+                f"- **GPU {gpu['index']} ({gpu['name']}):** "
+                f"{'utilisation ' + str(utilization) + '%, ' if utilization is not None else ''}"
+                f"memory {_bytes(gpu['memory_allocated_bytes'])} "
+                f"(peak {_bytes(gpu['max_memory_allocated_bytes'])})"
+            )
+    lines.append(
+        f"- **Resumes:** by itself at {resume_at.isoformat(timespec='minutes')} (UTC)"
+        if resume_at is not None else "- **Resumes:** when you resume it"
+    )
+    lines += ["", "## Resume", "", how_to_resume or _resume_button_and_command(flow_run_id), ""]
+    lines.append("Every paused trial continues after its last epoch, from its checkpoint.")
+    return "\n".join(lines)
+
+
+def _resume_button_and_command(flow_run_id: UUID) -> str:
+    ui = PREFECT_UI_URL.value()
+    link = f" ({ui}/runs/flow-run/{flow_run_id})" if ui else ""
+    return f"Click **Resume** on this flow run's page{link}, or run:\n\n    intermission resume {flow_run_id}"

@@ -1,0 +1,197 @@
+"""Running one attempt of one trial: from a fresh start or from its checkpoint.
+
+An attempt seeds the global generators from the study seed and the trial number,
+hands the objective a `TrialLoop`, and records how the attempt ended in Optuna:
+complete, pruned, failed, or paused (the trial then stays RUNNING).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Literal
+
+import optuna
+from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
+
+from prefect_intermission._faults import fault_point
+from prefect_intermission.training._rng import seed_everything
+from prefect_intermission.training.checkpoints import CheckpointStore
+from prefect_intermission.errors import CheckpointError, TrialPaused
+from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.reporting.progress import StudyProgress
+from prefect_intermission.study.state import TRIAL_STATUS_ATTR, StudyState
+from prefect_intermission.training.loop import Restore, TrialLoop
+
+logger = logging.getLogger(__name__)
+
+Objective = Callable[[optuna.Trial, TrialLoop], float]
+OutcomeState = Literal["complete", "pruned", "paused", "failed"]
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How one attempt of a trial ended."""
+
+    number: int
+    state: OutcomeState
+    value: float | None = None
+    epoch: int | None = None
+    error: str | None = None
+    kept: bool = False  # failed, but kept paused at its last checkpoint for the next run
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """The seed of one trial: fixed by the study seed and the trial number."""
+    return (study_seed * 1_000_003 + trial_number) % 2**63
+
+
+def reattach_trial(state: StudyState, trial_id: int) -> optuna.Trial:
+    """A live `Trial` for a RUNNING trial left by an earlier run.
+
+    Its parameters come back from storage without drawing from the sampler (Optuna
+    samples only parameters a trial does not have yet), so the study's suggestion
+    sequence goes on as if the run had never stopped.
+    """
+    return optuna.Trial(state.study, trial_id)
+
+
+def run_trial_attempt(
+    state: StudyState,
+    trial: optuna.Trial,
+    objective: Objective,
+    *,
+    checkpoints: CheckpointStore,
+    max_epochs: int,
+    study_seed: int,
+    pause_signal: PauseSignal,
+    direction: Literal["minimize", "maximize"],
+    progress: StudyProgress | None = None,
+    hold_sampler_while_suggesting: bool = False,
+) -> TrialOutcome:
+    """Train `trial` until it finishes or pauses, and record the result in Optuna.
+
+    With `progress`, every epoch boundary is reported to it as it happens. With
+    `hold_sampler_while_suggesting`, the study's `sampler_lock` is held from the start
+    of the objective until its training loop starts, i.e. while it makes its
+    suggestions: needed when other processes sample from the same stored sampler. A
+    trial continued after a pause already has its parameters and samples nothing, so
+    it neither waits for that lock nor stores the sampler.
+    """
+    study = state.study
+    number = trial.number
+    seed = trial_seed(study_seed, number)
+    earlier = state.study._storage.get_trial_system_attrs(trial._trial_id).get(TRIAL_STATUS_ATTR)
+    state.mark_running(trial._trial_id, seed)
+    seed_everything(seed)
+    samples = not hold_sampler_while_suggesting or not trial.params
+    suggesting = ExitStack()
+    if hold_sampler_while_suggesting and samples:
+        suggesting.enter_context(state.sampler_lock)
+
+    def on_start(restore: Restore) -> None:
+        if samples:
+            # The objective has made its suggestions: store the sampler as it is now.
+            state.save_sampler()
+        suggesting.close()
+        if progress is not None:
+            start = -1 if restore.from_epoch is None else restore.from_epoch
+            progress.trial_started(number, trial.params, start, loop.best_metric)
+        if earlier is not None:
+            state.record_resumption(
+                trial._trial_id,
+                {
+                    "reason": "pause" if earlier == "paused" else "crash",
+                    "from_epoch": restore.from_epoch,
+                    "lost_epochs": restore.lost_epochs,
+                    "fallbacks": restore.fallbacks,
+                },
+            )
+
+    loop = TrialLoop(
+        trial,
+        checkpoints.for_trial(study.study_name, number),
+        max_epochs=max_epochs,
+        seed=seed,
+        pause_signal=pause_signal,
+        direction=direction,
+        on_start=on_start,
+        on_epoch=(
+            (lambda epoch, metric: progress.epoch_finished(number, epoch, metric, loop.best_metric))
+            if progress is not None else None
+        ),
+    )
+    try:
+        try:
+            value = objective(trial, loop)
+        finally:
+            suggesting.close()
+    except BaseException as stopped:
+        state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
+        return _stopped(state, trial, loop, stopped)
+    state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
+    if value is None or not math.isfinite(float(value)):
+        _tell(state, number, trial_state=TrialState.FAIL)
+        return TrialOutcome(
+            number, "failed", epoch=loop.epoch,
+            error=f"the objective returned {value!r}; it must return a finite number.",
+        )
+    _tell(state, number, value=float(value))
+    return TrialOutcome(number, "complete", value=float(value), epoch=loop.epoch)
+
+
+def _stopped(state: StudyState, trial: optuna.Trial, loop: TrialLoop, stopped: BaseException) -> TrialOutcome:
+    """Record an attempt that ended with an exception: paused, pruned or failed (others propagate)."""
+    number = trial.number
+    if isinstance(stopped, TrialPaused):
+        state.mark_paused(trial._trial_id, stopped.epoch)
+        logger.info("Trial %d paused after epoch %d; its checkpoint is stored.", number, stopped.epoch)
+        return TrialOutcome(number, "paused", epoch=stopped.epoch)
+    if isinstance(stopped, optuna.TrialPruned):
+        _tell(state, number, trial_state=TrialState.PRUNED)
+        return TrialOutcome(number, "pruned", value=loop.last_metric, epoch=loop.epoch)
+    if isinstance(stopped, (CheckpointError, SQLAlchemyError)):
+        return _kept_for_next_run(state, trial, loop, stopped)
+    if isinstance(stopped, Exception):
+        logger.error("Trial %d failed in its objective.", number, exc_info=stopped)
+        _tell(state, number, trial_state=TrialState.FAIL)
+        return TrialOutcome(
+            number, "failed", epoch=loop.epoch, error=f"{type(stopped).__name__}: {stopped}"
+        )
+    raise stopped
+
+
+def _kept_for_next_run(
+    state: StudyState, trial: optuna.Trial, loop: TrialLoop, stopped: Exception
+) -> TrialOutcome:
+    """The checkpoints or the study's storage failed, not the user's code: the trial stays
+    paused at its last checkpoint, so the run that follows the fix continues it."""
+    try:
+        last = loop.checkpoints.last_epoch()
+    except Exception:
+        last = None
+    state.mark_paused(trial._trial_id, last)
+    logger.error(
+        "Trial %d stopped: %s. It keeps its checkpoints (last after epoch %s) and continues "
+        "from there when the study runs again.", trial.number, stopped, last, exc_info=stopped,
+    )
+    return TrialOutcome(trial.number, "failed", epoch=last, error=f"{type(stopped).__name__}: {stopped}", kept=True)
+
+
+def _tell(
+    state: StudyState,
+    number: int,
+    *,
+    value: float | None = None,
+    trial_state: TrialState = TrialState.COMPLETE,
+) -> None:
+    """Finish a trial in Optuna through the study's own sampler, then store the sampler."""
+    with state.sampler_lock:
+        fault_point("study.tell")
+        state.study.tell(number, value, state=trial_state)
+        fault_point("study.told")
+        state.save_sampler()

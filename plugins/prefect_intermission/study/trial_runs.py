@@ -1,0 +1,339 @@
+"""Running a study's trials as flow runs of a trial deployment, on any worker of a work pool.
+
+With `trial_deployment`, the study run asks the trials (it alone uses the sampler to
+ask) and launches one `pausable-trial` flow run per trial attempt; the workers of the
+deployment's work pool start them wherever a slot is free. The study run then watches
+those runs and the trials' records in Optuna: epochs as they are stored (progress,
+artifacts, pause rules), and each trial's outcome once its run ends.
+
+A pause reaches the trial runs through the study's flow run: every trial run polls
+it and stops at its next epoch boundary once it is PAUSED. A pause that does not
+come from that state (a pause file or window, a rule, a failed trial, a lost lease)
+is therefore announced by putting the study run into the same pausing state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID, uuid4
+
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Cancelled, Crashed
+from optuna.trial import FrozenTrial, TrialState
+
+from prefect_intermission._logging import run_logger
+from prefect_intermission.errors import ConfigurationError
+from prefect_intermission.reporting.events import emit_trial_event
+from prefect_intermission.study.leases import (
+    StudyLease,
+    lease_seconds_from_env,
+    trial_claim_owner_prefix,
+    trial_claim_resource,
+)
+from prefect_intermission.pausing.watcher import pausing_state, poll_seconds_from_env
+from prefect_intermission.study.scheduler import ScheduleResult, TrialScheduler
+from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR
+from prefect_intermission.study.attempt import TrialOutcome
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a trial's claim must be past its expiry before its run counts as lost
+#: (slack for clocks that differ between the machines).
+_CLAIM_EXPIRY_SLACK_SECONDS = 10.0
+
+
+def check_trial_deployment(name: str) -> None:
+    """Refuse, before any work, a trial deployment the Prefect server does not know."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name(name)
+        except (ObjectNotFound, ValueError) as e:
+            raise ConfigurationError(
+                f"trial_deployment {name!r} is not a deployment on this Prefect server ({e}). "
+                "Deploy the trial flow first (`prefect deploy --name train-trial` with this "
+                "project's prefect.yaml) and pass its full name, e.g. 'pausable-trial/train-trial'."
+            ) from e
+
+
+@dataclass(frozen=True)
+class TrialRunSettings:
+    """How a study launches its trials as flow runs.
+
+    Attributes:
+        deployment: The trial deployment, `"pausable-trial/<deployment name>"`.
+        study_execution: The owner of the study's lease: trial runs stop if it changes.
+        parameters: The trial flow's parameters shared by every trial (the study's).
+    """
+
+    deployment: str
+    study_execution: str
+    parameters: dict[str, Any]
+
+
+@dataclass
+class _TrialRun:
+    """One launched trial attempt: its flow run and what the study has seen of it."""
+
+    number: int
+    trial_id: int
+    flow_run_id: UUID
+    seen_epochs: set[int] = field(default_factory=set)
+    seen_params: bool = False
+    claim: StudyLease | None = None  # to read who holds the trial's claim
+
+
+class TrialRunScheduler(TrialScheduler):
+    """Runs the trials of one study as flow runs of a trial deployment (`trial_runs`)."""
+
+    stops_trials_at_once = False  # their runs pause themselves, after their epoch in progress
+
+    def __init__(self, *args: Any, trial_runs: TrialRunSettings, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.flow_run_id is None:
+            raise ConfigurationError("Trials on other workers need the study's flow run id.")
+        self.trial_runs = trial_runs
+        self.poll_seconds = max(poll_seconds_from_env(), 0.5)
+        self._execution_key = uuid4().hex
+        self._announced = False
+        self._launched: dict[UUID, _TrialRun] = {}  # the trial runs not collected yet
+
+    def run(self) -> ScheduleResult:
+        """Launch trial runs until `n_trials` are finished, a pause stops the study, or a trial fails."""
+        to_continue = deque(self.state.unfinished_trials())
+        result = self._result = ScheduleResult(finished=self.state.finished_count())
+        active = self._launched = {}
+        with get_client(sync_client=True) as client:
+            while True:
+                while self._may_start(result, len(active), 0, len(to_continue)):
+                    if to_continue:
+                        frozen = to_continue.popleft()
+                        number, trial_id = frozen.number, frozen._trial_id
+                        emit_trial_event("resumed", self.state.study.study_name, self.flow_run_id, number)
+                    else:
+                        trial = self._ask()
+                        number, trial_id = trial.number, trial._trial_id
+                    launched = self._launch(number, trial_id)
+                    active[launched.flow_run_id] = launched
+                if not active:
+                    return result
+                if self.pause_signal.is_requested():
+                    self._announce_pause(client)
+                time.sleep(self.poll_seconds)
+                try:
+                    runs = client.read_flow_runs(
+                        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(active)))
+                    )
+                except Exception:  # a flaky API must not end the study: ask again
+                    logger.warning("Could not read the trial runs' states; retrying.", exc_info=True)
+                    continue
+                for run in runs:
+                    trial_run = active[run.id]
+                    self._observe(trial_run)
+                    if self._lost(trial_run, run):
+                        run = self._mark_crashed(client, run)
+                    if run.state is not None and run.state.is_final():
+                        self._collect_run(active.pop(run.id), run, result)
+                    elif self.pause_signal.is_requested() and run.state is not None and run.state.is_scheduled():
+                        self._cancel_unstarted(client, run)
+
+    def stop_now(self) -> dict[int, int | None]:
+        """After a second Ctrl+C: the paused trials, and those whose runs still train.
+
+        Those runs are on other machines and are not stopped: each sees the study's run
+        stop and pauses after the epoch it is in. They are listed with the last epoch they
+        reported, which is where they continue from at the least.
+        """
+        stopped = dict(self._result.paused)
+        for trial_run in self._launched.values():
+            frozen = self._frozen(trial_run.trial_id)
+            if frozen.state == TrialState.RUNNING:  # not finished meanwhile
+                stopped[trial_run.number] = max(frozen.intermediate_values, default=None)
+        return stopped
+
+    def _lost(self, trial_run: _TrialRun, run: FlowRun) -> bool:
+        """Whether a Running trial run's process is gone with its machine: no worker is
+        left to report it Crashed, but its trial's claim is no longer renewed."""
+        if run.state is None or not run.state.is_running() or run.start_time is None:
+            return False
+        try:
+            if trial_run.claim is None:
+                resource = trial_claim_resource(self.state.study.study_name, trial_run.number)
+                trial_run.claim = StudyLease(self.state.engine, resource, "study run")
+            holder = trial_run.claim.holder()
+        except Exception:  # a flaky database: look again at the next poll
+            logger.debug("Could not read the claim of trial %d", trial_run.number, exc_info=True)
+            return False
+        now = time.time()
+        if holder is not None and holder[0].startswith(trial_claim_owner_prefix(run.id)):
+            return holder[1] < now - _CLAIM_EXPIRY_SLACK_SECONDS
+        # Not claimed by this run (yet: an earlier attempt's claim may still be there, or it
+        # released its own) but still Running long after it started.
+        return now - run.start_time.timestamp() > 4 * lease_seconds_from_env() + _CLAIM_EXPIRY_SLACK_SECONDS
+
+    def _mark_crashed(self, client: SyncPrefectClient, run: FlowRun) -> FlowRun:
+        """Report a lost trial run Crashed, so that the study counts it and pauses."""
+        run_logger(__name__).warning(
+            "Trial run %s stopped renewing its trial's claim: its process or machine is gone. "
+            "Marking it Crashed; the trial continues from its last checkpoint.", run.name,
+        )
+        try:
+            client.set_flow_run_state(
+                run.id, Crashed(message="Its process stopped renewing the trial's claim."), force=True
+            )
+            return client.read_flow_run(run.id)
+        except Exception:
+            logger.warning("Could not mark trial run %s Crashed; retrying.", run.id, exc_info=True)
+            return run
+
+    def _launch(self, number: int, trial_id: int) -> _TrialRun:
+        parameters = {
+            **self.trial_runs.parameters,
+            "trial_number": number,
+            "study_flow_run_id": str(self.flow_run_id),
+            "study_execution": self.trial_runs.study_execution,
+        }
+        run = run_deployment(
+            self.trial_runs.deployment,
+            parameters=parameters,
+            timeout=0,
+            as_subflow=False,
+            flow_run_name=f"{self.state.study.study_name}-trial-{number}",
+            tags=["intermission", f"study:{self.state.study.study_name}"],
+            # A retried request inside this execution never starts the trial twice.
+            idempotency_key=f"{self.flow_run_id}:{self._execution_key}:trial-{number}",
+        )
+        run_logger(__name__).info("Trial %d launched as flow run %s (%s).", number, run.id, run.name)
+        frozen = self._frozen(trial_id)
+        values = frozen.intermediate_values
+        if self.progress is not None:
+            self.progress.trial_started(number, frozen.params, max(values, default=-1), self._best(values))
+        return _TrialRun(number, trial_id, run.id, seen_epochs=set(values))
+
+    def _frozen(self, trial_id: int) -> FrozenTrial:
+        return self.state.study._storage.get_trial(trial_id)
+
+    def _observe(self, trial_run: _TrialRun) -> None:
+        """Report epochs the trial run has stored since the last look (progress, rules)."""
+        if self.progress is None:
+            return
+        frozen = self._frozen(trial_run.trial_id)
+        if frozen.params and not trial_run.seen_params:
+            trial_run.seen_params = True
+            seen = {e: v for e, v in frozen.intermediate_values.items() if e in trial_run.seen_epochs}
+            self.progress.trial_started(trial_run.number, frozen.params, max(seen, default=-1), self._best(seen))
+        values = frozen.intermediate_values
+        for epoch in sorted(set(values) - trial_run.seen_epochs):
+            trial_run.seen_epochs.add(epoch)
+            best = self._best({e: v for e, v in values.items() if e <= epoch})
+            self.progress.epoch_finished(trial_run.number, epoch, values[epoch], best)
+
+    def _best(self, values: dict[int, float]) -> float | None:
+        """The best of a trial's reported epoch metrics, in the study's direction."""
+        if not values:
+            return None
+        return min(values.values()) if self.settings.direction == "minimize" else max(values.values())
+
+    def _announce_pause(self, client: SyncPrefectClient) -> None:
+        """Put the study run into the pausing state the trial runs follow (once)."""
+        if self._announced:
+            return
+        try:
+            current = client.read_flow_run(self.flow_run_id)
+            if current.state is not None and current.state.is_running():
+                pausing = pausing_state(
+                    reason=self.pause_signal.reason or "unknown", deployment=current.deployment_id is not None
+                )
+                client.set_flow_run_state(self.flow_run_id, pausing, force=True)
+            # else: already paused (the UI, `intermission pause`): the trial runs see it
+        except Exception:  # a flaky API must not end the study as it pauses: try again
+            logger.warning("Could not announce the pause to the trial runs; retrying.", exc_info=True)
+            return
+        self._announced = True
+
+    def _cancel_unstarted(self, client: SyncPrefectClient, run: FlowRun) -> None:
+        """A trial run no worker has started yet need not start: the study is pausing."""
+        try:
+            client.set_flow_run_state(
+                run.id, Cancelled(message="The study paused before a worker started this trial run.")
+            )
+        except Exception:
+            logger.debug("Could not cancel trial run %s; waiting for it instead.", run.id, exc_info=True)
+
+    def _collect_run(self, trial_run: _TrialRun, run: FlowRun, result: ScheduleResult) -> None:
+        """Read how the trial run ended from Optuna and count it, as the thread scheduler does."""
+        number = trial_run.number
+        frozen = self._frozen(trial_run.trial_id)
+        ended = run.state.name if run.state else "gone"
+        if run.state is not None and (run.state.is_failed() or run.state.is_crashed()):
+            run_logger(__name__).warning(
+                "Trial %d: its flow run %s ended %s: %s", number, run.id, ended, run.state.message
+            )
+        if frozen.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            state = "complete" if frozen.state == TrialState.COMPLETE else "pruned"
+            epochs = sorted(frozen.intermediate_values)
+            outcome = TrialOutcome(number, state, value=frozen.value, epoch=epochs[-1] if epochs else None)
+        elif frozen.state == TrialState.FAIL:
+            message = (run.state.message if run.state else None) or f"its flow run {run.id} ended {ended}"
+            outcome = TrialOutcome(number, "failed", error=message)
+        elif frozen.system_attrs.get(TRIAL_STATUS_ATTR) == "paused":
+            epoch = frozen.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR)
+            if run.state is not None and run.state.is_failed():
+                # Its checkpoints or the study's storage failed: kept paused for the fixed run.
+                message = run.state.message or f"its flow run {run.id} ended {ended}"
+                outcome = TrialOutcome(number, "failed", epoch=epoch, error=message, kept=True)
+            else:
+                outcome = TrialOutcome(number, "paused", epoch=epoch)
+        else:
+            outcome = self._interrupted(trial_run, run, frozen)
+        self._record(outcome, result)
+
+    def _interrupted(self, trial_run: _TrialRun, run: FlowRun, frozen: FrozenTrial) -> TrialOutcome:
+        """A trial run that ended without recording an outcome: never started, cancelled or crashed.
+
+        The study pauses as a whole: the trial continues from its last checkpoint when
+        the study is resumed (or run again).
+        """
+        number = trial_run.number
+        last = self.checkpoints.for_trial(self.state.study.study_name, number).last_epoch()
+        if run.start_time is None and frozen.system_attrs.get(TRIAL_STATUS_ATTR) is None:
+            self.state.mark_paused(trial_run.trial_id, last)  # no worker ever started it
+        else:
+            run_logger(__name__).warning(
+                "Trial %d: its flow run %s ended %s without recording an outcome; the study "
+                "pauses, and the trial continues from its checkpoint after epoch %s when resumed.",
+                number, run.id, run.state.name if run.state else "gone", last,
+            )
+        return TrialOutcome(number, "paused", epoch=last)
+
+    def _record(self, outcome: TrialOutcome, result: ScheduleResult) -> None:
+        number = outcome.number
+        if self.progress is not None:
+            self.progress.trial_ended(number, outcome.state)
+        emit_trial_event(
+            outcome.state, self.state.study.study_name, self.flow_run_id, number,
+            {"epoch": outcome.epoch, "value": outcome.value},
+        )
+        if outcome.state in ("complete", "pruned"):
+            result.finished += 1
+            logger.info(
+                "Trial %d %s after epoch %s: %s (%d/%d finished).",
+                number, outcome.state, outcome.epoch, outcome.value, result.finished, self.settings.n_trials,
+            )
+        elif outcome.state == "paused":
+            result.paused[number] = outcome.epoch
+            # A trial run that stopped by itself (its own run cancelled, its claim lost)
+            # pauses the whole study: a resume is what continues its trials.
+            self.pause_signal.request("trial-run-stopped")
+        else:
+            result.failed.append(outcome)
+            if outcome.kept:
+                result.paused[number] = outcome.epoch
+            self.pause_signal.request("trial-failed")

@@ -1,0 +1,365 @@
+"""Trial checkpoints stored through fsspec.
+
+Layout under the checkpoint root (any fsspec URL; a local folder by default):
+
+    <root>/<study>/trial-00003/epoch-00007.pt
+
+    <root>/<study>/trial-00003/manifest.json   (size and SHA-256 of each checkpoint)
+
+A checkpoint is never visible under its final name before it is complete: a local
+file is written beside it and renamed, an object store gets a single PUT. It is
+listed in the manifest only once written, and verified against it before it is
+loaded; older checkpoints are deleted only after a newer one is listed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import fsspec
+import torch
+from fsspec.implementations.local import LocalFileSystem
+
+from prefect_intermission._faults import fault_point
+from prefect_intermission.training._hashed_io import (
+    HashingWriter,
+    MemoryReader,
+    read_hashed,
+    without_zip_crc32,
+    write_hashed,
+)
+from prefect_intermission.errors import CheckpointError, ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT_VERSION = 1
+_EPOCH_FILE = re.compile(r"^epoch-(\d{5,})\.pt$")
+_MANIFEST = "manifest.json"
+
+
+def safe_path_component(name: str) -> str:
+    """Turn a study name into one path component that cannot leave its parent folder."""
+    if not name:
+        raise ConfigurationError("A study name must not be empty.")
+    component = quote(name, safe="-_.")
+    if component in {".", ".."}:
+        raise ConfigurationError(
+            f"{name!r} cannot be used as a study name; choose a name with letters or digits."
+        )
+    return component
+
+
+class CheckpointStore:
+    """Where a study's trial checkpoints live.
+
+    Args:
+        url: Any fsspec URL or local path, e.g. `.intermission/checkpoints` or
+            `s3://bucket/prefix`.
+        keep_last: How many checkpoints to keep per trial; older ones are deleted
+            after a newer one is written.
+        storage_options: Options for the fsspec filesystem, e.g. s3fs's `key`,
+            `secret` and `endpoint_url` (see `CheckpointStorageCredentials`). Without
+            them s3fs reads the usual AWS environment variables.
+    """
+
+    def __init__(
+        self, url: str, *, keep_last: int = 2, storage_options: dict[str, Any] | None = None
+    ) -> None:
+        if keep_last < 1:
+            raise ConfigurationError(f"keep_last must be >= 1, but got {keep_last=}.")
+        try:
+            self.fs, self.root = fsspec.url_to_fs(url, **(storage_options or {}))
+        except (ImportError, ValueError) as e:
+            raise ConfigurationError(
+                f"Cannot open the checkpoint location {url!r}: {e}. Use a local folder or an "
+                "fsspec URL whose filesystem package is installed (e.g. s3fs for s3://)."
+            ) from e
+        self.url = url
+        self.keep_last = keep_last
+        self.root = self.root.rstrip("/")
+
+    def check_writable(self) -> None:
+        """Fail with a clear error now, rather than after the first epoch, if we cannot write here."""
+        probe = f"{self.root}/.intermission-write-check-{uuid.uuid4().hex}"
+        try:
+            self.fs.makedirs(self.root, exist_ok=True)
+            self.fs.pipe_file(probe, b"ok")
+            self.fs.rm_file(probe)
+        except (OSError, ValueError) as e:
+            raise ConfigurationError(
+                f"Cannot write to the checkpoint location {self.url!r}: {e}. Create it, fix its "
+                "permissions, or choose another location with the `checkpoints` parameter."
+            ) from e
+
+    def verify(self) -> None:
+        """Check, before any training, that an object store's bucket exists and can be reached.
+
+        Raises:
+            ConfigurationError: The bucket does not exist, or the store refuses or
+                cannot be reached with the credentials given.
+        """
+        if isinstance(self.fs, LocalFileSystem) or self.fs.root_marker:
+            return  # a local folder is created on the first write
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.info(bucket)
+        except FileNotFoundError as e:
+            raise ConfigurationError(
+                f"The bucket {bucket!r} of the checkpoint location {self.url!r} does not exist "
+                "(or these credentials cannot see it). Create the bucket, or fix the "
+                "checkpoints URL or the credentials."
+            ) from e
+        except PermissionError as e:
+            raise ConfigurationError(
+                f"Access to the bucket {bucket!r} of the checkpoint location {self.url!r} was "
+                f"refused: {e}. Check the credentials (the checkpoint_credentials block or the "
+                "worker's AWS environment) and the bucket's policy."
+            ) from e
+        except Exception as e:
+            raise ConfigurationError(
+                f"Cannot reach the checkpoint location {self.url!r}: {type(e).__name__}: {e}. "
+                "Check the endpoint (endpoint_url or AWS_ENDPOINT_URL), the network and the credentials."
+            ) from e
+
+    def for_trial(self, study_name: str, trial_number: int) -> TrialCheckpoints:
+        """The checkpoints of one trial of one study."""
+        folder = f"{self.root}/{safe_path_component(study_name)}/trial-{trial_number:05d}"
+        return TrialCheckpoints(self, folder)
+
+    def study_folder(self, study_name: str) -> str:
+        """The folder (or prefix) that holds every checkpoint of a study, as a URL."""
+        path = f"{self.root}/{safe_path_component(study_name)}"
+        return path if isinstance(self.fs, LocalFileSystem) else self.fs.unstrip_protocol(path)
+
+
+def _load_problem(error: Exception) -> str:
+    """The part of a refused `torch.load` that says what the file asked for."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    wanted = [line for line in lines if "unsupported GLOBAL" in line]
+    return (wanted or lines or [type(error).__name__])[0]
+
+
+@dataclass
+class LoadResult:
+    """What loading a trial's latest valid checkpoint found.
+
+    Attributes:
+        state: The checkpoint, or None when no valid one exists.
+        epoch: Its epoch, or None.
+        fallbacks: Each newer checkpoint skipped, as `{"epoch": e, "problem": "..."}`.
+    """
+
+    state: dict[str, Any] | None
+    epoch: int | None
+    fallbacks: list[dict[str, Any]]
+
+
+@dataclass
+class TrialCheckpoints:
+    """The epoch checkpoints of one trial, listed with their size and SHA-256 in a manifest.
+
+    A trial has one writer at a time (the study's lease, or a trial run's claim on its
+    trial, sees to it), so after its first save the manifest is kept in memory: an epoch
+    costs one checkpoint write and one manifest write, with no reads or listings.
+    """
+
+    store: CheckpointStore
+    folder: str
+    _listed: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def manifest_path(self) -> str:
+        """Where the manifest of this trial's checkpoints lives."""
+        return f"{self.folder}/{_MANIFEST}"
+
+    def path(self, epoch: int) -> str:
+        """Where the checkpoint written after `epoch` lives."""
+        return f"{self.folder}/epoch-{epoch:05d}.pt"
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The manifest's checkpoints, oldest first (empty when there is no manifest).
+
+        Raises:
+            CheckpointError: The manifest exists but cannot be read.
+        """
+        manifest = self._manifest()
+        return sorted(manifest["checkpoints"], key=lambda e: int(e["epoch"])) if manifest else []
+
+    def check_format(self) -> None:
+        """Fail if this trial's checkpoints were written in another format version.
+
+        Raises:
+            CheckpointError: They were; nothing is loaded or changed.
+        """
+        try:
+            manifest = self._manifest()
+        except CheckpointError:
+            return  # damaged: the fallback on load deals with it
+        version = manifest.get("format_version") if manifest else CHECKPOINT_FORMAT_VERSION
+        if version != CHECKPOINT_FORMAT_VERSION:
+            raise CheckpointError(
+                f"The checkpoints in {self.folder!r} have format version {version!r}, but this "
+                f"version of prefect-intermission reads version {CHECKPOINT_FORMAT_VERSION}. "
+                "Nothing was changed. Continue the study with the release that wrote them, "
+                "or run with restart_trials_without_checkpoints=True after deleting them."
+            )
+
+    def _manifest(self) -> dict[str, Any] | None:
+        try:
+            raw = self.store.fs.cat_file(self.manifest_path)
+        except FileNotFoundError:
+            return None
+        try:
+            manifest = json.loads(raw)
+            [int(e["epoch"]) for e in manifest["checkpoints"]]
+            return manifest
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"Manifest {self.manifest_path!r} is unreadable: {e}") from e
+
+    def epochs(self) -> list[int]:
+        """Epochs with a checkpoint in the manifest, oldest first."""
+        return [int(e["epoch"]) for e in self.entries()]
+
+    def last_epoch(self) -> int | None:
+        """The newest epoch with a checkpoint, the one a continuation starts after; None if none."""
+        epochs = self.epochs()
+        return epochs[-1] if epochs else None
+
+    def exists(self) -> bool:
+        """Whether this trial has a manifest or any checkpoint file at all."""
+        fs = self.store.fs
+        try:
+            return bool(fs.ls(self.folder, detail=False))
+        except FileNotFoundError:
+            return False
+
+    def save(self, epoch: int, state: dict[str, Any]) -> str:
+        """Store the checkpoint of `epoch`, list it in the manifest, prune older ones."""
+        payload = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
+        path = self.path(epoch)
+        try:
+            with without_zip_crc32():
+                size, sha256 = self._write_complete(path, lambda f: torch.save(payload, f))
+        except OSError as e:
+            raise CheckpointError(
+                f"Could not write checkpoint {path!r}: {e}. Check that the checkpoint "
+                "location exists, is writable and has free space."
+            ) from e
+        fault_point("checkpoint.manifest")
+        entry = {"epoch": epoch, "file": os.path.basename(path), "size": size, "sha256": sha256}
+        first_save = self._listed is None
+        if self._listed is None:
+            try:
+                self._listed = self.entries()
+            except CheckpointError:
+                self._listed = []  # a damaged manifest is replaced by one that lists what is verified
+        # Checkpoints of this epoch or later are from an attempt that was cut off: obsolete.
+        previous = sorted((e for e in self._listed if int(e["epoch"]) < epoch), key=lambda e: int(e["epoch"]))
+        kept = [*previous, entry][-self.store.keep_last :]
+        manifest = json.dumps({"format_version": CHECKPOINT_FORMAT_VERSION, "checkpoints": kept})
+        self._write_complete(self.manifest_path, lambda f: f.write(manifest.encode()))
+        self._listed = kept
+        if first_save:  # also clears what earlier writers left: unlisted files, partial writes
+            self._delete_unlisted({e["file"] for e in kept})
+        else:
+            self._delete_files({e["file"] for e in previous} - {e["file"] for e in kept})
+        return path
+
+    def load_latest_valid(self) -> LoadResult:
+        """The newest checkpoint that matches its manifest entry and loads safely.
+
+        Newer checkpoints that are missing, truncated, altered or unreadable are
+        skipped and reported in `fallbacks`; none of them is ever loaded.
+        """
+        fallbacks: list[dict[str, Any]] = []
+        try:
+            entries = self.entries()
+        except CheckpointError as e:
+            return LoadResult(None, None, [{"epoch": None, "problem": str(e)}])
+        for entry in reversed(entries):
+            epoch = int(entry["epoch"])
+            try:
+                state = self._load_verified(entry)
+            except CheckpointError as e:
+                logger.warning("Skipping checkpoint of epoch %d: %s", epoch, e)
+                fallbacks.append({"epoch": epoch, "problem": str(e)})
+                continue
+            return LoadResult(state, epoch, fallbacks)
+        return LoadResult(None, None, fallbacks)
+
+    def _load_verified(self, entry: dict[str, Any]) -> dict[str, Any]:
+        path = f"{self.folder}/{entry['file']}"
+        try:
+            data, sha256 = self._read_complete(path)
+        except FileNotFoundError as e:
+            raise CheckpointError(f"{path!r} is missing") from e
+        if len(data) != entry["size"]:
+            raise CheckpointError(f"{path!r} has {len(data)} bytes, the manifest says {entry['size']}")
+        if sha256 != entry["sha256"]:
+            raise CheckpointError(f"{path!r} does not match its SHA-256 in the manifest")
+        try:  # the very bytes just verified: nothing read twice, nothing swapped in between
+            with MemoryReader(data) as verified:
+                state = torch.load(verified, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f"{path!r} cannot be read safely: {_load_problem(e)}") from e
+        version = state.get("format_version") if isinstance(state, dict) else None
+        if version != CHECKPOINT_FORMAT_VERSION:
+            raise CheckpointError(
+                f"{path!r} has format version {version!r}, but this version of "
+                f"prefect-intermission reads version {CHECKPOINT_FORMAT_VERSION}. Resume it "
+                "with the release that wrote it, or delete the trial's checkpoints to restart it."
+            )
+        return state
+
+    def _write_complete(self, path: str, write: Callable[[HashingWriter], object]) -> tuple[int, str]:
+        """Store what `write` writes under `path`, all or nothing; its size and SHA-256."""
+        fs = self.store.fs
+        if isinstance(fs, LocalFileSystem):
+            os.makedirs(self.folder, exist_ok=True)
+            partial = f"{self.folder}/.{os.path.basename(path)}.{uuid.uuid4().hex}.partial"
+            try:
+                written = write_hashed(partial, write)
+                os.replace(partial, path)
+            finally:
+                if os.path.exists(partial):
+                    os.remove(partial)
+            return written
+        buffer = io.BytesIO()
+        writer = HashingWriter(buffer)
+        write(writer)
+        fs.pipe_file(path, buffer.getvalue())
+        return writer.size, writer.hexdigest()
+
+    def _read_complete(self, path: str) -> tuple[bytes | bytearray, str]:
+        """The bytes stored under `path` and their SHA-256."""
+        fs = self.store.fs
+        if isinstance(fs, LocalFileSystem):
+            return read_hashed(path)
+        data = fs.cat_file(path)
+        return data, hashlib.sha256(data).hexdigest()
+
+    def _delete_unlisted(self, keep: set[str]) -> None:
+        """Delete checkpoints the manifest no longer lists, and partial files of dead writers."""
+        fs = self.store.fs
+        for path in fs.ls(self.folder, detail=False):
+            name = os.path.basename(path.rstrip("/"))
+            if name != _MANIFEST and name not in keep and (_EPOCH_FILE.match(name) or name.endswith(".partial")):
+                fs.rm_file(path)
+
+    def _delete_files(self, names: set[str]) -> None:
+        """Delete checkpoints the manifest stopped listing."""
+        for name in names:
+            try:
+                self.store.fs.rm_file(f"{self.folder}/{name}")
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,292 @@
+"""The resumable epoch loop an Optuna objective trains with.
+
+    def objective(trial: optuna.Trial, loop: TrialLoop) -> float:
+        lr = trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+        model = make_model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        loader = DataLoader(train_set, shuffle=True, generator=loop.generator)
+        for epoch in loop.epochs(model, optimizer):
+            train_one_epoch(model, optimizer, loader)
+            loop.end_epoch(validation_loss(model))
+        return loop.best_metric
+
+At every `end_epoch` the loop reports the metric to Optuna (and honours the pruner),
+stores a checkpoint with everything needed to continue exactly, and stops the
+trial with `TrialPaused` when a pause was requested. When the trial runs again
+after a pause, `epochs()` restores the latest checkpoint and continues with the
+next epoch.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import optuna
+import torch
+
+from prefect_intermission._faults import fault_point
+from prefect_intermission._logging import run_logger
+from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
+from prefect_intermission.training.checkpoints import TrialCheckpoints
+from prefect_intermission.errors import CheckpointError, ConfigurationError, IntermissionError, TrialPaused
+from prefect_intermission.pausing.signal import PauseSignal
+
+_COMPONENTS = ("model", "optimizer", "scheduler", "scaler")
+
+
+@dataclass(frozen=True)
+class Restore:
+    """Where an attempt of a trial starts.
+
+    Attributes:
+        from_epoch: The checkpointed epoch training continues after; None: from scratch.
+        fallbacks: Newer checkpoints skipped as damaged, `{"epoch": e, "problem": "..."}`.
+        lost_epochs: Epochs reported to Optuna earlier that no valid checkpoint holds;
+            they are trained again.
+    """
+
+    from_epoch: int | None
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
+    lost_epochs: list[int] = field(default_factory=list)
+
+
+class TrialLoop:
+    """Trains one trial epoch by epoch, so that it can stop and continue exactly.
+
+    The study flow creates it and hands it to the objective; it can also be created
+    directly, e.g. to use the loop with plain `study.optimize`.
+
+    Args:
+        trial: The Optuna trial being trained.
+        checkpoints: Where this trial's checkpoints go.
+        max_epochs: How many epochs a trial trains at most.
+        seed: Seeds `generator`, the data loader's shuffling generator.
+        pause_signal: Read at every epoch boundary; when set, the trial pauses.
+        direction: Whether a lower (`"minimize"`) or higher metric is better.
+        patience: Stop early after this many epochs without improvement (None: never).
+        on_start: Called once the checkpoint is restored, before the first epoch.
+        on_epoch: Called with `(epoch, metric)` after each epoch's checkpoint is stored.
+
+    Attributes:
+        generator: Pass it to `DataLoader(..., generator=loop.generator)`; its state is
+            checkpointed so a resumed trial sees the same shuffling.
+        extra_state: Your own state to checkpoint (plain data and tensors).
+        epoch: The last finished epoch (-1 before the first).
+        global_step: Steps counted with `step()` across epochs.
+        best_metric: The best metric so far, or None.
+        last_metric: The metric of the last finished epoch, or None.
+        epochs_without_improvement: The early-stopping counter.
+        resumed_from_epoch: The checkpointed epoch training continued after, or None.
+        epoch_seconds: Wall time of each finished epoch (time spent paused is not counted).
+    """
+
+    @staticmethod
+    def worker_init_fn(worker_id: int) -> None:
+        """`DataLoader(..., num_workers=N, worker_init_fn=TrialLoop.worker_init_fn)`: Ctrl+C
+        reaches every process of the terminal, and a data-loading worker started by
+        `spawn` or `forkserver` would die of it and fail the epoch; this leaves Ctrl+C
+        to the study, which pauses at the epoch boundary."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        checkpoints: TrialCheckpoints,
+        *,
+        max_epochs: int,
+        seed: int,
+        pause_signal: PauseSignal | None = None,
+        direction: Literal["minimize", "maximize"] = "minimize",
+        patience: int | None = None,
+        on_start: Callable[[Restore], None] | None = None,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        if max_epochs < 1:
+            raise ConfigurationError(f"max_epochs must be >= 1, but got {max_epochs=}.")
+        if direction not in ("minimize", "maximize"):
+            raise ConfigurationError(
+                f"direction must be 'minimize' or 'maximize', but got {direction=}."
+            )
+        if patience is not None and patience < 1:
+            raise ConfigurationError(f"patience must be >= 1 or None, but got {patience=}.")
+        self.trial = trial
+        self.checkpoints = checkpoints
+        self.max_epochs = max_epochs
+        self.pause_signal = pause_signal
+        self.direction = direction
+        self.patience = patience
+        self.on_start = on_start
+        self.on_epoch = on_epoch
+        self.generator = torch.Generator().manual_seed(seed)
+        self.extra_state: dict[str, Any] = {}
+        self.epoch = -1
+        self.global_step = 0
+        self.best_metric: float | None = None
+        self.last_metric: float | None = None
+        self.epochs_without_improvement = 0
+        self.resumed_from_epoch: int | None = None
+        self.epoch_seconds: list[float] = []
+        self._epoch_started = 0.0
+        self._components: dict[str, Any] = {}
+        self._reported: set[int] = set()
+        self._log = run_logger(__name__)
+        self._epoch_ended = True
+        self._stopped_early = False
+
+    def epochs(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any | None = None,
+        scaler: Any | None = None,
+    ) -> Iterator[int]:
+        """Yield the epochs still to train, after restoring the latest checkpoint.
+
+        Pass every object whose state must survive a pause: the model, its optimizer,
+        its LR scheduler and the AMP grad scaler, when used.
+        """
+        self._components = {
+            name: obj
+            for name, obj in zip(_COMPONENTS, (model, optimizer, scheduler, scaler))
+            if obj is not None
+        }
+        restore = self._restore()
+        if self.on_start is not None:
+            self.on_start(restore)
+        first = 0 if restore.from_epoch is None else restore.from_epoch + 1
+        for epoch in range(self.max_epochs if self._stopped_early else first, self.max_epochs):
+            self._epoch_ended = False
+            self._epoch_started = time.perf_counter()
+            yield epoch
+            if not self._epoch_ended:
+                raise IntermissionError(
+                    f"Epoch {epoch} of trial {self.trial.number} ended without "
+                    "loop.end_epoch(metric); call it once at the end of every epoch."
+                )
+            if self._stopped_early:
+                return
+
+    def step(self, n: int = 1) -> None:
+        """Count `n` optimisation steps towards `global_step`."""
+        self.global_step += n
+
+    def end_epoch(self, metric: float) -> None:
+        """Finish the current epoch: report, maybe prune, checkpoint, maybe pause.
+
+        Raises:
+            optuna.TrialPruned: The pruner stopped the trial.
+            TrialPaused: A pause was requested; the checkpoint is already stored.
+        """
+        if self._epoch_ended:
+            raise IntermissionError("end_epoch() was called twice, or outside loop.epochs().")
+        epoch = self.epoch + 1
+        metric = float(metric)
+        self.epoch_seconds.append(round(time.perf_counter() - self._epoch_started, 4))
+        if self.pause_signal is None:
+            self._record_epoch(epoch, metric)
+        else:
+            with self.pause_signal.recording(self.trial.number, self.epoch):
+                self._record_epoch(epoch, metric)
+        more_to_train = epoch + 1 < self.max_epochs and not self._stopped_early
+        if more_to_train and self.pause_signal is not None and self.pause_signal.pauses(self.trial.number):
+            raise TrialPaused(self.trial.number, epoch)
+
+    def _record_epoch(self, epoch: int, metric: float) -> None:
+        """Report the epoch, check the pruner, store the checkpoint and say so."""
+        if epoch not in self._reported:  # an epoch trained again after a crash keeps its report
+            self.trial.report(metric, epoch)
+        fault_point("trial.report")
+        self._track(epoch, metric)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"Pruned after epoch {epoch} with metric {metric}.")
+        self.checkpoints.save(epoch, self._checkpoint_state())
+        self._log.info(
+            "Trial %d finished epoch %d/%d: metric %.6g (best %.6g); checkpoint stored.",
+            self.trial.number, epoch, self.max_epochs - 1, metric, self.best_metric,
+        )
+        if self.on_epoch is not None:
+            self.on_epoch(epoch, metric)
+
+    def _track(self, epoch: int, metric: float) -> None:
+        self.epoch = epoch
+        self.last_metric = metric
+        self._epoch_ended = True
+        improved = self.best_metric is None or (
+            metric < self.best_metric if self.direction == "minimize" else metric > self.best_metric
+        )
+        if improved:
+            self.best_metric = metric
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+        if self.patience is not None and self.epochs_without_improvement >= self.patience:
+            self._stopped_early = True
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "trial_number": self.trial.number,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "best_metric": self.best_metric,
+            "last_metric": self.last_metric,
+            "epochs_without_improvement": self.epochs_without_improvement,
+            "stopped_early": self._stopped_early,
+            "components": {name: obj.state_dict() for name, obj in self._components.items()},
+            "extra_state": self.extra_state,
+            "epoch_seconds": self.epoch_seconds,
+            "rng": capture_rng_state(),
+            "loader_generator": self.generator.get_state(),
+        }
+
+    def _restore(self) -> Restore:
+        """Load the latest valid checkpoint, if any, into the tracked objects."""
+        self._reported = set(self.trial.storage.get_trial(self.trial._trial_id).intermediate_values)
+        loaded = self.checkpoints.load_latest_valid()
+        for fallback in loaded.fallbacks:
+            self._log.warning(
+                "Trial %d: skipping checkpoint of epoch %s: %s",
+                self.trial.number, fallback["epoch"], fallback["problem"],
+            )
+        state = loaded.state
+        if state is None:
+            if self._reported:
+                self._log.warning(
+                    "Trial %d has no valid checkpoint: training again from the start with "
+                    "the same parameters.", self.trial.number,
+                )
+            return Restore(None, loaded.fallbacks, sorted(self._reported))
+        where = self.checkpoints.path(state["epoch"])
+        saved = state["components"]
+        if set(saved) != set(self._components):
+            raise CheckpointError(
+                f"Checkpoint {where!r} holds {sorted(saved)} but loop.epochs() was given "
+                f"{sorted(self._components)}; pass the same objects the trial started with."
+            )
+        for name, obj in self._components.items():
+            try:
+                obj.load_state_dict(saved[name])
+            except (RuntimeError, KeyError, ValueError) as e:
+                raise CheckpointError(
+                    f"The {name} of trial {self.trial.number} does not match its checkpoint "
+                    f"{where!r}: {e}. Build the {name} the same way as when the trial started "
+                    "(same suggested parameters, same architecture)."
+                ) from e
+        restore_rng_state(state["rng"])
+        self.generator.set_state(state["loader_generator"])
+        self.extra_state.clear()
+        self.extra_state.update(state["extra_state"])
+        self.epoch = state["epoch"]
+        self.global_step = state["global_step"]
+        self.best_metric = state["best_metric"]
+        self.last_metric = state["last_metric"]
+        self.epochs_without_improvement = state["epochs_without_improvement"]
+        self._stopped_early = state["stopped_early"]
+        self.epoch_seconds = list(state["epoch_seconds"])
+        self.resumed_from_epoch = self.epoch
+        self._log.info("Trial %d continues after epoch %d from its checkpoint.", self.trial.number, self.epoch)
+        lost = sorted(e for e in self._reported if e > self.epoch)
+        return Restore(self.epoch, loaded.fallbacks, lost)
