@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from prefect_intermission.errors import ConfigurationError
+from prefect_intermission.study import leases
 from prefect_intermission.study.leases import LeaseLock, StudyBusyError, StudyLease
 
 
@@ -33,6 +34,49 @@ def test_a_lease_lock_excludes_other_owners_until_released_and_is_reentrant(tmp_
     other.join(timeout=10)
     assert got_it.is_set()
     assert taken == ["a", "b"]  # on_acquired once per outermost acquisition
+
+
+def test_a_lease_lock_taken_once_per_trial_sets_up_one_lease_and_one_heartbeat(tmp_path, monkeypatch):
+    """The sampler lock is taken once per trial asked: its lease table and heartbeat are set up once,
+    and that one heartbeat still renews the lease of a later, long hold."""
+    engine = create_engine(f"sqlite:///{tmp_path}/leases.db")
+    resource = "study (sampler)"
+    theirs = leases.LeaseLock(engine, resource, "process b", ttl_seconds=1.2)
+    observer = leases.StudyLease(engine, resource, "observer", ttl_seconds=1.2)
+    created: list[int] = []
+    create_all = leases._metadata.create_all
+    monkeypatch.setattr(leases._metadata, "create_all", lambda *a, **k: (created.append(1), create_all(*a, **k)))
+    heartbeats: list[str] = []
+    start = threading.Thread.start
+
+    def counting_start(thread: threading.Thread) -> None:
+        if thread.name.startswith("intermission-lease"):
+            heartbeats.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    mine = leases.LeaseLock(engine, resource, "process a", ttl_seconds=1.2)
+    for _ in range(20):
+        with mine:
+            assert observer.holder()[0] == "process a"
+    got_it = threading.Event()
+
+    def other_process() -> None:
+        with theirs:
+            got_it.set()
+
+    with mine:  # held for over two lifetimes: only renewals keep the other owner out
+        held_since = time.time()
+        mine_created, mine_heartbeats = len(created), list(heartbeats)
+        other = threading.Thread(target=other_process, daemon=True)
+        other.start()
+        assert not got_it.wait(3.0), "another owner took the lock while it was held"
+        owner, _, renewed_at = observer.holder()
+    other.join(timeout=10)
+    assert got_it.is_set(), "the other owner did not get the lock once it was released"
+    assert owner == "process a" and renewed_at - held_since > 1.2, "the lease was not renewed while held"
+    assert mine_created <= 1, f"the lease table was set up {mine_created} times for 21 acquisitions"
+    assert len(mine_heartbeats) <= 1, f"{len(mine_heartbeats)} heartbeat threads for 21 acquisitions"
 
 
 def test_a_resumed_run_waits_out_its_own_earlier_execution_however_long_it_pauses(tmp_path):

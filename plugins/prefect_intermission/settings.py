@@ -15,7 +15,8 @@ from prefect_intermission.errors import ConfigurationError
 class IntermissionSettings(BaseSettings):
     """Settings read from `INTERMISSION_<FIELD>` environment variables of the process."""
 
-    model_config = SettingsConfigDict(env_prefix="INTERMISSION_", extra="ignore")
+    # An empty variable counts as unset, as it did before this class read them.
+    model_config = SettingsConfigDict(env_prefix="INTERMISSION_", extra="ignore", env_ignore_empty=True)
 
     lease_seconds: float = Field(
         default=30.0,

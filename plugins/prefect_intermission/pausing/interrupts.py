@@ -27,11 +27,14 @@ from types import FrameType, TracebackType
 from typing import Any
 from uuid import UUID
 
-from prefect._internal import control_listener
 from prefect.client.orchestration import get_client
-from prefect.utilities.engine import _prefect_sigterm_handler
 
 from prefect_intermission._logging import run_logger
+from prefect_intermission._prefect_internals import (
+    commit_cancel_intent,
+    control_intent,
+    is_prefect_sigterm_handler,
+)
 from prefect_intermission.pausing.signal import PauseSignal
 
 Handler = Callable[[int, FrameType | None], Any] | int | None
@@ -113,15 +116,15 @@ class PauseOnSignals:
         self._wake.set()
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        if control_listener.get_intent() is not None:
+        if control_intent() is not None:
             self._chain(signum, frame)  # Prefect's runner already told the engine what this is
         elif self._defer_sigterm:
-            if self._previous.get(signum) is _prefect_sigterm_handler:
+            if is_prefect_sigterm_handler(self._previous.get(signum)):
                 # The runner sent its cancel intent before this SIGTERM, but Prefect's control
                 # listener acknowledges one only while Prefect's own handler is installed, so it
                 # refused it. Commit it as Prefect would have: the engine then cancels the run
                 # (Cancelling -> Cancelled) instead of marking it crashed.
-                control_listener._set_intent("cancel")
+                commit_cancel_intent()
             self._chain(signum, frame)
         else:
             self._received.append(signum)

@@ -1,0 +1,123 @@
+"""The one module that uses Prefect's private API.
+
+`PauseOnSignals` (pausing/interrupts.py) shares SIGTERM with Prefect's engine, which
+needs three things Prefect does not publish: the control intent its runner committed,
+a way to commit the intent "cancel" as Prefect's control listener would, and Prefect's
+own SIGTERM handler, to recognise it. Each is wrapped here in a small function, checked
+against Prefect `CHECKED_PREFECT_VERSION`.
+
+`check_prefect_internals()` verifies that each private name still exists and can be
+called as this module calls it; tests/test_prefect_internals.py runs it and exercises
+every wrapper, so a Prefect upgrade that changes them fails there, naming what changed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import signal
+import typing
+
+import prefect
+from prefect._internal import control_listener
+from prefect.utilities import engine as prefect_engine
+
+from prefect_intermission.errors import IntermissionError
+
+CHECKED_PREFECT_VERSION = "3.8.8"
+
+# (module, name, the arguments this module calls it with)
+_PRIVATE_CALLABLES: tuple[tuple[str, str, tuple[object, ...]], ...] = (
+    ("prefect._internal.control_listener", "get_intent", ()),
+    ("prefect._internal.control_listener", "_set_intent", ("cancel",)),
+    ("prefect.utilities.engine", "_prefect_sigterm_handler", (signal.SIGTERM, None)),
+)
+
+
+class PrefectInternalsChanged(IntermissionError):
+    """The installed Prefect no longer has a private name prefect-intermission relies on."""
+
+
+def control_intent() -> str | None:
+    """The control intent this process's Prefect runner committed ("cancel", ...), or None.
+
+    Relies on `prefect._internal.control_listener.get_intent()`: once it is not None,
+    Prefect's runner is driving the termination and the next SIGTERM is Prefect's own.
+    Checked against Prefect 3.8.8.
+    """
+    return control_listener.get_intent()
+
+
+def commit_cancel_intent() -> None:
+    """Commit the control intent "cancel", as Prefect's control listener does on a cancel.
+
+    Relies on `prefect._internal.control_listener._set_intent("cancel")`: with an intent
+    committed, the engine's `capture_sigterm()` does not pass the SIGTERM on to the
+    handler it replaced, and the engine ends the run Cancelled instead of Crashed.
+    Checked against Prefect 3.8.8.
+    """
+    control_listener._set_intent("cancel")
+
+
+def is_prefect_sigterm_handler(handler: object) -> bool:
+    """Whether `handler` is the SIGTERM handler Prefect's engine installs while a flow runs.
+
+    Relies on `prefect.utilities.engine._prefect_sigterm_handler`, the function
+    `capture_sigterm()` installs (it raises `TerminationSignal`); Prefect's control
+    listener acknowledges a runner's intent only while it is installed.
+    Checked against Prefect 3.8.8.
+    """
+    return handler is prefect_engine._prefect_sigterm_handler
+
+
+def check_prefect_internals() -> None:
+    """Verify that the installed Prefect still has each private name, callable as used here.
+
+    Raises:
+        PrefectInternalsChanged: A name is gone, is no longer callable, or no longer
+            accepts the arguments this module passes; the message names each one.
+    """
+    problems = [p for module, name, args in _PRIVATE_CALLABLES if (p := _problem(module, name, args))]
+    intents = _control_intents()
+    if "cancel" not in intents:
+        problems.append(
+            f"prefect._internal.attempt_control.Intent no longer includes 'cancel' (it is {intents!r})"
+        )
+    if problems:
+        raise PrefectInternalsChanged(
+            f"The installed Prefect ({prefect.__version__}) changed private API prefect-intermission "
+            f"relies on (checked against Prefect {CHECKED_PREFECT_VERSION}): {'; '.join(problems)}. "
+            "Adapt prefect_intermission/_prefect_internals.py."
+        )
+
+
+def _problem(module_name: str, name: str, args: tuple[object, ...]) -> str | None:
+    """What is wrong with `module_name.name` called with `args`, or None."""
+    where = f"{module_name}.{name}"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        return f"{module_name} cannot be imported ({e})"
+    if not hasattr(module, name):
+        return f"{where} is gone"
+    target = getattr(module, name)
+    if not callable(target):
+        return f"{where} is no longer callable (it is {target!r})"
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # no signature to read (a builtin): callable is all we know
+        return None
+    try:
+        signature.bind(*args)
+    except TypeError as e:
+        return f"{where}{signature} can no longer be called with {args!r} ({e})"
+    return None
+
+
+def _control_intents() -> tuple[object, ...]:
+    """The values Prefect's `Intent` type allows, or () if it cannot be read."""
+    try:
+        attempt_control = importlib.import_module("prefect._internal.attempt_control")
+    except ImportError:
+        return ()
+    return typing.get_args(getattr(attempt_control, "Intent", None))

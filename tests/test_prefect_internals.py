@@ -1,0 +1,142 @@
+"""The private Prefect API in prefect_intermission/_prefect_internals.py still exists and still
+behaves as the package relies on: a Prefect upgrade that changes it fails here, naming it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import time
+from uuid import uuid4
+
+import pytest
+from prefect import flow_engine
+from prefect._internal import attempt_control, control_listener
+from prefect.exceptions import TerminationSignal
+from prefect.utilities import engine as prefect_engine
+from prefect.utilities.engine import capture_sigterm
+
+from prefect_intermission._prefect_internals import (
+    PrefectInternalsChanged,
+    check_prefect_internals,
+    commit_cancel_intent,
+    control_intent,
+    is_prefect_sigterm_handler,
+)
+from prefect_intermission.pausing import interrupts
+from prefect_intermission.pausing.interrupts import PauseOnSignals
+from prefect_intermission.pausing.signal import PauseSignal
+
+
+@pytest.fixture
+def sigterm_recorder():
+    """SIGTERMs this process gets, recorded by a handler installed for the test (not the default,
+    which would end pytest); the handler and Prefect's control intent are reset afterwards."""
+    control_listener.clear_intent()
+    received: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        control_listener.clear_intent()
+
+
+def test_the_installed_prefect_has_every_private_name_the_package_uses():
+    check_prefect_internals()
+
+
+def test_a_committed_cancel_intent_is_read_back_by_the_package_and_by_prefects_engine(sigterm_recorder):
+    assert control_intent() is None
+    commit_cancel_intent()
+    assert control_intent() == "cancel"
+    assert flow_engine._termination_intent() == "cancel", (
+        "Prefect's flow engine no longer reads the intent set by control_listener._set_intent"
+    )
+
+
+def test_prefects_sigterm_handler_is_recognised_only_while_prefect_installs_it(sigterm_recorder):
+    assert not is_prefect_sigterm_handler(signal.getsignal(signal.SIGTERM))
+    with capture_sigterm():
+        assert is_prefect_sigterm_handler(signal.getsignal(signal.SIGTERM)), (
+            "capture_sigterm() no longer installs prefect.utilities.engine._prefect_sigterm_handler"
+        )
+    assert not is_prefect_sigterm_handler(signal.getsignal(signal.SIGTERM))
+
+
+def _sigterm_in_capture_sigterm(received: list[int]) -> None:
+    """Send SIGTERM while Prefect's engine handles it; wait until the replaced handler may have run."""
+    with pytest.raises(TerminationSignal), capture_sigterm():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # Prefect's handler raises TerminationSignal here
+    deadline = time.monotonic() + 1
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_with_an_intent_prefect_keeps_its_sigterm_from_the_handler_it_replaced(sigterm_recorder):
+    _sigterm_in_capture_sigterm(sigterm_recorder)
+    assert sigterm_recorder == [signal.SIGTERM], "without an intent, Prefect passes SIGTERM on"
+    commit_cancel_intent()
+    _sigterm_in_capture_sigterm(sigterm_recorder)
+    assert sigterm_recorder == [signal.SIGTERM], (
+        "with a committed intent, Prefect's capture_sigterm() passed SIGTERM on all the same"
+    )
+
+
+def test_a_cancellation_sigterm_under_pause_on_signals_reaches_prefect_as_a_cancel(sigterm_recorder, monkeypatch):
+    monkeypatch.setattr(interrupts, "flow_run_is_cancelling", lambda flow_run_id: True)
+    pause = PauseSignal()
+    with pytest.raises(TerminationSignal), capture_sigterm(), PauseOnSignals(pause, uuid4()):
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the helper thread sends it again; Prefect's raises
+            time.sleep(0.05)
+    assert control_intent() == "cancel"
+    assert sigterm_recorder == [] and not pause.is_requested()
+
+
+# -- the check fails loudly, naming what changed --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        (control_listener, "get_intent"),
+        (control_listener, "_set_intent"),
+        (prefect_engine, "_prefect_sigterm_handler"),
+    ],
+)
+def test_a_private_name_that_is_gone_is_named(monkeypatch, module, name):
+    monkeypatch.delattr(module, name)
+    with pytest.raises(PrefectInternalsChanged, match=re.escape(f"{module.__name__}.{name} is gone")):
+        check_prefect_internals()
+
+
+def test_a_private_function_called_differently_is_named(monkeypatch):
+    monkeypatch.setattr(control_listener, "_set_intent", lambda value, reason: None)
+    with pytest.raises(
+        PrefectInternalsChanged,
+        match=r"prefect\._internal\.control_listener\._set_intent\(value, reason\) can no longer be "
+        r"called with \('cancel',\)",
+    ):
+        check_prefect_internals()
+
+
+def test_a_private_name_that_is_no_longer_callable_is_named(monkeypatch):
+    monkeypatch.setattr(prefect_engine, "_prefect_sigterm_handler", None)
+    with pytest.raises(PrefectInternalsChanged, match=r"_prefect_sigterm_handler is no longer callable"):
+        check_prefect_internals()
+
+
+def test_a_private_module_that_is_gone_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "prefect._internal.control_listener", None)
+    with pytest.raises(PrefectInternalsChanged, match=r"prefect\._internal\.control_listener cannot be imported"):
+        check_prefect_internals()
+
+
+def test_an_intent_type_without_cancel_is_named(monkeypatch):
+    monkeypatch.setattr(attempt_control, "Intent", str)
+    with pytest.raises(PrefectInternalsChanged, match=r"Intent no longer includes 'cancel'"):
+        check_prefect_internals()
