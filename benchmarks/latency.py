@@ -31,7 +31,7 @@ from deployments.ui_actions import (
     wait_for,
     wait_for_state,
 )
-from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR
 
 DEPLOYMENT = "pausable-study/digits-demo"

@@ -31,7 +31,7 @@ from deployments.ui_actions import (
     wait_for_state,
     wait_until_mid_training,
 )
-from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study.state import TRIAL_STATUS_ATTR
 
 N_TRIALS = 3

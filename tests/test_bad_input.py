@@ -65,7 +65,7 @@ def paused_study(tmp_path):
 
     from prefect_intermission import PauseSignal
     from prefect_intermission.training.checkpoints import CheckpointStore
-    from prefect_intermission.flows.study import load_study_state
+    from prefect_intermission.study.setup import load_study_state
     from prefect_intermission.study.attempt import run_trial_attempt
     from tests.objectives import classifier
 

@@ -12,7 +12,7 @@ import s3fs
 import torch
 
 from prefect_intermission import CheckpointError, CheckpointStorageCredentials, CheckpointStore, ConfigurationError
-from prefect_intermission.flows.study import open_checkpoint_store
+from prefect_intermission.study.setup import open_checkpoint_store
 
 
 def _objects(s3_server, prefix: str) -> list[str]:

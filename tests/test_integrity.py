@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from prefect_intermission import CheckpointStore, PauseSignal
-from prefect_intermission.flows.study import load_study_state
+from prefect_intermission.study.setup import load_study_state
 from prefect_intermission.study.state import REFUSALS_ATTR, SAMPLER_ATTR, TRIAL_RESUMPTIONS_ATTR
 from prefect_intermission.study.attempt import reattach_trial, run_trial_attempt
 from tests.objectives import classifier

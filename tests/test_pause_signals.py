@@ -13,7 +13,7 @@ from sqlalchemy import create_engine
 from prefect_intermission.pausing.signal import PauseSignal, StudyStopped
 
 from prefect_intermission.pausing.triggers import pause_file_trigger
-from prefect_intermission.flows.study import _continue_instruction
+from prefect_intermission.flows._how_to_continue import continue_instruction as _continue_instruction
 from prefect_intermission.pausing.holds import TrialHolds
 
 

@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from prefect_intermission import CheckpointStore, PauseSignal
-from prefect_intermission.flows.study import load_study_state
+from prefect_intermission.study.setup import load_study_state
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR
 from prefect_intermission.study.attempt import reattach_trial, run_trial_attempt, trial_seed
 from tests.objectives import classifier

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from deployments.ui_actions import read_run, start_deployment_run, wait_for, wait_for_state, wait_until_mid_training
 from prefect_intermission import PausePolicy, request_pause
 from prefect_intermission.flows.control import abandon_expired_pauses_flow, resume_paused_studies
-from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from tests.e2e.studies import study_events, trained_epochs, trials
 from tests.status_study import status_json
 

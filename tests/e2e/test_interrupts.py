@@ -21,7 +21,7 @@ from deployments.local_stack import PROJECT_ROOT
 from deployments.ui_actions import process_is_gone, read_run, wait_for, wait_for_state, wait_until_mid_training
 from prefect_intermission import request_resume
 from prefect_intermission.study.leases import StudyLease
-from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.reporting.artifacts import artifact_key
 from prefect_intermission.study.state import (
     TRIAL_PAUSED_EPOCH_ATTR,

@@ -25,7 +25,7 @@ from deployments.ui_actions import (
     wait_for_state,
 )
 from prefect_intermission import CheckpointStore, request_resume
-from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study.state import (
     TRIAL_PAUSED_EPOCH_ATTR,
     TRIAL_RESUMPTIONS_ATTR,

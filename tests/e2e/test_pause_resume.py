@@ -24,7 +24,7 @@ from deployments.ui_actions import (
     wait_for_state,
     wait_until_mid_training,
 )
-from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, pause_history
 from tests.e2e.studies import artifacts_of, final_weights, last_epoch, paused_line, study_events, trained_epochs, trials
 

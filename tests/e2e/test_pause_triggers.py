@@ -28,7 +28,7 @@ from deployments.ui_actions import (
 )
 from prefect_intermission import PausePolicy, request_resume
 from prefect_intermission.flows.control import resume_paused_studies
-from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from tests.e2e.studies import paused_line, run_logs, trained_epochs, trials
 from tests.e2e.webhook import webhook

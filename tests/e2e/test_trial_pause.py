@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from deployments.ui_actions import read_run, start_deployment_run, wait_for, wait_for_state
 from prefect_intermission import request_resume
-from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study.state import TRIAL_STATUS_ATTR, pause_history
 from tests.e2e.studies import trained_epochs, trials
 

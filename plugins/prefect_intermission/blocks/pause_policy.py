@@ -22,12 +22,16 @@ def _next_cron_time(expression: str, zone: str, after: datetime) -> datetime:
 
 
 class PausePolicy(Block):
-    """How a pausable study pauses and resumes: checkpoints, notifications, resume
-    schedule, pause windows and how long a paused study may wait.
+    """How a pausable study pauses and resumes: notifications, resume schedule, pause
+    windows and how long a paused study may wait.
+
+    Where checkpoints go is the study's `checkpoints` and `keep_checkpoints` parameters.
+    Policies saved when they held it still load, and a study honours their location
+    with a deprecation warning until it is cleared here.
 
     Args:
-        checkpoints: Where checkpoints go (any fsspec URL).
-        keep_checkpoints: Checkpoints kept per trial.
+        checkpoints: Deprecated; set the study's `checkpoints` parameter instead.
+        keep_checkpoints: Deprecated; set the study's `keep_checkpoints` parameter instead.
         apprise_urls: Apprise URLs notified on pause, resume, completion and failure.
         notification_block: A Prefect notification block, as "block-type-slug/name".
         resume_cron: When a paused study resumes by itself, as a cron expression.
@@ -55,9 +59,15 @@ class PausePolicy(Block):
 
     checkpoints: str | None = Field(
         default=None,
-        description="Where checkpoints go, any fsspec URL; empty keeps the flow's `checkpoints` parameter.",
+        description=(
+            "Deprecated: leave empty and set the study's `checkpoints` parameter. A location saved "
+            "here still overrides it, with a warning, so existing studies find their checkpoints."
+        ),
     )
-    keep_checkpoints: int = Field(default=2, ge=1, description="How many checkpoints to keep per trial.")
+    keep_checkpoints: int = Field(
+        default=2, ge=1,
+        description="Deprecated: set the study's `keep_checkpoints` parameter. Used only with `checkpoints` above.",
+    )
     apprise_urls: list[SecretStr] = Field(
         default_factory=list,
         description="Apprise URLs (Slack, e-mail, webhooks...) notified on pause, resume, completion and failure.",

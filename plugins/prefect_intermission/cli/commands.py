@@ -7,20 +7,14 @@ import json
 import sys
 from collections.abc import Sequence
 
-from prefect.settings import PREFECT_UI_URL
-
 from prefect_intermission.errors import IntermissionError
+from prefect_intermission.reporting.links import flow_run_link
 from prefect_intermission.pausing.run_control import (
     parse_flow_run_id,
     parse_resume_time,
     request_pause,
     request_resume,
 )
-
-
-def _ui_link(flow_run_id: object) -> str:
-    ui = PREFECT_UI_URL.value()
-    return f" ({ui}/runs/flow-run/{flow_run_id})" if ui else ""
 
 
 def _pause(args: argparse.Namespace) -> None:
@@ -37,7 +31,7 @@ def _pause(args: argparse.Namespace) -> None:
         return
     flow_run = request_pause(parse_flow_run_id(args.flow_run_id))
     print(
-        f"Pause requested for {flow_run.name}{_ui_link(flow_run.id)}: every trial stops at its "
+        f"Pause requested for {flow_run.name}{flow_run_link(flow_run.id)}: every trial stops at its "
         f"next epoch boundary after storing its checkpoint, then the run is suspended.\n"
         f"Resume it with: intermission resume {flow_run.id}"
     )
@@ -56,7 +50,7 @@ def _resume(args: argparse.Namespace) -> None:
         else ""
     )
     print(
-        f"Resuming {flow_run.name}{_ui_link(flow_run.id)}{when}: a worker of its work pool "
+        f"Resuming {flow_run.name}{flow_run_link(flow_run.id)}{when}: a worker of its work pool "
         "picks it up and continues every paused trial from its checkpoint."
     )
 

@@ -8,7 +8,6 @@ stored sampler is never unpickled. `intermission status` renders the result.
 
 from __future__ import annotations
 
-import inspect
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,16 +17,17 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from prefect.client.schemas.objects import FlowRun
-from prefect.settings import PREFECT_UI_URL
 from sqlalchemy import column, inspect as sa_inspect, select, table
 from sqlalchemy.engine import make_url
 
 from prefect_intermission.training.checkpoints import CheckpointStore
 from prefect_intermission.errors import IntermissionError
-from prefect_intermission.pausing.reasons import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.reporting.links import flow_run_url
+from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.pausing.abandonment import ABANDONED_STATE_NAME
-from prefect_intermission.flows.study import DEFAULT_CHECKPOINTS, DEFAULT_STORAGE, optimize_study
-from prefect_intermission.study.flow_runs import StatusError, latest_runs, study_name_of
+from prefect_intermission.blocks.pause_policy import PausePolicy
+from prefect_intermission.study.config import StudyConfig
+from prefect_intermission.study.flow_runs import StatusError, latest_runs, study_config_of, study_name_of
 from prefect_intermission.study.state import (
     TRIAL_ATTEMPT_STARTED_ATTR,
     TRIAL_EPOCH_SECONDS_ATTR,
@@ -43,13 +43,6 @@ LEASES_TABLE = "intermission_study_leases"
 #: A run Prefect has called running (or pausing) this long without anyone holding the study's
 #: lease is abandoned (an expired lease says so at once).
 ABANDONED_AFTER_SECONDS = 120.0
-
-_FLOW_DEFAULTS = {
-    name: p.default
-    for name, p in inspect.signature(optimize_study.fn).parameters.items()
-    if p.default is not inspect.Parameter.empty
-}
-
 
 @dataclass(frozen=True)
 class TrialProgress:
@@ -121,10 +114,16 @@ def hide_password(url: str) -> str:
         return "<unparseable storage URL>"
 
 
-def ui_link(flow_run_id: object) -> str | None:
-    """The flow run's page in the Prefect UI, when `PREFECT_UI_URL` is set."""
-    ui = PREFECT_UI_URL.value()
-    return f"{ui.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui else None
+def _checkpoint_location(config: StudyConfig, problems: list[str]) -> str:
+    """Where the study's checkpoints are, as its run resolves it (a pause policy may still set it)."""
+    if not config.pause_policy:
+        return config.checkpoints
+    try:
+        policy = PausePolicy.load(config.pause_policy)
+    except Exception as e:  # noqa: BLE001 - deleted, or a server this machine cannot reach
+        problems.append(f"pause policy {config.pause_policy!r} unreadable from here: {e}")
+        return config.checkpoints
+    return config.with_policy_location(policy, warn=False).checkpoints
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -204,10 +203,10 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
         storage: Read the study from this SQLAlchemy URL instead of the run's `storage`.
         now: The current time (epoch seconds), for the lease check.
     """
-    params = {**_FLOW_DEFAULTS, **run.parameters}
-    study_name = study_name_of(run)
-    url = storage or str(params.get("storage") or DEFAULT_STORAGE)
-    n_trials, max_epochs = int(params["n_trials"]), int(params["max_epochs"])
+    config = study_config_of(run)
+    study_name = config.study_name
+    url = storage or config.storage
+    n_trials, max_epochs = config.n_trials, config.max_epochs
     problems: list[str] = []
     study: optuna.Study | None = None
     held: tuple[float, float] | None = None
@@ -280,7 +279,7 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
     if run.state is not None and run.state.is_scheduled():
         resumes_at = _iso(run.state.state_details.scheduled_time or run.next_scheduled_start_time)
 
-    checkpoints_url = str(params.get("checkpoints") or DEFAULT_CHECKPOINTS)
+    checkpoints_url = _checkpoint_location(config, problems)
     location: str | None = None
     files = size = 0
     try:
@@ -298,7 +297,7 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
         state=_state(run, pauses, lease, held[1] if held else None),
         prefect_state=run.state.name if run.state else None,
         flow_run_id=str(run.id),
-        ui_url=ui_link(run.id),
+        ui_url=flow_run_url(run.id),
         storage=hide_password(url),
         n_trials=n_trials,
         max_epochs=max_epochs,

@@ -9,10 +9,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
-    FlowFilter,
-    FlowFilterName,
     FlowRunFilter,
     FlowRunFilterName,
     FlowRunFilterState,
@@ -23,22 +20,20 @@ from prefect.client.schemas.sorting import FlowRunSort
 
 from prefect_intermission.pausing.abandonment import abandon_expired_pauses
 from prefect_intermission.errors import FlowRunControlError
+from prefect_intermission.study.flow_runs import read_study_runs
 from prefect_intermission.pausing.run_control import request_pause, request_resume
-from prefect_intermission.pausing.reasons import CONTROL_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.run_states import CONTROL_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
 
-STUDY_FLOW = "pausable-study"
 
 
 def _study_runs(state: StateType, name: str | None = None) -> list[FlowRun]:
-    with get_client(sync_client=True) as client:
-        return client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[STUDY_FLOW])),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[state])),
-                name=FlowRunFilterName(any_=[name]) if name else None,
-            ),
-            sort=FlowRunSort.START_TIME_DESC,
-        )
+    return read_study_runs(
+        FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[state])),
+            name=FlowRunFilterName(any_=[name]) if name else None,
+        ),
+        sort=FlowRunSort.START_TIME_DESC,
+    )
 
 
 @flow(name="pause-study", log_prints=True)

@@ -7,7 +7,6 @@ Every reason has a human label, shown in the pause summary, the notification and
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
 
 
 class PauseReason(StrEnum):
@@ -58,23 +57,3 @@ def describe(reason: str) -> str:
         return PauseReason(reason).label
     except ValueError:
         return reason
-
-
-#: Pause keys of requests made by `intermission pause` start with this.
-CLI_PAUSE_KEY_PREFIX = "intermission-cli-"
-#: Pause keys of requests made by the `pause-study` control deployment start with this.
-CONTROL_PAUSE_KEY_PREFIX = "intermission-control-"
-#: Pause keys of the suspensions the study flow makes itself start with this.
-FLOW_PAUSE_KEY_PREFIX = "intermission-flow-"
-#: Pause keys of a pause the study took over and is still carrying out.
-PAUSING_KEY_PREFIX = "intermission-pausing-"
-
-
-def pause_reason_of_state(state: Any) -> str | None:
-    """The pause reason a flow-run state stands for, or None if it is not a pause."""
-    if state is None or not state.is_paused():
-        return None
-    key = state.state_details.pause_key or ""
-    if key.startswith(CONTROL_PAUSE_KEY_PREFIX):
-        return PauseReason.DEPLOYMENT
-    return PauseReason.CLI if key.startswith(CLI_PAUSE_KEY_PREFIX) else PauseReason.UI

@@ -19,6 +19,9 @@ from typing import Any
 from prefect_intermission._import_path import import_objective
 from prefect_intermission._logging import run_logger
 from prefect_intermission.errors import ConfigurationError
+from prefect_intermission.pausing.reasons import PauseReason
+from prefect_intermission.reporting.progress import StudyProgress
+from prefect_intermission.training.direction import Direction, check_direction, reaches
 
 
 @dataclass(frozen=True)
@@ -46,23 +49,17 @@ def wall_clock_budget(seconds: float) -> PauseRule:
     )
 
 
-def metric_threshold(threshold: float, direction: str = "minimize") -> PauseRule:
+def metric_threshold(threshold: float, direction: Direction = "minimize") -> PauseRule:
     """Pause when a trial's epoch metric first reaches `threshold` (to look at a good model).
 
     Each trial pauses the study once, at the first epoch that reaches it: after a resume
     the trial trains on, however good it stays.
     """
     _number("metric_threshold", "threshold", threshold)
-    if direction not in ("minimize", "maximize"):
-        raise ConfigurationError(f"direction must be 'minimize' or 'maximize', but got {direction=}.")
-
-    def reaches(value: float | None) -> bool:
-        if value is None:
-            return False
-        return value <= threshold if direction == "minimize" else value >= threshold
+    check_direction(direction)
 
     def rule(context: RuleContext) -> str | None:
-        if not reaches(context.metric) or reaches(context.earlier_best):
+        if not reaches(context.metric, threshold, direction) or reaches(context.earlier_best, threshold, direction):
             return None
         return (
             f"rule: trial {context.trial_number} reached metric {context.metric:.6g} "
@@ -111,12 +108,15 @@ class RuleChecker:
         rules: list[PauseRule],
         request_pause: Callable[[str], None],
         earlier_best: Callable[[int], float | None],
+        *,
+        started_at: float | None = None,
     ) -> None:
         self.study_name = study_name
         self.rules = rules
         self.request_pause = request_pause
         self.earlier_best = earlier_best
-        self.started = time.monotonic()
+        # Rules count time from the study execution's start (`started_at`, epoch seconds), here or elsewhere.
+        self.started = time.monotonic() - (time.time() - started_at if started_at is not None else 0.0)
 
     def epoch_finished(self, number: int, epoch: int, metric: float, best: float | None) -> None:
         """Called at an epoch boundary, before the trial looks for a pause request."""
@@ -134,7 +134,22 @@ class RuleChecker:
                     "study again with the same study_name (a resume keeps the run's parameters).",
                     rule, type(e).__name__, e, exc_info=True,
                 )
-                reason = f"rule-error: {type(e).__name__}"
+                reason = f"{PauseReason.RULE_ERROR}: {type(e).__name__}"
             if reason is not None:
                 self.request_pause(reason)
                 return
+
+
+def attach_rules(
+    progress: StudyProgress,
+    study_name: str,
+    rules: list[PauseRule],
+    request_pause: Callable[[str], None],
+    *,
+    started_at: float | None = None,
+) -> None:
+    """Check `rules` at every epoch boundary `progress` hears of, on the trial's own thread,
+    before the trial looks for a pause request: a rule's pause lands at that very epoch."""
+    if rules:
+        checker = RuleChecker(study_name, rules, request_pause, progress.best_metric, started_at=started_at)
+        progress.add_epoch_hook(checker.epoch_finished)

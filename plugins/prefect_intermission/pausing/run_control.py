@@ -18,7 +18,7 @@ from prefect.flow_runs import resume_flow_run
 from prefect.states import Paused, Scheduled, Suspended
 
 from prefect_intermission.errors import FlowRunControlError
-from prefect_intermission.pausing.reasons import CLI_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.run_states import CLI_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
 
 
 def parse_flow_run_id(value: str) -> UUID:

@@ -10,8 +10,7 @@ from prefect.client.schemas.objects import FlowRun
 
 from prefect_intermission.errors import FlowRunControlError
 from prefect_intermission.pausing.run_control import read_flow_run
-from prefect_intermission.flows.study import DEFAULT_STORAGE
-from prefect_intermission.study.flow_runs import study_name_of
+from prefect_intermission.study.flow_runs import study_config_of, study_name_of
 from prefect_intermission.study.state import missing_sqlite_file, open_storage
 from prefect_intermission.pausing.holds import TrialHolds
 
@@ -28,13 +27,14 @@ class TrialRequest:
 def _study_holds(flow_run: FlowRun, trial_number: int) -> tuple[str, TrialHolds]:
     """The study of a run and its holds, once `trial_number` is known to be unfinished there."""
     study_name = study_name_of(flow_run)
-    if flow_run.parameters.get("trial_deployment"):
+    config = study_config_of(flow_run)
+    if config.trial_deployment:
         raise FlowRunControlError(
             f"Study {study_name!r} trains each trial as a flow run of its own "
-            f"({flow_run.parameters['trial_deployment']}); pausing one of those runs pauses the "
+            f"({config.trial_deployment}); pausing one of those runs pauses the "
             f"whole study. --trial pauses one trial of a study that trains its trials in its own process."
         )
-    url = str(flow_run.parameters.get("storage") or DEFAULT_STORAGE)
+    url = config.storage
     if (missing := missing_sqlite_file(url)) is not None:  # opening it would create an empty one
         raise FlowRunControlError(
             f"The storage of study {study_name!r} is a SQLite file that does not exist here "

@@ -14,11 +14,11 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.states import Paused, State, Suspended
+from prefect.states import Suspended
 
 from prefect_intermission._threads import ContextThread
 from prefect_intermission.pausing.holds import TrialHolds
-from prefect_intermission.pausing.reasons import PAUSING_KEY_PREFIX, pause_reason_of_state
+from prefect_intermission.pausing.run_states import PAUSING_KEY_PREFIX, pause_reason_of_state
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.settings import settings
 
@@ -28,21 +28,6 @@ logger = logging.getLogger(__name__)
 def poll_seconds_from_env() -> float:
     """Seconds between two reads of the flow run's state (`INTERMISSION_PAUSE_POLL_SECONDS`)."""
     return settings().pause_poll_seconds
-
-
-def pausing_state(*, reason: str, deployment: bool) -> State:
-    """The PAUSED state that tells a study's trial runs to stop: "Pausing", no timeout.
-
-    It is not named "Suspended", so Prefect's engine does not treat it as a suspension
-    of the run it is set on (that would end the run at its next orchestration point and
-    be remembered by the engine): the study carries out the pause itself.
-    """
-    return Paused(
-        name="Pausing",
-        reschedule=deployment,
-        pause_key=f"{PAUSING_KEY_PREFIX}{uuid4().hex}",
-        message=f"Pausing ({reason}): every trial stops at its next epoch boundary.",
-    )
 
 
 class FlowRunPauseWatcher:

@@ -6,9 +6,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from prefect.settings import PREFECT_UI_URL
-
 from prefect_intermission.pausing.reasons import describe
+from prefect_intermission.reporting.links import flow_run_link
 from prefect_intermission.study.state import StudyState
 
 
@@ -79,6 +78,5 @@ def pause_summary(
 
 
 def _resume_button_and_command(flow_run_id: UUID) -> str:
-    ui = PREFECT_UI_URL.value()
-    link = f" ({ui}/runs/flow-run/{flow_run_id})" if ui else ""
+    link = flow_run_link(flow_run_id)
     return f"Click **Resume** on this flow run's page{link}, or run:\n\n    intermission resume {flow_run_id}"

@@ -19,12 +19,14 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from prefect_intermission._faults import fault_point
+from prefect_intermission._logging import run_logger
 from prefect_intermission.training._rng import seed_everything
 from prefect_intermission.training.checkpoints import CheckpointStore
 from prefect_intermission.errors import CheckpointError, TrialPaused
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.state import TRIAL_STATUS_ATTR, StudyState
+from prefect_intermission.training.direction import Direction
 from prefect_intermission.training.loop import Restore, TrialLoop
 
 logger = logging.getLogger(__name__)
@@ -69,7 +71,8 @@ def run_trial_attempt(
     max_epochs: int,
     study_seed: int,
     pause_signal: PauseSignal,
-    direction: Literal["minimize", "maximize"],
+    direction: Direction,
+    patience: int | None = None,
     progress: StudyProgress | None = None,
     hold_sampler_while_suggesting: bool = False,
 ) -> TrialOutcome:
@@ -119,7 +122,9 @@ def run_trial_attempt(
         seed=seed,
         pause_signal=pause_signal,
         direction=direction,
+        patience=patience,
         on_start=on_start,
+        logger=run_logger(TrialLoop.__module__),
         on_epoch=(
             (lambda epoch, metric: progress.epoch_finished(number, epoch, metric, loop.best_metric))
             if progress is not None else None

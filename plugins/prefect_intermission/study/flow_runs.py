@@ -1,4 +1,4 @@
-"""Finding the `pausable-study` flow runs of studies on the Prefect server."""
+"""Finding the flow runs of studies on the Prefect server, and what a run says about its study."""
 
 from __future__ import annotations
 
@@ -11,24 +11,29 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 
 from prefect_intermission.errors import IntermissionError
-from prefect_intermission.flows.study import DEFAULT_STORAGE
+from prefect_intermission.study.config import DEFAULT_STORAGE, StudyConfig
 
-FLOW_NAME = "pausable-study"
+#: The study flow's name on the Prefect server.
+STUDY_FLOW_NAME = "pausable-study"
+#: The name of the flow that trains one trial per flow run (`trial_deployment`).
+TRIAL_FLOW_NAME = "pausable-trial"
 
 
 class StatusError(IntermissionError):
     """The study or flow run asked about cannot be found."""
 
 
-def _read_runs(flow_run_filter: FlowRunFilter | None = None) -> list[FlowRun]:
-    """`pausable-study` flow runs, newest first."""
+def read_study_runs(
+    flow_run_filter: FlowRunFilter | None = None, *, sort: FlowRunSort = FlowRunSort.EXPECTED_START_TIME_DESC
+) -> list[FlowRun]:
+    """The study flow's runs that match `flow_run_filter`, newest first."""
     runs: list[FlowRun] = []
     with get_client(sync_client=True) as client:
         while True:
             page = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[STUDY_FLOW_NAME])),
                 flow_run_filter=flow_run_filter,
-                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                sort=sort,
                 limit=200,
                 offset=len(runs),
             )
@@ -62,18 +67,18 @@ def latest_runs(target: str | None = None) -> list[FlowRun]:
                         f"No flow run {flow_run_id} on the Prefect server at this PREFECT_API_URL; "
                         "check the id, or give the study's name instead."
                     ) from e
-        runs = [r for r in _read_runs(FlowRunFilter(name=FlowRunFilterName(any_=[target])))
+        runs = [r for r in read_study_runs(FlowRunFilter(name=FlowRunFilterName(any_=[target])))
                 if study_name_of(r) == target]
         if not runs:
-            runs = [r for r in _read_runs() if study_name_of(r) == target]
+            runs = [r for r in read_study_runs() if study_name_of(r) == target]
         if not runs:
             raise StatusError(
-                f"No {FLOW_NAME!r} flow run of a study named {target!r} on the Prefect server at "
+                f"No {STUDY_FLOW_NAME!r} flow run of a study named {target!r} on the Prefect server at "
                 "this PREFECT_API_URL; `intermission status` without a name lists the studies it knows."
             )
         return runs[:1]
     latest: dict[str, FlowRun] = {}
-    for run in _read_runs():
+    for run in read_study_runs():
         latest.setdefault(study_name_of(run), run)
     return sorted(latest.values(), key=study_name_of)
 
@@ -84,4 +89,9 @@ def study_storage(study_name: str) -> str:
         run = latest_runs(study_name)[0]
     except StatusError:
         return DEFAULT_STORAGE
-    return str(run.parameters.get("storage") or DEFAULT_STORAGE)
+    return study_config_of(run).storage
+
+
+def study_config_of(run: FlowRun) -> StudyConfig:
+    """The configuration a study flow run was started with (defaults filled in)."""
+    return StudyConfig.from_run_parameters({"study_name": study_name_of(run), "objective": "", **run.parameters})

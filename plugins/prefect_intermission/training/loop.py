@@ -19,19 +19,20 @@ next epoch.
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import optuna
 import torch
 
 from prefect_intermission._faults import fault_point
-from prefect_intermission._logging import run_logger
 from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
 from prefect_intermission.training.checkpoints import TrialCheckpoints
+from prefect_intermission.training.direction import Direction, check_direction, is_better
 from prefect_intermission.errors import CheckpointError, ConfigurationError, IntermissionError, TrialPaused
 from prefect_intermission.pausing.signal import PauseSignal
 
@@ -70,6 +71,7 @@ class TrialLoop:
         patience: Stop early after this many epochs without improvement (None: never).
         on_start: Called once the checkpoint is restored, before the first epoch.
         on_epoch: Called with `(epoch, metric)` after each epoch's checkpoint is stored.
+        logger: Where each epoch's line goes (the study passes Prefect's run logger).
 
     Attributes:
         generator: Pass it to `DataLoader(..., generator=loop.generator)`; its state is
@@ -100,17 +102,15 @@ class TrialLoop:
         max_epochs: int,
         seed: int,
         pause_signal: PauseSignal | None = None,
-        direction: Literal["minimize", "maximize"] = "minimize",
+        direction: Direction = "minimize",
         patience: int | None = None,
         on_start: Callable[[Restore], None] | None = None,
         on_epoch: Callable[[int, float], None] | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         if max_epochs < 1:
             raise ConfigurationError(f"max_epochs must be >= 1, but got {max_epochs=}.")
-        if direction not in ("minimize", "maximize"):
-            raise ConfigurationError(
-                f"direction must be 'minimize' or 'maximize', but got {direction=}."
-            )
+        check_direction(direction)
         if patience is not None and patience < 1:
             raise ConfigurationError(f"patience must be >= 1 or None, but got {patience=}.")
         self.trial = trial
@@ -133,7 +133,7 @@ class TrialLoop:
         self._epoch_started = 0.0
         self._components: dict[str, Any] = {}
         self._reported: set[int] = set()
-        self._log = run_logger(__name__)
+        self._log = logger if logger is not None else logging.getLogger(__name__)
         self._epoch_ended = True
         self._stopped_early = False
 
@@ -215,10 +215,7 @@ class TrialLoop:
         self.epoch = epoch
         self.last_metric = metric
         self._epoch_ended = True
-        improved = self.best_metric is None or (
-            metric < self.best_metric if self.direction == "minimize" else metric > self.best_metric
-        )
-        if improved:
+        if is_better(metric, self.best_metric, self.direction):
             self.best_metric = metric
             self.epochs_without_improvement = 0
         else:

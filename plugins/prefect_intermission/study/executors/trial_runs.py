@@ -16,32 +16,37 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 from uuid import UUID, uuid4
 
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Crashed
-from optuna.trial import FrozenTrial, TrialState
 
 from prefect_intermission._logging import run_logger
 from prefect_intermission.errors import ConfigurationError
-from prefect_intermission.reporting.events import emit_trial_event
+from prefect_intermission.pausing.reasons import PauseReason
+from prefect_intermission.pausing.run_states import pausing_state
+from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.pausing.watcher import poll_seconds_from_env
+from prefect_intermission.reporting.progress import StudyProgress
+from prefect_intermission.study.attempt import TrialOutcome
+from prefect_intermission.study.config import StudyConfig
+from prefect_intermission.study.executors.base import TrialExecutor
 from prefect_intermission.study.leases import (
     StudyLease,
     lease_seconds_from_env,
     trial_claim_owner_prefix,
     trial_claim_resource,
 )
-from prefect_intermission.pausing.watcher import pausing_state, poll_seconds_from_env
-from prefect_intermission.study.scheduler import ScheduleResult, TrialScheduler
-from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR
-from prefect_intermission.study.attempt import TrialOutcome
+from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, StudyState
+from prefect_intermission.training.checkpoints import CheckpointStore
+from prefect_intermission.training.direction import best_of
 
 logger = logging.getLogger(__name__)
 
@@ -63,21 +68,6 @@ def check_trial_deployment(name: str) -> None:
             ) from e
 
 
-@dataclass(frozen=True)
-class TrialRunSettings:
-    """How a study launches its trials as flow runs.
-
-    Attributes:
-        deployment: The trial deployment, `"pausable-trial/<deployment name>"`.
-        study_execution: The owner of the study's lease: trial runs stop if it changes.
-        parameters: The trial flow's parameters shared by every trial (the study's).
-    """
-
-    deployment: str
-    study_execution: str
-    parameters: dict[str, Any]
-
-
 @dataclass
 class _TrialRun:
     """One launched trial attempt: its flow run and what the study has seen of it."""
@@ -90,73 +80,98 @@ class _TrialRun:
     claim: StudyLease | None = None  # to read who holds the trial's claim
 
 
-class TrialRunScheduler(TrialScheduler):
-    """Runs the trials of one study as flow runs of a trial deployment (`trial_runs`)."""
+class FlowRunExecutor(TrialExecutor):
+    """Trains each trial attempt as a flow run of the trial deployment (`trial_deployment`)."""
 
-    stops_trials_at_once = False  # their runs pause themselves, after their epoch in progress
+    trains_here = False  # their runs pause themselves, after their epoch in progress
 
-    def __init__(self, *args: Any, trial_runs: TrialRunSettings, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.flow_run_id is None:
-            raise ConfigurationError("Trials on other workers need the study's flow run id.")
-        self.trial_runs = trial_runs
+    def __init__(
+        self,
+        state: StudyState,
+        *,
+        config: StudyConfig,
+        checkpoints: CheckpointStore,
+        pause_signal: PauseSignal,
+        flow_run_id: UUID,
+        study_execution: str,
+        progress: StudyProgress | None = None,
+    ) -> None:
+        if not config.trial_deployment:
+            raise ConfigurationError("Trials on other workers need a trial_deployment.")
+        self.state = state
+        self.config = config
+        self.checkpoints = checkpoints
+        self.pause_signal = pause_signal
+        self.flow_run_id = flow_run_id
+        self.study_execution = study_execution
+        self.progress = progress
         self.poll_seconds = max(poll_seconds_from_env(), 0.5)
+        self.started_at = time.time()  # pause rules in the trial runs count from here
         self._execution_key = uuid4().hex
         self._announced = False
         self._launched: dict[UUID, _TrialRun] = {}  # the trial runs not collected yet
+        self._client: SyncPrefectClient | None = None
 
-    def run(self) -> ScheduleResult:
-        """Launch trial runs until `n_trials` are finished, a pause stops the study, or a trial fails."""
-        to_continue = deque(self.state.unfinished_trials())
-        result = self._result = ScheduleResult(finished=self.state.finished_count())
-        active = self._launched = {}
-        with get_client(sync_client=True) as client:
-            while True:
-                while self._may_start(result, len(active), 0, len(to_continue)):
-                    if to_continue:
-                        frozen = to_continue.popleft()
-                        number, trial_id = frozen.number, frozen._trial_id
-                        emit_trial_event("resumed", self.state.study.study_name, self.flow_run_id, number)
-                    else:
-                        trial = self._ask()
-                        number, trial_id = trial.number, trial._trial_id
-                    launched = self._launch(number, trial_id)
-                    active[launched.flow_run_id] = launched
-                if not active:
-                    return result
-                if self.pause_signal.is_requested():
-                    self._announce_pause(client)
-                time.sleep(self.poll_seconds)
-                try:
-                    runs = client.read_flow_runs(
-                        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(active)))
-                    )
-                except Exception:  # a flaky API must not end the study: ask again
-                    logger.warning("Could not read the trial runs' states; retrying.", exc_info=True)
-                    continue
-                for run in runs:
-                    trial_run = active[run.id]
-                    self._observe(trial_run)
-                    if self._lost(trial_run, run):
-                        run = self._mark_crashed(client, run)
-                    if run.state is not None and run.state.is_final():
-                        self._collect_run(active.pop(run.id), run, result)
-                    elif self.pause_signal.is_requested() and run.state is not None and run.state.is_scheduled():
-                        self._cancel_unstarted(client, run)
+    def __enter__(self) -> FlowRunExecutor:
+        self._client = get_client(sync_client=True).__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._client is not None:
+            self._client.__exit__(None, None, None)
+            self._client = None
+
+    def start(self, trial: optuna.Trial, *, continued: bool) -> None:
+        launched = self._launch(trial.number, trial._trial_id)
+        self._launched[launched.flow_run_id] = launched
+
+    def running(self) -> int:
+        return len(self._launched)
+
+    def pausing(self) -> None:
+        self._announce_pause(self._api())
+
+    def wait(self, timeout: float) -> list[TrialOutcome]:
+        """Look at the trial runs once, after `poll_seconds`: their epochs, and how ended ones ended."""
+        client = self._api()
+        time.sleep(self.poll_seconds)
+        try:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(self._launched)))
+            )
+        except Exception:  # a flaky API must not end the study: ask again
+            logger.warning("Could not read the trial runs' states; retrying.", exc_info=True)
+            return []
+        outcomes = []
+        for run in runs:
+            trial_run = self._launched[run.id]
+            self._observe(trial_run)
+            if self._lost(trial_run, run):
+                run = self._mark_crashed(client, run)
+            if run.state is not None and run.state.is_final():
+                outcomes.append(self._outcome(self._launched.pop(run.id), run))
+            elif self.pause_signal.is_requested() and run.state is not None and run.state.is_scheduled():
+                self._cancel_unstarted(client, run)
+        return outcomes
 
     def stop_now(self) -> dict[int, int | None]:
-        """After a second Ctrl+C: the paused trials, and those whose runs still train.
+        """After a second Ctrl+C: the trials whose runs still train.
 
         Those runs are on other machines and are not stopped: each sees the study's run
         stop and pauses after the epoch it is in. They are listed with the last epoch they
         reported, which is where they continue from at the least.
         """
-        stopped = dict(self._result.paused)
+        stopped = {}
         for trial_run in self._launched.values():
             frozen = self._frozen(trial_run.trial_id)
             if frozen.state == TrialState.RUNNING:  # not finished meanwhile
                 stopped[trial_run.number] = max(frozen.intermediate_values, default=None)
         return stopped
+
+    def _api(self) -> SyncPrefectClient:
+        if self._client is None:
+            raise RuntimeError("FlowRunExecutor is used outside its `with` block.")
+        return self._client
 
     def _lost(self, trial_run: _TrialRun, run: FlowRun) -> bool:
         """Whether a Running trial run's process is gone with its machine: no worker is
@@ -195,13 +210,14 @@ class TrialRunScheduler(TrialScheduler):
 
     def _launch(self, number: int, trial_id: int) -> _TrialRun:
         parameters = {
-            **self.trial_runs.parameters,
+            "config": self.config.model_dump(mode="json"),
             "trial_number": number,
             "study_flow_run_id": str(self.flow_run_id),
-            "study_execution": self.trial_runs.study_execution,
+            "study_execution": self.study_execution,
+            "study_started_at": self.started_at,
         }
         run = run_deployment(
-            self.trial_runs.deployment,
+            str(self.config.trial_deployment),
             parameters=parameters,
             timeout=0,
             as_subflow=False,
@@ -237,9 +253,7 @@ class TrialRunScheduler(TrialScheduler):
 
     def _best(self, values: dict[int, float]) -> float | None:
         """The best of a trial's reported epoch metrics, in the study's direction."""
-        if not values:
-            return None
-        return min(values.values()) if self.settings.direction == "minimize" else max(values.values())
+        return best_of(values.values(), self.config.direction)
 
     def _announce_pause(self, client: SyncPrefectClient) -> None:
         """Put the study run into the pausing state the trial runs follow (once)."""
@@ -267,8 +281,12 @@ class TrialRunScheduler(TrialScheduler):
         except Exception:
             logger.debug("Could not cancel trial run %s; waiting for it instead.", run.id, exc_info=True)
 
-    def _collect_run(self, trial_run: _TrialRun, run: FlowRun, result: ScheduleResult) -> None:
-        """Read how the trial run ended from Optuna and count it, as the thread scheduler does."""
+    def _outcome(self, trial_run: _TrialRun, run: FlowRun) -> TrialOutcome:
+        """How the trial run ended, read from Optuna.
+
+        A trial run that paused (or stopped) by itself, its own run cancelled or its
+        claim lost, pauses the whole study: a resume is what continues its trials.
+        """
         number = trial_run.number
         frozen = self._frozen(trial_run.trial_id)
         ended = run.state.name if run.state else "gone"
@@ -293,7 +311,9 @@ class TrialRunScheduler(TrialScheduler):
                 outcome = TrialOutcome(number, "paused", epoch=epoch)
         else:
             outcome = self._interrupted(trial_run, run, frozen)
-        self._record(outcome, result)
+        if outcome.state == "paused":
+            self.pause_signal.request(PauseReason.TRIAL_RUN_STOPPED)
+        return outcome
 
     def _interrupted(self, trial_run: _TrialRun, run: FlowRun, frozen: FrozenTrial) -> TrialOutcome:
         """A trial run that ended without recording an outcome: never started, cancelled or crashed.
@@ -312,28 +332,3 @@ class TrialRunScheduler(TrialScheduler):
                 number, run.id, run.state.name if run.state else "gone", last,
             )
         return TrialOutcome(number, "paused", epoch=last)
-
-    def _record(self, outcome: TrialOutcome, result: ScheduleResult) -> None:
-        number = outcome.number
-        if self.progress is not None:
-            self.progress.trial_ended(number, outcome.state)
-        emit_trial_event(
-            outcome.state, self.state.study.study_name, self.flow_run_id, number,
-            {"epoch": outcome.epoch, "value": outcome.value},
-        )
-        if outcome.state in ("complete", "pruned"):
-            result.finished += 1
-            logger.info(
-                "Trial %d %s after epoch %s: %s (%d/%d finished).",
-                number, outcome.state, outcome.epoch, outcome.value, result.finished, self.settings.n_trials,
-            )
-        elif outcome.state == "paused":
-            result.paused[number] = outcome.epoch
-            # A trial run that stopped by itself (its own run cancelled, its claim lost)
-            # pauses the whole study: a resume is what continues its trials.
-            self.pause_signal.request("trial-run-stopped")
-        else:
-            result.failed.append(outcome)
-            if outcome.kept:
-                result.paused[number] = outcome.epoch
-            self.pause_signal.request("trial-failed")

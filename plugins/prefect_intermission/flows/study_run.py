@@ -1,0 +1,279 @@
+"""One execution of a study's flow run: continue, train, then complete, fail or pause.
+
+A `StudyRun` holds what the execution needs once (the configuration, the study, the
+checkpoint store, the pause signal, the flow run, its lease and policy) and has one
+method per phase. Carrying out a pause (suspending the run, or stopping at once after
+a second Ctrl+C) is in `flows/suspension.py`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.states import Completed, State
+
+from prefect_intermission.blocks.pause_policy import PausePolicy
+from prefect_intermission.errors import IntermissionError
+from prefect_intermission.flows import suspension
+from prefect_intermission.flows._how_to_continue import continue_instruction, continue_markdown, epochs_text
+from prefect_intermission.pausing.holds import TrialHolds
+from prefect_intermission.pausing.interrupts import PauseOnSignals, StopNow
+from prefect_intermission.pausing.keys import PauseKeys
+from prefect_intermission.pausing.reasons import PauseReason
+from prefect_intermission.pausing.run_states import pause_reason_of_state
+from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.pausing.triggers import pause_file_trigger, pause_window_trigger, wait_until_removed
+from prefect_intermission.pausing.watcher import FlowRunPauseWatcher
+from prefect_intermission.reporting.artifacts import ArtifactReporter
+from prefect_intermission.reporting.events import emit_study_event
+from prefect_intermission.reporting.notify import notify
+from prefect_intermission.reporting.pause_summary import pause_summary
+from prefect_intermission.reporting.progress import StudyProgress
+from prefect_intermission.reporting.resources import measure_resources
+from prefect_intermission.reporting.terminal import TerminalProgress
+from prefect_intermission.study.config import StudyConfig
+from prefect_intermission.study.leases import StudyLease
+from prefect_intermission.study.scheduler import ScheduleResult, TrialScheduler
+from prefect_intermission.study.state import StudyState
+from prefect_intermission.training.checkpoints import CheckpointStore
+
+
+def read_run(flow_run_id: Any) -> FlowRun:
+    """The flow run as the server has it now."""
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id)
+
+
+class StudyRun:
+    """One execution of a study's flow run, holding the study's lease."""
+
+    def __init__(
+        self,
+        config: StudyConfig,
+        *,
+        state: StudyState,
+        store: CheckpointStore,
+        signal: PauseSignal,
+        flow_run: FlowRun,
+        lease: StudyLease,
+        policy: PausePolicy | None,
+        scheduler: TrialScheduler,
+        progress: StudyProgress,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.store = store
+        self.signal = signal
+        self.flow_run = flow_run
+        self.lease = lease
+        self.policy = policy
+        self.scheduler = scheduler
+        self.progress = progress
+        self.study_name = config.study_name
+        self.logger = get_run_logger()
+        self.reporter = ArtifactReporter(flow_run.id, progress)
+        self.holds = TrialHolds(state.engine, self.study_name)
+        self.execution = read_run(flow_run.id).state.id  # the Running state this execution began with
+
+    @property
+    def in_deployment(self) -> bool:
+        """Whether the run belongs to a deployment (only then can it be suspended)."""
+        return self.flow_run.deployment_id is not None
+
+    def execute(self) -> dict[str, Any] | State:
+        """Every phase in turn; the flow's return value."""
+        self.scheduler.check_checkpoints()
+        self.continue_study()
+        try:
+            with self.reporter, TerminalProgress(self.progress):
+                result = self.train()
+        except StopNow:
+            suspension.stop_now(self)
+        if isinstance(result, State):  # stopped waiting for the pause file: stays paused
+            return result
+        if result.failed:
+            self.fail(result)
+        if not self.signal.is_requested() and (late := pause_reason_of_state(read_run(self.flow_run.id).state)):
+            # Paused after the last trial ended: Prefect would end the run with that pause
+            # (and its timeout). Carry it out like any other; resuming then completes at once.
+            self.signal.request(late)
+        if self.signal.is_requested():
+            return self.pause(result)
+        return self.complete(result)
+
+    def continue_study(self) -> None:
+        """Release held trials and say which unfinished trials this execution continues."""
+        if released := self.holds.release_all():
+            self.logger.info("Held trial(s) %s resume with the study.", ", ".join(f"#{n}" for n in sorted(released)))
+        unfinished = self.state.unfinished_trials()
+        finished = self.state.finished_count()
+        if not unfinished and not finished:
+            return
+        continuing = ", ".join(
+            f"#{t.number} after epoch {len(t.intermediate_values) - 1}" for t in unfinished
+        ) or "none"
+        self.logger.info(
+            "Continuing study %r: %d/%d trials finished, %d unfinished trial(s) to continue: %s.",
+            self.study_name, finished, self.config.n_trials, len(unfinished), continuing,
+        )
+        if unfinished:
+            emit_study_event("resumed", self.study_name, self.flow_run.id, {"continuing": [t.number for t in unfinished]})
+            notify(
+                self.policy, f"Study {self.study_name} resumed",
+                f"Study {self.study_name!r} resumed (flow run {self.flow_run.id}): "
+                f"{finished} of {self.config.n_trials} trials finished; continuing {continuing}.",
+            )
+
+    def train(self) -> ScheduleResult | State:
+        """Train until done or paused; a pause by the pause file alone may be waited out here."""
+        triggers = self._policy_triggers()
+        while True:
+            with (
+                FlowRunPauseWatcher(self.flow_run.id, self.signal, triggers=triggers, holds=self.holds),
+                PauseOnSignals(self.signal, self.flow_run.id),
+                PauseKeys(self.signal),
+            ):
+                result = self.scheduler.run()
+            if result.failed or not self._waits_in_process(result):
+                return result
+            with PauseOnSignals(self.signal, self.flow_run.id):  # SIGTERM or Ctrl+C: stop waiting, stay paused
+                stopped = self.wait_for_pause_file(result)
+            if stopped is not None:
+                return stopped
+            self.signal.clear()
+
+    def record_stop(self, reason: str, result: ScheduleResult) -> dict[str, Any]:
+        """Store the sampler and a pause entry (why, which trials, resources) in the study."""
+        with self.state.sampler_lock:
+            self.state.save_sampler()
+        return self.state.record_pause(
+            flow_run_id=str(self.flow_run.id), reason=reason, trials=result.paused,
+            resources=measure_resources(),
+        )
+
+    def publish_summary(self, entry: dict[str, Any], resume_at: datetime | None, how_to_resume: str | None) -> str:
+        """The pause's markdown summary, published as the run's pause artifact."""
+        summary = pause_summary(
+            self.state, entry, n_trials=self.config.n_trials, max_epochs=self.config.max_epochs,
+            checkpoints=self.store.study_folder(self.study_name), flow_run_id=self.flow_run.id,
+            resume_at=resume_at, how_to_resume=how_to_resume,
+        )
+        self.reporter.publish_pause_summary(summary)
+        return summary
+
+    def how_to_resume(self) -> str | None:
+        """Markdown for runs outside a deployment (run them again); None: Resume and `intermission resume`."""
+        return None if self.in_deployment else continue_markdown(self.study_name)
+
+    def fail(self, result: ScheduleResult) -> None:
+        """A trial failed: the others are paused; say what failed and how to continue."""
+        self.record_stop(PauseReason.TRIAL_FAILED, result)
+        first = result.failed[0]
+        fix = "what the error names" if first.kept else "the objective"
+        message = (
+            f"Trial {first.number} of study {self.study_name!r} failed: {first.error}. "
+            f"Trials {epochs_text(result.paused)} were paused with their checkpoints. Fix "
+            f"{fix} and run the study again with the same study_name to continue it."
+        )
+        notify(self.policy, f"Study {self.study_name} failed", message)
+        raise IntermissionError(message)
+
+    def pause(self, result: ScheduleResult) -> State:
+        """Record the pause, publish its summary, and suspend the run (or end it, outside a deployment)."""
+        entry = self.record_stop(self.signal.reason or PauseReason.UNKNOWN, result)
+        resume_at = self.policy.next_resume_time() if self.policy is not None and self.in_deployment else None
+        summary = self.publish_summary(entry, resume_at, self.how_to_resume())
+        emit_study_event(
+            "paused", self.study_name, self.flow_run.id,
+            {"reason": entry["reason"], "trials": entry["trials"],
+             "resume_at": resume_at.isoformat() if resume_at else None},
+        )
+        return suspension.suspend(
+            self, result, resume_at=resume_at,
+            on_stopped=lambda: notify(self.policy, f"Study {self.study_name} paused", summary),
+        )
+
+    def complete(self, result: ScheduleResult) -> dict[str, Any]:
+        """Every trial is finished: report the best one."""
+        best = self.state.study.best_trial
+        completed = (
+            f"Study {self.study_name!r} complete: {result.finished} trials finished; best trial "
+            f"#{best.number} with value {best.value} and params {best.params}."
+        )
+        self.logger.info(completed)
+        emit_study_event(
+            "completed", self.study_name, self.flow_run.id,
+            {"finished_trials": result.finished, "best_value": best.value, "best_params": best.params},
+        )
+        notify(self.policy, f"Study {self.study_name} completed", completed)
+        return {
+            "study_name": self.study_name,
+            "status": "completed",
+            "finished_trials": result.finished,
+            "best_trial": best.number,
+            "best_value": best.value,
+            "best_params": best.params,
+        }
+
+    def wait_for_pause_file(self, result: ScheduleResult) -> State | None:
+        """Store the pause, say so, and wait in this process until the pause file is deleted.
+
+        Returns None once it is deleted (the study goes on), or the run's final state if
+        another pause reason (Ctrl+C, a key, a lost lease) ended the wait: the study stays
+        paused, and running it again continues it.
+        """
+        assert self.policy is not None and self.policy.pause_file is not None
+        path = str(self.policy.pause_file)
+        entry = self.record_stop(PauseReason.FILE, result)
+        emit_study_event("paused", self.study_name, self.flow_run.id, {"reason": PauseReason.FILE, "trials": entry["trials"]})
+        self.say(
+            f"Study {self.study_name!r} paused by the pause file: trials {epochs_text(result.paused)}; "
+            f"checkpoints and study state stored. Delete {path} to resume it in this process."
+        )
+        summary = self.publish_summary(entry, None, f"Delete `{path}`: the study resumes in its process.")
+        notify(self.policy, f"Study {self.study_name} paused", summary)
+        try:
+            wait_until_removed(path, unless=lambda: len(self.signal.reasons) > 1)
+        except KeyboardInterrupt:
+            self.signal.request(PauseReason.SIGNAL)
+        if len(self.signal.reasons) > 1:  # Ctrl+C, a key, a lost lease...: stop waiting, stay paused
+            stopped = (
+                f"Stopped waiting for {path} to be deleted ({self.signal.reasons[1]}); the study stays "
+                f"paused: {continue_instruction(self.study_name)}"
+            )
+            self.say(stopped)
+            return Completed(name="Paused", message=stopped)
+        resumed = f"Pause file {path} deleted: study {self.study_name!r} resumes."
+        self.say(resumed)
+        emit_study_event("resumed", self.study_name, self.flow_run.id, {"continuing": sorted(result.paused)})
+        notify(self.policy, f"Study {self.study_name} resumed", resumed)
+        return None
+
+    def say(self, message: str) -> None:
+        """Log `message` to the run and print it in the terminal."""
+        self.logger.info(message)
+        print(message, file=sys.stderr)
+
+    def _waits_in_process(self, result: ScheduleResult) -> bool:
+        """A run outside a deployment, training its trials itself, paused by its pause file
+        alone and with trials left, waits in its process for the file to go."""
+        return (
+            self.signal.reasons == [PauseReason.FILE] and not self.in_deployment
+            and self.scheduler.executor.trains_here and self.policy is not None
+            and self.policy.pause_file is not None and result.finished < self.config.n_trials
+        )
+
+    def _policy_triggers(self) -> list[Callable[[], str | None]]:
+        """The pause file and the next pause window of the policy, as watcher triggers."""
+        triggers = []
+        if self.policy is not None and self.policy.pause_file:
+            triggers.append(pause_file_trigger(self.policy.pause_file))
+        if self.policy is not None and (at := self.policy.next_pause_time()) is not None:
+            triggers.append(pause_window_trigger(at))
+        return triggers

@@ -1,0 +1,156 @@
+"""Carrying out a study's pause once everything is stored: suspend the run, or stop at once.
+
+A suspended run frees its machine; Resume (or `intermission resume`) executes it again
+from the top. A run outside a deployment cannot be suspended: it ends Completed named
+"Paused", and running it again continues the study.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, NoReturn
+from uuid import uuid4
+
+from prefect.client.orchestration import get_client
+from prefect.events.worker import EventsWorker
+from prefect.exceptions import Pause
+from prefect.flow_runs import suspend_flow_run
+from prefect.logging.handlers import APILogWorker
+from prefect.states import Completed, Running, State, Suspended
+
+from prefect_intermission._faults import fault_point
+from prefect_intermission.errors import IntermissionError
+from prefect_intermission.flows._how_to_continue import continue_instruction, epochs_text
+from prefect_intermission.pausing.reasons import PauseReason
+from prefect_intermission.pausing.run_control import schedule_resume
+from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.reporting.events import emit_study_event
+from prefect_intermission.reporting.links import flow_run_link
+from prefect_intermission.reporting.notify import notify
+from prefect_intermission.study.scheduler import ScheduleResult
+
+if TYPE_CHECKING:
+    from prefect_intermission.flows.study_run import StudyRun
+
+logger = logging.getLogger("prefect_intermission")
+
+
+def _expired_pause(state: State) -> bool:
+    """Whether the server failed the run because a pause timed out before we suspended it."""
+    return state.is_failed() and "paused and never resumed" in (state.message or "")
+
+
+def suspend(
+    run: StudyRun,
+    result: ScheduleResult,
+    *,
+    resume_at: datetime | None = None,
+    on_stopped: Callable[[], object] = lambda: None,
+) -> State:
+    """Suspend the flow run (or, outside a deployment, end it) once everything is stored."""
+    study_name, flow_run = run.study_name, run.flow_run
+    summary = f"Study {study_name!r} paused: trials {epochs_text(result.paused)}; checkpoints and study state stored."
+    if not run.in_deployment:
+        message = (
+            f"{summary} This run is not part of a deployment, so it cannot be suspended; "
+            f"{continue_instruction(study_name)}"
+        )
+        run.say(message)
+        on_stopped()
+        return Completed(
+            name="Paused",
+            message=message,
+            data={"study_name": study_name, "status": "paused", "paused_trials": result.paused},
+        )
+    _take_back_the_pause(run, summary)
+    run.logger.info(
+        "%s Suspending the flow run; resume it with the UI's Resume button%s or `intermission resume %s`.",
+        summary, flow_run_link(flow_run.id), flow_run.id,
+    )
+    fault_point("flow.suspend")
+    try:
+        suspend_flow_run(timeout=None, key=f"{FLOW_PAUSE_KEY_PREFIX}{uuid4().hex}")
+    except Pause:
+        # Suspended: the pause is complete. Schedule the resume and tell people, then exit.
+        if resume_at is not None:
+            schedule_resume(flow_run.id, resume_at)
+            run.logger.info("The study resumes by itself at %s.", resume_at.isoformat())
+        on_stopped()
+        raise
+    raise IntermissionError(f"Flow run {flow_run.id} could not be suspended; it is still running.")
+
+
+def _take_back_the_pause(run: StudyRun, summary: str) -> None:
+    """Replace a pause request (or the failure its expiry left) with Running, so that our own
+    suspension, which waits without a timeout, can follow; leave a run resumed meanwhile alone."""
+    flow_run_id = run.flow_run.id
+    with get_client(sync_client=True) as client:
+        current = client.read_flow_run(flow_run_id).state
+        if current is not None and current.is_running() and current.id != run.execution:
+            logger.warning(
+                "Flow run %s was resumed before it finished pausing and another execution "
+                "has started; leaving the run to it.", flow_run_id,
+            )
+            raise Pause(f"{summary} Resumed while pausing.")
+        if current is not None and (current.is_paused() or _expired_pause(current)):
+            client.set_flow_run_state(flow_run_id, Running(message="Pause carried out; suspending."), force=True)
+        elif current is not None and not current.is_running():
+            logger.warning(
+                "Flow run %s was resumed (%s) before it finished pausing; leaving it to the "
+                "new execution.", flow_run_id, current.name,
+            )
+            raise Pause(f"{summary} Resumed while pausing.")
+
+
+def stop_now(run: StudyRun) -> NoReturn:
+    """After a second Ctrl+C: store what can be stored, mark the run paused, exit at once.
+
+    The trials being trained are marked paused at their last checkpoint (their epoch
+    in progress is lost) and the sampler and the pause are stored; then the process
+    exits without waiting for those trials, so nothing after that is recorded.
+    """
+    study_name, flow_run = run.study_name, run.flow_run
+    run.signal.stop_recording()  # an epoch being stored is finished; no other starts
+    result = ScheduleResult(finished=run.state.finished_count(), paused=run.scheduler.stop_now())
+    entry = run.record_stop(PauseReason.SIGNAL, result)
+    if run.scheduler.executor.trains_here:
+        trials_text = (
+            f"trials {epochs_text(result.paused)} continue from these checkpoints and train the "
+            "epoch they were in again"
+        )
+    else:
+        trials_text = (
+            f"trials {epochs_text(result.paused)} are paused or pause in their own runs after the "
+            "epoch they are in"
+        )
+    message = (
+        f"Study {study_name!r} stopped at once (second Ctrl+C): {trials_text}; the sampler "
+        "and study state are stored."
+    )
+    if not run.in_deployment:
+        message = f"{message} {continue_instruction(study_name)}"
+        stopped: State = Completed(name="Paused", message=message)
+        exit_code = 130  # the shell's code for a run ended by Ctrl+C
+    else:
+        message = f"{message} Resume it with `intermission resume {flow_run.id}`."
+        stopped = Suspended(pause_key=f"{FLOW_PAUSE_KEY_PREFIX}{uuid4().hex}")
+        exit_code = 0  # suspended, as after any pause: the worker must not mark it crashed
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run.id, stopped, force=True)
+    except Exception:  # the study is stored: running it again continues it all the same
+        run.logger.warning("Could not mark flow run %s paused.", flow_run.id, exc_info=True)
+    run.logger.warning(message)
+    print(message, file=sys.stderr, flush=True)
+    run.publish_summary(entry, None, run.how_to_resume())
+    emit_study_event("paused", study_name, flow_run.id, {"reason": entry["reason"], "trials": entry["trials"]})
+    notify(run.policy, f"Study {study_name} paused", message)
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
+    sys.stdout.flush()
+    run.lease.close()  # last: the next execution may start at once, and nothing here records any more
+    os._exit(exit_code)  # the trials' threads are not waited for: that is the point

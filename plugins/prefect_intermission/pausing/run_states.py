@@ -1,0 +1,66 @@
+"""The run-state protocol: how flow-run states carry pause requests between runs and processes.
+
+A pause is asked for by putting a flow run into a PAUSED state; its pause key says
+who asked (the UI, `intermission pause`, the control deployment, the study itself).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+from prefect.states import Paused, State
+
+from prefect_intermission.pausing.reasons import PauseReason
+
+
+#: Pause keys of requests made by `intermission pause` start with this.
+CLI_PAUSE_KEY_PREFIX = "intermission-cli-"
+#: Pause keys of requests made by the `pause-study` control deployment start with this.
+CONTROL_PAUSE_KEY_PREFIX = "intermission-control-"
+#: Pause keys of the suspensions the study flow makes itself start with this.
+FLOW_PAUSE_KEY_PREFIX = "intermission-flow-"
+#: Pause keys of a pause the study took over and is still carrying out.
+PAUSING_KEY_PREFIX = "intermission-pausing-"
+
+
+#: Pause keys of a pause a trial run's pause rule asked for; the rule's words are in the message.
+RULE_PAUSE_KEY_PREFIX = "intermission-rule-"
+
+_PAUSING_MESSAGE = "Pausing ({reason}): every trial stops at its next epoch boundary."
+
+
+def pause_reason_of_state(state: Any) -> str | None:
+    """The pause reason a flow-run state stands for, or None if it is not a pause."""
+    if state is None or not state.is_paused():
+        return None
+    key = state.state_details.pause_key or ""
+    if key.startswith(RULE_PAUSE_KEY_PREFIX):
+        return _reason_in_message(state.message or "")
+    if key.startswith(CONTROL_PAUSE_KEY_PREFIX):
+        return PauseReason.DEPLOYMENT
+    return PauseReason.CLI if key.startswith(CLI_PAUSE_KEY_PREFIX) else PauseReason.UI
+
+
+def pausing_state(*, reason: str, deployment: bool, by_rule: bool = False) -> State:
+    """The PAUSED state that tells a study's trial runs to stop: "Pausing", no timeout.
+
+    It is not named "Suspended", so Prefect's engine does not treat it as a suspension
+    of the run it is set on (that would end the run at its next orchestration point and
+    be remembered by the engine): the study carries out the pause itself. A pause
+    `by_rule` (a trial run's pause rule) carries the rule's words as its reason.
+    """
+    return Paused(
+        name="Pausing",
+        reschedule=deployment,
+        pause_key=f"{RULE_PAUSE_KEY_PREFIX if by_rule else PAUSING_KEY_PREFIX}{uuid4().hex}",
+        message=_PAUSING_MESSAGE.format(reason=reason),
+    )
+
+
+def _reason_in_message(message: str) -> str:
+    """The reason `pausing_state` wrote into its message."""
+    head, tail = _PAUSING_MESSAGE.split("{reason}")
+    if message.startswith(head) and message.endswith(tail):
+        return message[len(head) : len(message) - len(tail)]
+    return PauseReason.UNKNOWN

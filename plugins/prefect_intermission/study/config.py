@@ -1,0 +1,110 @@
+"""A study's configuration: built once from the study flow's parameters, passed on to trial runs.
+
+Every default is written here, and the study flow's signature takes its defaults
+from this model; `intermission status` reads a run's parameters through it too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prefect_intermission.errors import ConfigurationError
+
+#: Where studies are stored unless `storage` says otherwise (a SQLite file in the working directory).
+DEFAULT_STORAGE = "sqlite:///.intermission/studies.db"
+#: Where checkpoints go unless `checkpoints` says otherwise.
+DEFAULT_CHECKPOINTS = ".intermission/checkpoints"
+#: Most trials one study run trains at once.
+MAX_CONCURRENT_TRIALS = 16
+
+logger = logging.getLogger(__name__)
+
+
+class StudyConfig(BaseModel):
+    """What a study is and how it runs: the study flow's parameters, validated once.
+
+    See `optimize_study` for what each field means.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    study_name: str
+    objective: str
+    n_trials: int = 20
+    max_epochs: int = 10
+    seed: int = 0
+    storage: str = DEFAULT_STORAGE
+    checkpoints: str = DEFAULT_CHECKPOINTS
+    max_concurrent_trials: int = 1
+    direction: Literal["minimize", "maximize"] = "minimize"
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["median", "none"] = "median"
+    keep_checkpoints: int = 2
+    patience: int | None = None
+    restart_trials_without_checkpoints: bool = False
+    pause_policy: str | None = None
+    pause_rules: list[dict[str, Any]] = Field(default_factory=list)
+    checkpoint_credentials: str | None = None
+    trial_deployment: str | None = None
+
+    @classmethod
+    def default(cls, field: str) -> Any:
+        """The default of `field`, for signatures that repeat the fields (the study flow's)."""
+        info = cls.model_fields[field]
+        return info.get_default(call_default_factory=True)
+
+    @classmethod
+    def from_run_parameters(cls, parameters: dict[str, Any]) -> StudyConfig:
+        """The configuration a study flow run was started with (its defaults filled in).
+
+        Parameters this version does not know (a run of an older version) are left out.
+        """
+        known = {k: v for k, v in parameters.items() if k in cls.model_fields and v is not None}
+        return cls.model_validate(known)
+
+    def check(self) -> None:
+        """Refuse values the study cannot run with, before any work.
+
+        Raises:
+            ConfigurationError: naming the parameter, its value and the rule.
+        """
+        if self.n_trials < 1:
+            raise ConfigurationError(f"n_trials must be >= 1, but got n_trials={self.n_trials}.")
+        if self.max_epochs < 1:
+            raise ConfigurationError(f"max_epochs must be >= 1, but got max_epochs={self.max_epochs}.")
+        if not 1 <= self.max_concurrent_trials <= MAX_CONCURRENT_TRIALS:
+            raise ConfigurationError(
+                f"max_concurrent_trials must be between 1 and {MAX_CONCURRENT_TRIALS}, "
+                f"but got max_concurrent_trials={self.max_concurrent_trials}."
+            )
+        if self.keep_checkpoints < 1:
+            raise ConfigurationError(
+                f"keep_checkpoints must be >= 1, but got keep_checkpoints={self.keep_checkpoints}."
+            )
+        if self.patience is not None and self.patience < 1:
+            raise ConfigurationError(
+                f"patience must be >= 1 (epochs without improvement before a trial stops early) "
+                f"or empty to never stop early, but got patience={self.patience}."
+            )
+
+    def with_policy_location(self, policy: Any, *, warn: bool = True) -> StudyConfig:
+        """Apply a saved pause policy's checkpoint location (deprecated there) to this configuration.
+
+        Pause policies saved before the location moved to the study's `checkpoints` and
+        `keep_checkpoints` parameters may still hold one; it is honoured, with a warning,
+        so a study keeps finding its checkpoints.
+        """
+        location = getattr(policy, "checkpoints", None) if policy is not None else None
+        if not location:
+            return self
+        if warn:
+            logger.warning(
+                "Pause policy %r sets the checkpoint location, which is deprecated: set the study's "
+                "`checkpoints` (and `keep_checkpoints`) parameters to %r (and %d) instead and clear "
+                "them in the policy. Using the policy's location for now.",
+                getattr(policy, "_block_document_name", None) or "(unsaved)", location, policy.keep_checkpoints,
+            )
+        return self.model_copy(update={"checkpoints": location, "keep_checkpoints": policy.keep_checkpoints})
