@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from prefect_intermission.flows.study import optimize_study
     from prefect_intermission.pausing.run_control import request_pause, request_resume
     from prefect_intermission.pausing.signal import PauseSignal
-    from prefect_intermission.training.checkpoints import CheckpointStore
+    from prefect_intermission.training.store import CheckpointStore
     from prefect_intermission.training.loop import TrialLoop
 
 __getattr__, __dir__ = lazy_attributes(
@@ -36,7 +36,7 @@ __getattr__, __dir__ = lazy_attributes(
     {
         "CheckpointError": "prefect_intermission.errors",
         "CheckpointStorageCredentials": "prefect_intermission.blocks.credentials",
-        "CheckpointStore": "prefect_intermission.training.checkpoints",
+        "CheckpointStore": "prefect_intermission.training.store",
         "ConfigurationError": "prefect_intermission.errors",
         "FlowRunControlError": "prefect_intermission.errors",
         "IntermissionError": "prefect_intermission.errors",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable
+from typing import Self
 
 
 class ContextThread:
@@ -38,3 +39,16 @@ class ContextThread:
             wake()
         if self._thread.is_alive():
             self._thread.join(timeout=self._join_timeout)
+
+
+class BackgroundLoop:
+    """Base of the watchers: its `ContextThread` runs while the `with` block runs."""
+
+    _thread: ContextThread
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._thread.stop()

@@ -1,4 +1,4 @@
-"""The `intermission` command: pause and resume, status and report.
+"""The `intermission` command (`commands`): pause and resume, status and report.
 
-The read-only side (status, report) never imports the flows.
+The read-only side (`status`, `report`) never imports the flows.
 """

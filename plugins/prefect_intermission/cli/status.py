@@ -20,7 +20,7 @@ from prefect.client.schemas.objects import FlowRun
 from sqlalchemy import column, inspect as sa_inspect, select, table
 from sqlalchemy.engine import make_url
 
-from prefect_intermission.training.checkpoints import CheckpointStore
+from prefect_intermission.training.store import CheckpointStore
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.reporting.links import flow_run_url
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX

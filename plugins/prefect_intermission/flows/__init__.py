@@ -1,2 +1,7 @@
-"""The Prefect flows: the study flow, the trial flow, and the control flows.
+"""The Prefect flows.
+
+- `study`: `optimize_study` validates its parameters and sets the study up;
+  `study_run.StudyRun` runs it, one method per phase; `suspension` carries a pause out.
+- `trial`: one trial per flow run, for studies with a `trial_deployment`.
+- `control`: pause a study, resume paused ones at night, abandon old pauses.
 """

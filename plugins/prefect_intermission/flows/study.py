@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from typing import Any, Literal
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from prefect import flow
 from prefect.client.schemas.objects import FlowRun
@@ -26,10 +26,11 @@ from prefect_intermission._import_path import import_objective
 from prefect_intermission.errors import ConfigurationError, IntermissionError
 from prefect_intermission.flows.study_run import StudyRun
 from prefect_intermission.pausing.reasons import PauseReason
-from prefect_intermission.pausing.rules import attach_rules, load_rules
+from prefect_intermission.pausing.rules import PauseRule, attach_rules, load_rules
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.config import MAX_CONCURRENT_TRIALS, StudyConfig
+from prefect_intermission.study.attempt import Objective
 from prefect_intermission.study.executors.base import TrialExecutor
 from prefect_intermission.study.executors.tasks import TaskExecutor
 from prefect_intermission.study.flow_runs import STUDY_FLOW_NAME
@@ -37,6 +38,8 @@ from prefect_intermission.study.executors.trial_runs import FlowRunExecutor, che
 from prefect_intermission.study.leases import StudyLease
 from prefect_intermission.study.scheduler import TrialScheduler
 from prefect_intermission.study.setup import load_policy, open_store, open_study, refuse_password_in_storage_url
+from prefect_intermission.study.state import StudyState
+from prefect_intermission.training.store import CheckpointStore
 
 _default = StudyConfig.default
 
@@ -125,18 +128,7 @@ def optimize_study(
         config.study_name, n_trials=config.n_trials, max_epochs=config.max_epochs,
         finished=state.finished_count(),
     )
-    executor: TrialExecutor
-    if config.trial_deployment:
-        state.share_sampler(lease.owner)
-        executor = FlowRunExecutor(
-            state, config=config, checkpoints=store, pause_signal=signal, flow_run_id=flow_run.id,
-            study_execution=lease.owner, progress=progress,
-        )
-    else:
-        executor = TaskExecutor(
-            state, objective_fn, checkpoints=store, config=config, pause_signal=signal, progress=progress
-        )
-        attach_rules(progress, config.study_name, rules, signal.request)  # trial runs check their own
+    executor = _executor(config, state, store, signal, flow_run.id, lease, progress, objective_fn, rules)
     scheduler = TrialScheduler(
         state, executor, config=config, checkpoints=store, pause_signal=signal, progress=progress,
         flow_run_id=flow_run.id,
@@ -146,6 +138,28 @@ def optimize_study(
             config, state=state, store=store, signal=signal, flow_run=flow_run, lease=lease,
             policy=policy, scheduler=scheduler, progress=progress,
         ).execute()
+
+
+def _executor(
+    config: StudyConfig,
+    state: StudyState,
+    store: CheckpointStore,
+    signal: PauseSignal,
+    flow_run_id: UUID,
+    lease: StudyLease,
+    progress: StudyProgress,
+    objective_fn: Objective,
+    rules: list[PauseRule],
+) -> TrialExecutor:
+    """Where the trials train: flow runs of `trial_deployment`, or tasks of this run."""
+    if config.trial_deployment:
+        state.share_sampler(lease.owner)  # trial runs take turns with the stored sampler
+        return FlowRunExecutor(
+            state, config=config, checkpoints=store, pause_signal=signal, flow_run_id=flow_run_id,
+            study_execution=lease.owner, progress=progress,
+        )
+    attach_rules(progress, config.study_name, rules, signal.request)  # trial runs check their own
+    return TaskExecutor(state, objective_fn, checkpoints=store, config=config, pause_signal=signal, progress=progress)
 
 
 def _config(parameters: dict[str, Any]) -> StudyConfig:

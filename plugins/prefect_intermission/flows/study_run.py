@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
@@ -41,7 +41,7 @@ from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.leases import StudyLease
 from prefect_intermission.study.scheduler import ScheduleResult, TrialScheduler
 from prefect_intermission.study.state import StudyState
-from prefect_intermission.training.checkpoints import CheckpointStore
+from prefect_intermission.training.store import CheckpointStore
 
 
 def read_run(flow_run_id: Any) -> FlowRun:
@@ -94,7 +94,7 @@ class StudyRun:
             with self.reporter, TerminalProgress(self.progress):
                 result = self.train()
         except StopNow:
-            suspension.stop_now(self)
+            self.stop_now()
         if isinstance(result, State):  # stopped waiting for the pause file: stays paused
             return result
         if result.failed:
@@ -194,10 +194,20 @@ class StudyRun:
             {"reason": entry["reason"], "trials": entry["trials"],
              "resume_at": resume_at.isoformat() if resume_at else None},
         )
-        return suspension.suspend(
-            self, result, resume_at=resume_at,
+        return self.suspend(
+            result, resume_at=resume_at,
             on_stopped=lambda: notify(self.policy, f"Study {self.study_name} paused", summary),
         )
+
+    def suspend(
+        self, result: ScheduleResult, *, resume_at: datetime | None, on_stopped: Callable[[], object]
+    ) -> State:
+        """Suspend the run once everything is stored (outside a deployment: end it "Paused")."""
+        return suspension.suspend(self, result, resume_at=resume_at, on_stopped=on_stopped)
+
+    def stop_now(self) -> NoReturn:
+        """After a second Ctrl+C: store what can be stored, mark the run paused, exit at once."""
+        suspension.stop_now(self)
 
     def complete(self, result: ScheduleResult) -> dict[str, Any]:
         """Every trial is finished: report the best one."""

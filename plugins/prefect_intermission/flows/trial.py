@@ -37,7 +37,7 @@ from prefect_intermission.study.flow_runs import TRIAL_FLOW_NAME
 from prefect_intermission.study.leases import StudyLease, trial_claim_owner_prefix, trial_claim_resource
 from prefect_intermission.study.setup import open_store, open_study
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, StudyState
-from prefect_intermission.training.checkpoints import CheckpointStore
+from prefect_intermission.training.store import CheckpointStore
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from prefect_intermission.reporting.events import emit_study_event
 from prefect_intermission.reporting.notify import notify
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.study.flow_runs import study_name_of
+from prefect_intermission.study.flow_runs import study_config_of, study_name_of
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def abandon_expired_pauses(runs: list[FlowRun], *, now: datetime | None = None) 
     abandoned = []
     for run in runs:
         paused_at = _paused_since(run)
-        name = run.parameters.get("pause_policy")
+        name = study_config_of(run).pause_policy
         if paused_at is None or not name:
             continue
         if name not in policies:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from types import TracebackType
 from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.states import Running
 
-from prefect_intermission._threads import ContextThread
+from prefect_intermission._threads import BackgroundLoop, ContextThread
 from prefect_intermission.pausing.run_states import pause_reason_of_state, pausing_state
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.pausing.watcher import poll_seconds_from_env
@@ -25,7 +24,7 @@ from prefect_intermission.study.leases import StudyLease
 logger = logging.getLogger(__name__)
 
 
-class StudyRunWatcher:
+class StudyRunWatcher(BackgroundLoop):
     """Background thread that stops a trial when the study's run pauses or stops.
 
     It sets the signal when the study's flow run is PAUSED (however it was paused),
@@ -53,14 +52,6 @@ class StudyRunWatcher:
         self.own_run_was_paused = False
         self._thread = ContextThread(self._watch, name=f"intermission-study-watcher-{trial_run_id}")
 
-    def __enter__(self) -> StudyRunWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._thread.stop()
 
     def _watch(self) -> None:
         with get_client(sync_client=True) as client:

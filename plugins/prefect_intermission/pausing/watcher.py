@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 from uuid import UUID, uuid4
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.states import Suspended
 
-from prefect_intermission._threads import ContextThread
+from prefect_intermission._threads import BackgroundLoop, ContextThread
 from prefect_intermission.pausing.holds import TrialHolds
 from prefect_intermission.pausing.run_states import PAUSING_KEY_PREFIX, pause_reason_of_state
 from prefect_intermission.pausing.signal import PauseSignal
@@ -30,7 +29,7 @@ def poll_seconds_from_env() -> float:
     return settings().pause_poll_seconds
 
 
-class FlowRunPauseWatcher:
+class FlowRunPauseWatcher(BackgroundLoop):
     """Background thread that sets a `PauseSignal` when the flow run becomes PAUSED,
     and keeps its held trials up to date.
 
@@ -55,17 +54,6 @@ class FlowRunPauseWatcher:
         self.poll_seconds = poll_seconds if poll_seconds is not None else poll_seconds_from_env()
         self._thread = ContextThread(self._watch, name=f"intermission-pause-watcher-{flow_run_id}")
 
-    def __enter__(self) -> FlowRunPauseWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._thread.stop()
 
     def _watch(self) -> None:
         with get_client(sync_client=True) as client:

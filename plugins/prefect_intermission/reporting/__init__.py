@@ -1,2 +1,3 @@
-"""What people see: progress, artifacts, the terminal, events, notifications, resources, pause summaries.
+"""What people see: progress, artifacts, the terminal, events, notifications, resources,
+pause summaries and links to the Prefect UI.
 """

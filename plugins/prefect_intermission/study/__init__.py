@@ -1,2 +1,9 @@
-"""The Optuna study: its stored state, one trial attempt, the scheduler and its two executors, leases.
+"""The Optuna study.
+
+- `config`: `StudyConfig`, the study's parameters with their defaults, built once.
+- `setup`: storage, checkpoint store and pause policy, checked before any work.
+- `state`: what the study stores beside Optuna's trials (sampler, pauses, trial marks).
+- `attempt`: one attempt of one trial; `scheduler` decides which trials train, and
+  `executors/` trains them here (tasks) or elsewhere (trial runs).
+- `leases`: one execution per study, one per trial; `flow_runs`: a study's runs on the server.
 """

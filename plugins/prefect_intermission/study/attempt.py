@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from prefect_intermission._faults import fault_point
 from prefect_intermission._logging import run_logger
 from prefect_intermission.training._rng import seed_everything
-from prefect_intermission.training.checkpoints import CheckpointStore
+from prefect_intermission.training.store import CheckpointStore
 from prefect_intermission.errors import CheckpointError, TrialPaused
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.progress import StudyProgress
@@ -78,6 +78,7 @@ def run_trial_attempt(
 ) -> TrialOutcome:
     """Train `trial` until it finishes or pauses, and record the result in Optuna.
 
+    `patience` stops the trial early after that many epochs without improvement.
     With `progress`, every epoch boundary is reported to it as it happens. With
     `hold_sampler_while_suggesting`, the study's `sampler_lock` is held from the start
     of the objective until its training loop starts, i.e. while it makes its
@@ -85,7 +86,6 @@ def run_trial_attempt(
     trial continued after a pause already has its parameters and samples nothing, so
     it neither waits for that lock nor stores the sampler.
     """
-    study = state.study
     number = trial.number
     seed = trial_seed(study_seed, number)
     earlier = state.study._storage.get_trial_system_attrs(trial._trial_id).get(TRIAL_STATUS_ATTR)
@@ -95,35 +95,16 @@ def run_trial_attempt(
     suggesting = ExitStack()
     if hold_sampler_while_suggesting and samples:
         suggesting.enter_context(state.sampler_lock)
-
-    def on_start(restore: Restore) -> None:
-        if samples:
-            # The objective has made its suggestions: store the sampler as it is now.
-            state.save_sampler()
-        suggesting.close()
-        if progress is not None:
-            start = -1 if restore.from_epoch is None else restore.from_epoch
-            progress.trial_started(number, trial.params, start, loop.best_metric)
-        if earlier is not None:
-            state.record_resumption(
-                trial._trial_id,
-                {
-                    "reason": "pause" if earlier == "paused" else "crash",
-                    "from_epoch": restore.from_epoch,
-                    "lost_epochs": restore.lost_epochs,
-                    "fallbacks": restore.fallbacks,
-                },
-            )
-
-    loop = TrialLoop(
+    started = _Started(state, trial, samples=samples, suggesting=suggesting, progress=progress, earlier=earlier)
+    loop = started.loop = TrialLoop(
         trial,
-        checkpoints.for_trial(study.study_name, number),
+        checkpoints.for_trial(state.study.study_name, number),
         max_epochs=max_epochs,
         seed=seed,
         pause_signal=pause_signal,
         direction=direction,
         patience=patience,
-        on_start=on_start,
+        on_start=started,
         logger=run_logger(TrialLoop.__module__),
         on_epoch=(
             (lambda epoch, metric: progress.epoch_finished(number, epoch, metric, loop.best_metric))
@@ -139,14 +120,56 @@ def run_trial_attempt(
         state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
         return _stopped(state, trial, loop, stopped)
     state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
-    if value is None or not math.isfinite(float(value)):
+    return _returned(state, number, value, loop.epoch)
+
+
+class _Started:
+    """Runs once the loop has restored the trial's checkpoint, before its first epoch."""
+
+    def __init__(
+        self,
+        state: StudyState,
+        trial: optuna.Trial,
+        *,
+        samples: bool,
+        suggesting: ExitStack,
+        progress: StudyProgress | None,
+        earlier: str | None,
+    ) -> None:
+        self.state, self.trial, self.samples, self.suggesting = state, trial, samples, suggesting
+        self.progress, self.earlier = progress, earlier
+        self.loop: TrialLoop | None = None
+
+    def __call__(self, restore: Restore) -> None:
+        """Store the sampler once the objective has suggested, say the trial started, and
+        record a continuation (after a pause or a crash) with what it lost."""
+        if self.samples:
+            self.state.save_sampler()
+        self.suggesting.close()
+        if self.progress is not None and self.loop is not None:
+            start = -1 if restore.from_epoch is None else restore.from_epoch
+            self.progress.trial_started(self.trial.number, self.trial.params, start, self.loop.best_metric)
+        if self.earlier is not None:
+            self.state.record_resumption(
+                self.trial._trial_id,
+                {
+                    "reason": "pause" if self.earlier == "paused" else "crash",
+                    "from_epoch": restore.from_epoch,
+                    "lost_epochs": restore.lost_epochs,
+                    "fallbacks": restore.fallbacks,
+                },
+            )
+
+
+def _returned(state: StudyState, number: int, value: object, epoch: int) -> TrialOutcome:
+    """Record a value the objective returned: complete, or failed if it is not a finite number."""
+    if value is None or not math.isfinite(float(value)):  # type: ignore[arg-type]
         _tell(state, number, trial_state=TrialState.FAIL)
         return TrialOutcome(
-            number, "failed", epoch=loop.epoch,
-            error=f"the objective returned {value!r}; it must return a finite number.",
+            number, "failed", epoch=epoch, error=f"the objective returned {value!r}; it must return a finite number."
         )
     _tell(state, number, value=float(value))
-    return TrialOutcome(number, "complete", value=float(value), epoch=loop.epoch)
+    return TrialOutcome(number, "complete", value=float(value), epoch=epoch)
 
 
 def _stopped(state: StudyState, trial: optuna.Trial, loop: TrialLoop, stopped: BaseException) -> TrialOutcome:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from prefect_intermission.errors import ConfigurationError
 
@@ -60,10 +60,17 @@ class StudyConfig(BaseModel):
     def from_run_parameters(cls, parameters: dict[str, Any]) -> StudyConfig:
         """The configuration a study flow run was started with (its defaults filled in).
 
-        Parameters this version does not know (a run of an older version) are left out.
+        Parameters this version does not know, or values it cannot read (a run of an
+        older version), are left out and take their defaults.
         """
         known = {k: v for k, v in parameters.items() if k in cls.model_fields and v is not None}
-        return cls.model_validate(known)
+        try:
+            return cls.model_validate(known)
+        except ValidationError as e:
+            unreadable = {str(error["loc"][0]) for error in e.errors() if error["loc"]}
+            if not unreadable or unreadable & {"study_name", "objective"}:
+                raise
+            return cls.model_validate({k: v for k, v in known.items() if k not in unreadable})
 
     def check(self) -> None:
         """Refuse values the study cannot run with, before any work.

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from prefect_intermission.settings import settings
-from prefect_intermission.errors import ConfigurationError, IntermissionError
+from prefect_intermission.errors import IntermissionError
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from prefect_intermission.study.attempt import TrialOutcome, reattach_trial
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.executors.base import TrialExecutor
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, StudyState
-from prefect_intermission.training.checkpoints import CheckpointStore
+from prefect_intermission.training.store import CheckpointStore
 
 logger = logging.getLogger(__name__)
 

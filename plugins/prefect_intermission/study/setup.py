@@ -17,7 +17,7 @@ from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.errors import ConfigurationError
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.state import SamplerRefused, StudyState, make_pruner, make_sampler, open_storage
-from prefect_intermission.training.checkpoints import CheckpointStore
+from prefect_intermission.training.store import CheckpointStore
 
 
 _PASSWORD_QUERY_KEYS = frozenset({"password", "sslpassword"})

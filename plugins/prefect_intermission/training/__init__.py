@@ -1,4 +1,10 @@
-"""What runs inside an objective: the training loop, its checkpoints and how their bytes are written, RNG state.
+"""What runs inside an objective.
+
+- `loop`: `TrialLoop`, the training loop, and what a checkpoint holds.
+- `checkpoints`: which checkpoints a trial has and keeps (its manifest), verified.
+- `store`: where they live (a folder or any fsspec URL); `_hashed_io`: how bytes are
+  written and read while hashed. `_rng`: every generator's state. `direction`: which
+  metric is better.
 
 Nothing here imports Prefect: an objective can be run and tested without a server.
 """

@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import IO, Any
 
-import torch
 from torch.utils.serialization import config as torch_serialization_config
 
 from prefect_intermission._faults import fault_point

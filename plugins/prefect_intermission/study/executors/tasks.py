@@ -18,7 +18,7 @@ from prefect_intermission.study.attempt import Objective, TrialOutcome, run_tria
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.executors.base import TrialExecutor
 from prefect_intermission.study.state import StudyState
-from prefect_intermission.training.checkpoints import CheckpointStore
+from prefect_intermission.training.store import CheckpointStore
 
 logger = logging.getLogger(__name__)
 

@@ -31,12 +31,13 @@ from prefect.states import Cancelled, Crashed
 from prefect_intermission._logging import run_logger
 from prefect_intermission.errors import ConfigurationError
 from prefect_intermission.pausing.reasons import PauseReason
-from prefect_intermission.pausing.run_states import pausing_state
+from prefect_intermission.pausing.run_states import pause_reason_of_state, pausing_state
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.pausing.watcher import poll_seconds_from_env
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.attempt import TrialOutcome
 from prefect_intermission.study.config import StudyConfig
+from prefect_intermission.study.executors._trial_run_outcome import outcome_of_trial_run
 from prefect_intermission.study.executors.base import TrialExecutor
 from prefect_intermission.study.leases import (
     StudyLease,
@@ -44,8 +45,8 @@ from prefect_intermission.study.leases import (
     trial_claim_owner_prefix,
     trial_claim_resource,
 )
-from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, StudyState
-from prefect_intermission.training.checkpoints import CheckpointStore
+from prefect_intermission.study.state import StudyState
+from prefect_intermission.training.store import CheckpointStore
 from prefect_intermission.training.direction import best_of
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class FlowRunExecutor(TrialExecutor):
             if self._lost(trial_run, run):
                 run = self._mark_crashed(client, run)
             if run.state is not None and run.state.is_final():
-                outcomes.append(self._outcome(self._launched.pop(run.id), run))
+                outcomes.append(self._ended(self._launched.pop(run.id), run))
             elif self.pause_signal.is_requested() and run.state is not None and run.state.is_scheduled():
                 self._cancel_unstarted(client, run)
         return outcomes
@@ -281,54 +282,25 @@ class FlowRunExecutor(TrialExecutor):
         except Exception:
             logger.debug("Could not cancel trial run %s; waiting for it instead.", run.id, exc_info=True)
 
-    def _outcome(self, trial_run: _TrialRun, run: FlowRun) -> TrialOutcome:
-        """How the trial run ended, read from Optuna.
-
-        A trial run that paused (or stopped) by itself, its own run cancelled or its
-        claim lost, pauses the whole study: a resume is what continues its trials.
-        """
-        number = trial_run.number
-        frozen = self._frozen(trial_run.trial_id)
-        ended = run.state.name if run.state else "gone"
-        if run.state is not None and (run.state.is_failed() or run.state.is_crashed()):
-            run_logger(__name__).warning(
-                "Trial %d: its flow run %s ended %s: %s", number, run.id, ended, run.state.message
-            )
-        if frozen.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            state = "complete" if frozen.state == TrialState.COMPLETE else "pruned"
-            epochs = sorted(frozen.intermediate_values)
-            outcome = TrialOutcome(number, state, value=frozen.value, epoch=epochs[-1] if epochs else None)
-        elif frozen.state == TrialState.FAIL:
-            message = (run.state.message if run.state else None) or f"its flow run {run.id} ended {ended}"
-            outcome = TrialOutcome(number, "failed", error=message)
-        elif frozen.system_attrs.get(TRIAL_STATUS_ATTR) == "paused":
-            epoch = frozen.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR)
-            if run.state is not None and run.state.is_failed():
-                # Its checkpoints or the study's storage failed: kept paused for the fixed run.
-                message = run.state.message or f"its flow run {run.id} ended {ended}"
-                outcome = TrialOutcome(number, "failed", epoch=epoch, error=message, kept=True)
-            else:
-                outcome = TrialOutcome(number, "paused", epoch=epoch)
-        else:
-            outcome = self._interrupted(trial_run, run, frozen)
+    def _ended(self, trial_run: _TrialRun, run: FlowRun) -> TrialOutcome:
+        """How the trial run ended. One that paused (or stopped) by itself, its own run
+        cancelled or its claim lost, pauses the whole study: a resume continues its trials."""
+        outcome = outcome_of_trial_run(
+            self.state, self.checkpoints, run, number=trial_run.number, trial_id=trial_run.trial_id
+        )
         if outcome.state == "paused":
-            self.pause_signal.request(PauseReason.TRIAL_RUN_STOPPED)
+            self.pause_signal.request(self._why_paused())
         return outcome
 
-    def _interrupted(self, trial_run: _TrialRun, run: FlowRun, frozen: FrozenTrial) -> TrialOutcome:
-        """A trial run that ended without recording an outcome: never started, cancelled or crashed.
-
-        The study pauses as a whole: the trial continues from its last checkpoint when
-        the study is resumed (or run again).
-        """
-        number = trial_run.number
-        last = self.checkpoints.for_trial(self.state.study.study_name, number).last_epoch()
-        if run.start_time is None and frozen.system_attrs.get(TRIAL_STATUS_ATTR) is None:
-            self.state.mark_paused(trial_run.trial_id, last)  # no worker ever started it
-        else:
-            run_logger(__name__).warning(
-                "Trial %d: its flow run %s ended %s without recording an outcome; the study "
-                "pauses, and the trial continues from its checkpoint after epoch %s when resumed.",
-                number, run.id, run.state.name if run.state else "gone", last,
-            )
-        return TrialOutcome(number, "paused", epoch=last)
+    def _why_paused(self) -> str:
+        """Why a trial run paused when the study had not seen a pause yet: the study run's own
+        pause (a rule met in a trial run, a pause of a trial's run), or the trial run stopped."""
+        if not self.pause_signal.is_requested():
+            try:
+                state = self._api().read_flow_run(self.flow_run_id).state
+            except Exception:  # a flaky API: the pause is carried out all the same
+                logger.debug("Could not read the study run's state", exc_info=True)
+            else:
+                if (reason := pause_reason_of_state(state)) is not None:
+                    return reason
+        return PauseReason.TRIAL_RUN_STOPPED

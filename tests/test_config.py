@@ -1,0 +1,54 @@
+"""One configuration per study: the flow's parameters, their defaults, and what a run says about its study."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import pytest
+
+from prefect_intermission.blocks.pause_policy import PausePolicy
+from prefect_intermission.errors import ConfigurationError
+from prefect_intermission.flows.study import optimize_study
+from prefect_intermission.study.config import StudyConfig
+
+
+def test_the_flow_offers_every_setting_of_the_config_with_the_same_default():
+    flow_parameters = inspect.signature(optimize_study.fn).parameters
+    assert set(flow_parameters) == set(StudyConfig.model_fields)
+    for name, parameter in flow_parameters.items():
+        if parameter.default is inspect.Parameter.empty:
+            assert StudyConfig.model_fields[name].is_required(), name
+        elif name != "pause_rules":  # None in the form, an empty list in the config
+            assert parameter.default == StudyConfig.default(name), name
+
+
+def test_a_run_of_an_older_version_is_read_with_defaults_for_what_it_lacks_or_cannot_say():
+    config = StudyConfig.from_run_parameters(
+        {"study_name": "s", "objective": "m:f", "storage": "sqlite:///x.db", "n_trials": "many", "gone": 1}
+    )
+    assert (config.storage, config.n_trials, config.checkpoints) == ("sqlite:///x.db", 20, ".intermission/checkpoints")
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"n_trials": 0}, "n_trials must be >= 1, but got n_trials=0"),
+        ({"keep_checkpoints": 0}, "keep_checkpoints must be >= 1, but got keep_checkpoints=0"),
+        ({"patience": 0}, "patience must be >= 1"),
+        ({"max_concurrent_trials": 17}, "max_concurrent_trials must be between 1 and 16"),
+    ],
+)
+def test_values_a_study_cannot_run_with_are_refused_by_name(change, says):
+    with pytest.raises(ConfigurationError, match=says):
+        StudyConfig(study_name="s", objective="m:f", **change).check()
+
+
+def test_a_policy_saved_with_a_checkpoint_location_still_sets_it_and_says_it_is_deprecated(caplog):
+    config = StudyConfig(study_name="s", objective="m:f", checkpoints="/param", keep_checkpoints=2)
+    legacy = PausePolicy(checkpoints="s3://bucket/legacy", keep_checkpoints=5)
+    with caplog.at_level(logging.WARNING, logger="prefect_intermission.study.config"):
+        moved = config.with_policy_location(legacy)
+    assert (moved.checkpoints, moved.keep_checkpoints) == ("s3://bucket/legacy", 5)
+    assert "deprecated" in caplog.text and "`checkpoints`" in caplog.text
+    assert config.with_policy_location(PausePolicy()) == config  # a new policy leaves the parameters alone
