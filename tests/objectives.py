@@ -83,3 +83,11 @@ def raises_at_second_epoch(trial: optuna.Trial, loop: TrialLoop) -> float:
 
     loop.end_epoch = end_epoch  # type: ignore[method-assign]
     return classifier(trial, loop)
+
+
+def stalls_after_first_epoch(trial: optuna.Trial, loop: TrialLoop) -> float:
+    """A metric that never improves after epoch 0 (1.0, then 2.0 at every later epoch)."""
+    model = nn.Linear(8, trial.suggest_int("hidden", 1, 4))
+    for epoch in loop.epochs(model):
+        loop.end_epoch(1.0 if epoch == 0 else 2.0)
+    return loop.best_metric

@@ -64,7 +64,7 @@ def paused_study(tmp_path):
     """A study with one finished trial and one paused after epoch 1, as a pause leaves it."""
 
     from prefect_intermission import PauseSignal
-    from prefect_intermission.training.checkpoints import CheckpointStore
+    from prefect_intermission.training.store import CheckpointStore
     from prefect_intermission.study.setup import load_study_state
     from prefect_intermission.study.attempt import run_trial_attempt
     from tests.objectives import classifier

@@ -4,6 +4,7 @@ the demo deployment: running, paused from the UI, scheduled to resume later, com
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import time
@@ -17,12 +18,14 @@ from prefect.settings import PREFECT_UI_URL
 
 from deployments.ui_actions import read_run, wait_for_state, wait_until_mid_training
 
+from prefect_intermission import PausePolicy, optimize_study
 from prefect_intermission.cli.status import hide_password
 from prefect_intermission.study.state import TRIAL_EPOCH_SECONDS_ATTR
 from tests.status_study import (
     MAX_EPOCHS,
     N_TRIALS,
     DrivenStudy,
+    checkpoint_files,
     driven_study,
     intermission,
     parse_time,
@@ -252,3 +255,34 @@ def test_a_hung_run_is_abandoned_and_its_trial_interrupted(prefect_stack, tmp_pa
         os.kill(pid, signal.SIGKILL)
     wait_for_state(run.id, "Crashed", timeout=120)
     assert status_json(name, prefect_stack.env)["state"] == "failed"
+
+
+def test_checkpoints_where_a_pause_policy_put_them(prefect_stack, tmp_path, caplog):
+    """A pause policy saved with a checkpoint location (deprecated) still decides where the study
+    writes its checkpoints, over the `checkpoints` parameter; `intermission status` looks there too."""
+    block = f"old-location-{uuid.uuid4().hex[:6]}"
+    policy_folder, parameter_folder = tmp_path / "policy-checkpoints", tmp_path / "parameter-checkpoints"
+    PausePolicy(checkpoints=str(policy_folder), keep_checkpoints=1).save(block)
+    name = f"policy-location-{uuid.uuid4().hex[:6]}"
+    with caplog.at_level(logging.WARNING):
+        result = optimize_study(
+            study_name=name, objective="tests.objectives:classifier",
+            storage=f"sqlite:///{tmp_path}/studies.db", checkpoints=str(parameter_folder),
+            pause_policy=block, n_trials=2, max_epochs=3, seed=1, sampler="random", pruner="none",
+        )
+    assert result["status"] == "completed"
+    written = checkpoint_files(policy_folder / name)
+    assert len(written) == 2, written  # the policy's location, and its one checkpoint kept per trial
+    assert not parameter_folder.exists()
+
+    s = status_json(name, prefect_stack.env)
+    assert s["state"] == "completed"
+    assert s["checkpoints"] == str(policy_folder / name)
+    assert s["checkpoint_files"] == len(written)
+    assert s["checkpoint_bytes"] == sum(written.values())
+    assert s["problems"] == []
+
+    # The run said where its checkpoints went, and what to set instead.
+    [warning] = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert f"Pause policy {block!r} sets the checkpoint location" in warning
+    assert f"set the study's `checkpoints` (and `keep_checkpoints`) parameters to {str(policy_folder)!r}" in warning

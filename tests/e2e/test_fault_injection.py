@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from deployments.local_stack import PROJECT_ROOT
 from prefect_intermission._faults import FAULT_POINTS
-from prefect_intermission.training.checkpoints import CheckpointStore
+from prefect_intermission.training.store import CheckpointStore
 from prefect_intermission.study.state import TRIAL_RESUMPTIONS_ATTR
 
 pytestmark = pytest.mark.e2e

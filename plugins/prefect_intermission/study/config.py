@@ -6,11 +6,11 @@ from this model; `intermission status` reads a run's parameters through it too.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from prefect_intermission._logging import run_logger
 from prefect_intermission.errors import ConfigurationError
 
 #: Where studies are stored unless `storage` says otherwise (a SQLite file in the working directory).
@@ -19,8 +19,6 @@ DEFAULT_STORAGE = "sqlite:///.intermission/studies.db"
 DEFAULT_CHECKPOINTS = ".intermission/checkpoints"
 #: Most trials one study run trains at once.
 MAX_CONCURRENT_TRIALS = 16
-
-logger = logging.getLogger(__name__)
 
 
 class StudyConfig(BaseModel):
@@ -107,8 +105,8 @@ class StudyConfig(BaseModel):
         location = getattr(policy, "checkpoints", None) if policy is not None else None
         if not location:
             return self
-        if warn:
-            logger.warning(
+        if warn:  # on the run's log, where the user looks
+            run_logger(__name__).warning(
                 "Pause policy %r sets the checkpoint location, which is deprecated: set the study's "
                 "`checkpoints` (and `keep_checkpoints`) parameters to %r (and %d) instead and clear "
                 "them in the policy. Using the policy's location for now.",
