@@ -32,7 +32,7 @@ from prefect_intermission.pausing.triggers import pause_file_trigger, pause_wind
 from prefect_intermission.pausing.watcher import FlowRunPauseWatcher
 from prefect_intermission.reporting.artifacts import ArtifactReporter
 from prefect_intermission.reporting.events import emit_study_event
-from prefect_intermission.reporting.notify import notify
+from prefect_intermission.reporting.notify import notify, notify_in_background
 from prefect_intermission.reporting.pause_summary import pause_summary
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.reporting.resources import measure_resources
@@ -124,7 +124,7 @@ class StudyRun:
         )
         if unfinished:
             emit_study_event("resumed", self.study_name, self.flow_run.id, {"continuing": [t.number for t in unfinished]})
-            notify(
+            notify_in_background(  # the first epoch must not wait for it
                 self.policy, f"Study {self.study_name} resumed",
                 f"Study {self.study_name!r} resumed (flow run {self.flow_run.id}): "
                 f"{finished} of {self.config.n_trials} trials finished; continuing {continuing}.",
@@ -262,7 +262,7 @@ class StudyRun:
         resumed = f"Pause file {path} deleted: study {self.study_name!r} resumes."
         self.say(resumed)
         emit_study_event("resumed", self.study_name, self.flow_run.id, {"continuing": sorted(result.paused)})
-        notify(self.policy, f"Study {self.study_name} resumed", resumed)
+        notify_in_background(self.policy, f"Study {self.study_name} resumed", resumed)
         return None
 
     def say(self, message: str) -> None:
