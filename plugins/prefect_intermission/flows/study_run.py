@@ -16,19 +16,19 @@ from typing import Any, NoReturn
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
-from prefect.states import Completed, State
+from prefect.states import Running, State
 
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.flows import suspension
-from prefect_intermission.flows._how_to_continue import continue_instruction, continue_markdown, epochs_text
+from prefect_intermission.flows._how_to_continue import continue_markdown, epochs_text
 from prefect_intermission.pausing.holds import TrialHolds
 from prefect_intermission.pausing.interrupts import PauseOnSignals, StopNow
 from prefect_intermission.pausing.keys import PauseKeys
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_states import pause_reason_of_state
 from prefect_intermission.pausing.signal import PauseSignal
-from prefect_intermission.pausing.triggers import pause_file_trigger, pause_window_trigger, wait_until_removed
+from prefect_intermission.pausing.triggers import pause_file_trigger, pause_window_trigger
 from prefect_intermission.pausing.watcher import FlowRunPauseWatcher
 from prefect_intermission.reporting.artifacts import ArtifactReporter
 from prefect_intermission.reporting.events import emit_study_event
@@ -80,6 +80,7 @@ class StudyRun:
         self.reporter = ArtifactReporter(flow_run.id, progress)
         self.holds = TrialHolds(state.engine, self.study_name)
         self.execution = read_run(flow_run.id).state.id  # the Running state this execution began with
+        self.ui_resume_at: datetime | None = None  # the timeout typed in the UI's pause dialog
 
     @property
     def in_deployment(self) -> bool:
@@ -134,12 +135,10 @@ class StudyRun:
         """Train until done or paused; a pause by the pause file alone may be waited out here."""
         triggers = self._policy_triggers()
         while True:
-            with (
-                FlowRunPauseWatcher(self.flow_run.id, self.signal, triggers=triggers, holds=self.holds),
-                PauseOnSignals(self.signal, self.flow_run.id),
-                PauseKeys(self.signal),
-            ):
+            watcher = FlowRunPauseWatcher(self.flow_run.id, self.signal, triggers=triggers, holds=self.holds)
+            with watcher, PauseOnSignals(self.signal, self.flow_run.id), PauseKeys(self.signal):
                 result = self.scheduler.run()
+            self.ui_resume_at = watcher.ui_resume_at
             if result.failed or not self._waits_in_process(result):
                 return result
             with PauseOnSignals(self.signal, self.flow_run.id):  # SIGTERM or Ctrl+C: stop waiting, stay paused
@@ -187,7 +186,7 @@ class StudyRun:
     def pause(self, result: ScheduleResult) -> State:
         """Record the pause, publish its summary, and suspend the run (or end it, outside a deployment)."""
         entry = self.record_stop(self.signal.reason or PauseReason.UNKNOWN, result)
-        resume_at = self.policy.next_resume_time() if self.policy is not None and self.in_deployment else None
+        resume_at = self._resume_time()
         summary = self.publish_summary(entry, resume_at, self.how_to_resume())
         emit_study_event(
             "paused", self.study_name, self.flow_run.id,
@@ -222,6 +221,7 @@ class StudyRun:
             {"finished_trials": result.finished, "best_value": best.value, "best_params": best.params},
         )
         notify(self.policy, f"Study {self.study_name} completed", completed)
+        self._keep_completed()
         return {
             "study_name": self.study_name,
             "status": "completed",
@@ -231,44 +231,40 @@ class StudyRun:
             "best_params": best.params,
         }
 
-    def wait_for_pause_file(self, result: ScheduleResult) -> State | None:
-        """Store the pause, say so, and wait in this process until the pause file is deleted.
-
-        Returns None once it is deleted (the study goes on), or the run's final state if
-        another pause reason (Ctrl+C, a key, a lost lease) ended the wait: the study stays
-        paused, and running it again continues it.
-        """
-        assert self.policy is not None and self.policy.pause_file is not None
-        path = str(self.policy.pause_file)
-        entry = self.record_stop(PauseReason.FILE, result)
-        emit_study_event("paused", self.study_name, self.flow_run.id, {"reason": PauseReason.FILE, "trials": entry["trials"]})
-        self.say(
-            f"Study {self.study_name!r} paused by the pause file: trials {epochs_text(result.paused)}; "
-            f"checkpoints and study state stored. Delete {path} to resume it in this process."
-        )
-        summary = self.publish_summary(entry, None, f"Delete `{path}`: the study resumes in its process.")
-        notify(self.policy, f"Study {self.study_name} paused", summary)
-        try:
-            wait_until_removed(path, unless=lambda: len(self.signal.reasons) > 1)
-        except KeyboardInterrupt:
-            self.signal.request(PauseReason.SIGNAL)
-        if len(self.signal.reasons) > 1:  # Ctrl+C, a key, a lost lease...: stop waiting, stay paused
-            stopped = (
-                f"Stopped waiting for {path} to be deleted ({self.signal.reasons[1]}); the study stays "
-                f"paused: {continue_instruction(self.study_name)}"
+    def _keep_completed(self) -> None:
+        """A pause asked while the finished study was reporting has nothing left to pause:
+        take it back, so that the run ends Completed instead of waiting (or failing) as paused."""
+        state = read_run(self.flow_run.id).state
+        if pause_reason_of_state(state) is None:
+            return
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(
+                self.flow_run.id, Running(message="The study is complete: nothing left to pause."), force=True
             )
-            self.say(stopped)
-            return Completed(name="Paused", message=stopped)
-        resumed = f"Pause file {path} deleted: study {self.study_name!r} resumes."
-        self.say(resumed)
-        emit_study_event("resumed", self.study_name, self.flow_run.id, {"continuing": sorted(result.paused)})
-        notify_in_background(self.policy, f"Study {self.study_name} resumed", resumed)
-        return None
+        self.logger.info("A pause was asked after the last trial finished: the study is complete, so the run completes.")
+
+    def wait_for_pause_file(self, result: ScheduleResult) -> State | None:
+        """Store the pause and wait in this process until the pause file is deleted (None), or
+        until another pause reason ends the wait (the run's final state: it stays paused)."""
+        return suspension.wait_for_pause_file(self, result)
 
     def say(self, message: str) -> None:
         """Log `message` to the run and print it in the terminal."""
         self.logger.info(message)
         print(message, file=sys.stderr)
+
+    def _resume_time(self) -> datetime | None:
+        """When the suspended run resumes by itself: the timeout typed in the UI's pause dialog
+        (unless the policy ignores it) or the policy's `resume_cron`, whichever comes first."""
+        if not self.in_deployment:
+            return None
+        ui_timeout = self.ui_resume_at
+        if ui_timeout is None:  # Prefect saw the pause before the watcher did: it is still on the run
+            state = read_run(self.flow_run.id).state
+            ui_timeout = state.state_details.pause_timeout if state is not None and state.is_paused() else None
+        if self.policy is None:
+            return ui_timeout
+        return self.policy.resume_time(ui_timeout)
 
     def _waits_in_process(self, result: ScheduleResult) -> bool:
         """A run outside a deployment, training its trials itself, paused by its pause file

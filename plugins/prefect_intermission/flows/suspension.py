@@ -1,4 +1,5 @@
-"""Carrying out a study's pause once everything is stored: suspend the run, or stop at once.
+"""Carrying out a study's pause once everything is stored: suspend the run, stop at once,
+or wait in the process for the pause file to go.
 
 A suspended run frees its machine; Resume (or `intermission resume`) executes it again
 from the top. A run outside a deployment cannot be suspended: it ends Completed named
@@ -28,9 +29,10 @@ from prefect_intermission.flows._how_to_continue import continue_instruction, ep
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_control import schedule_resume
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.triggers import wait_until_removed
 from prefect_intermission.reporting.events import emit_study_event
 from prefect_intermission.reporting.links import flow_run_link
-from prefect_intermission.reporting.notify import notify
+from prefect_intermission.reporting.notify import notify, notify_in_background
 from prefect_intermission.study.scheduler import ScheduleResult
 
 if TYPE_CHECKING:
@@ -154,3 +156,38 @@ def stop_now(run: StudyRun) -> NoReturn:
     sys.stdout.flush()
     run.lease.close()  # last: the next execution may start at once, and nothing here records any more
     os._exit(exit_code)  # the trials' threads are not waited for: that is the point
+
+
+def wait_for_pause_file(run: StudyRun, result: ScheduleResult) -> State | None:
+    """Store the pause, say so, and wait in this process until the pause file is deleted.
+
+    Returns None once it is deleted (the study goes on), or the run's final state if
+    another pause reason (Ctrl+C, a key, a lost lease) ended the wait: the study stays
+    paused, and running it again continues it.
+    """
+    assert run.policy is not None and run.policy.pause_file is not None
+    path = str(run.policy.pause_file)
+    entry = run.record_stop(PauseReason.FILE, result)
+    emit_study_event("paused", run.study_name, run.flow_run.id, {"reason": PauseReason.FILE, "trials": entry["trials"]})
+    run.say(
+        f"Study {run.study_name!r} paused by the pause file: trials {epochs_text(result.paused)}; "
+        f"checkpoints and study state stored. Delete {path} to resume it in this process."
+    )
+    summary = run.publish_summary(entry, None, f"Delete `{path}`: the study resumes in its process.")
+    notify(run.policy, f"Study {run.study_name} paused", summary)
+    try:
+        wait_until_removed(path, unless=lambda: len(run.signal.reasons) > 1)
+    except KeyboardInterrupt:
+        run.signal.request(PauseReason.SIGNAL)
+    if len(run.signal.reasons) > 1:  # Ctrl+C, a key, a lost lease...: stop waiting, stay paused
+        stopped = (
+            f"Stopped waiting for {path} to be deleted ({run.signal.reasons[1]}); the study stays "
+            f"paused: {continue_instruction(run.study_name)}"
+        )
+        run.say(stopped)
+        return Completed(name="Paused", message=stopped)
+    resumed = f"Pause file {path} deleted: study {run.study_name!r} resumes."
+    run.say(resumed)
+    emit_study_event("resumed", run.study_name, run.flow_run.id, {"continuing": sorted(result.paused)})
+    notify_in_background(run.policy, f"Study {run.study_name} resumed", resumed)
+    return None

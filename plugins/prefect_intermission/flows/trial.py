@@ -27,7 +27,7 @@ from prefect_intermission._import_path import import_objective
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.rules import attach_rules, load_rules
-from prefect_intermission.pausing.run_states import pause_reason_of_state
+from prefect_intermission.pausing.run_states import pause_reason_of_state, paused_trial_state
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.pausing.study_run_watcher import StudyRunWatcher
 from prefect_intermission.reporting.progress import StudyProgress
@@ -93,16 +93,14 @@ def train_trial(
     with watcher:
         while not claim.try_acquire():  # an earlier execution still trains it: wait for its stop
             if signal.wait(1.0):
-                return Completed(
-                    name="Paused",
-                    message=f"Trial {trial_number} was not started ({signal.reason}): "
-                    f"{claim.holder()} still held it.",
+                return paused_trial_state(
+                    f"Trial {trial_number} was not started ({signal.reason}): {claim.holder()} still held it."
                 )
         with claim:
             outcome = _train(config, state, store, trial_number, objective_fn, signal, progress)
     if isinstance(outcome, State):
         return outcome
-    return _final_state(watcher, trial_run_id, config.study_name, outcome, signal)
+    return _final_state(watcher, trial_run_id, config.study_name, outcome, signal, config.max_epochs)
 
 
 def _train(
@@ -132,7 +130,12 @@ def _train(
 
 
 def _final_state(
-    watcher: StudyRunWatcher, trial_run_id: UUID, study_name: str, outcome: TrialOutcome, signal: PauseSignal
+    watcher: StudyRunWatcher,
+    trial_run_id: UUID,
+    study_name: str,
+    outcome: TrialOutcome,
+    signal: PauseSignal,
+    max_epochs: int,
 ) -> dict[str, object] | State:
     """The run's result for the trial's outcome (a failure raises)."""
     number = outcome.number
@@ -141,9 +144,9 @@ def _final_state(
         _report_if_suspended(watcher, trial_run_id, Failed(message=message))
         raise IntermissionError(message)
     if outcome.state == "paused":
-        return _report_if_suspended(watcher, trial_run_id, Completed(
-            name="Paused",
-            message=f"Trial {number} paused after epoch {outcome.epoch} ({signal.reason}); checkpoint stored.",
+        done = 0 if outcome.epoch is None else outcome.epoch + 1
+        return _report_if_suspended(watcher, trial_run_id, paused_trial_state(
+            f"Trial {number} paused ({signal.reason}): {done} of {max_epochs} epochs done; checkpoint stored."
         ))
     result = {"trial": number, "state": outcome.state, "value": outcome.value, "epoch": outcome.epoch}
     _report_if_suspended(watcher, trial_run_id, Completed(message=f"Trial {number} {outcome.state}."))
@@ -170,4 +173,5 @@ def _paused_before_start(state: StudyState, store: CheckpointStore, number: int,
     if attrs.get(TRIAL_STATUS_ATTR) is None:
         state.mark_paused(trial_id, store.for_trial(state.study.study_name, number).last_epoch())
     epoch = state.study._storage.get_trial_system_attrs(trial_id).get(TRIAL_PAUSED_EPOCH_ATTR)
-    return Completed(name="Paused", message=f"Trial {number} paused before training ({reason}); after epoch {epoch}.")
+    done = 0 if epoch is None else epoch + 1
+    return paused_trial_state(f"Trial {number} paused before training ({reason}): {done} epochs done.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
-from prefect.states import Paused, State
+from prefect.states import Cancelled, Paused, State
 
 from prefect_intermission.pausing.reasons import PauseReason
 
@@ -64,3 +64,12 @@ def _reason_in_message(message: str) -> str:
     if message.startswith(head) and message.endswith(tail):
         return message[len(head) : len(message) - len(tail)]
     return PauseReason.UNKNOWN
+
+
+def paused_trial_state(message: str) -> State:
+    """The final state of a trial's task run or flow run that stopped for a pause.
+
+    Named "Paused" and of type CANCELLED, so that the UI does not draw it as a finished
+    success (green), and offers no Resume on it: the study's run is what resumes.
+    """
+    return Cancelled(name="Paused", message=message)

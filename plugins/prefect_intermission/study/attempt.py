@@ -177,7 +177,10 @@ def _stopped(state: StudyState, trial: optuna.Trial, loop: TrialLoop, stopped: B
     number = trial.number
     if isinstance(stopped, TrialPaused):
         state.mark_paused(trial._trial_id, stopped.epoch)
-        logger.info("Trial %d paused after epoch %d; its checkpoint is stored.", number, stopped.epoch)
+        run_logger(__name__).info(
+            "Trial %d paused: %d of %d epochs done; checkpoint stored at %s.",
+            number, stopped.epoch + 1, loop.max_epochs, loop.checkpoints.path(stopped.epoch),
+        )
         return TrialOutcome(number, "paused", epoch=stopped.epoch)
     if isinstance(stopped, optuna.TrialPruned):
         _tell(state, number, trial_state=TrialState.PRUNED)

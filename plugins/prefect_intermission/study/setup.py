@@ -6,11 +6,10 @@ it, and changes nothing already stored.
 
 from __future__ import annotations
 
-import logging
-
 import optuna
 from sqlalchemy.engine import make_url
 
+from prefect_intermission._logging import run_logger
 from prefect_intermission._signing import signing_key
 from prefect_intermission.blocks.credentials import CheckpointStorageCredentials
 from prefect_intermission.blocks.pause_policy import PausePolicy
@@ -81,7 +80,7 @@ def load_study_state(
     try:
         stored = state.stored_sampler()
     except SamplerRefused as refused:
-        logging.getLogger(__name__).warning(
+        run_logger(__name__).warning(
             "Study %r: %s; it was not loaded. Continuing with a new sampler.", study_name, refused
         )
         state.record_refusal("sampler", str(refused))

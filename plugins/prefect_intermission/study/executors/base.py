@@ -33,8 +33,8 @@ class TrialExecutor(ABC):
         """Start training `trial` (a `continued` one picks up from its checkpoint)."""
 
     @abstractmethod
-    def running(self) -> int:
-        """How many attempts started and not yet collected."""
+    def running(self) -> list[int]:
+        """The trials whose attempts started and were not collected yet."""
 
     @abstractmethod
     def wait(self, timeout: float) -> list[TrialOutcome]:

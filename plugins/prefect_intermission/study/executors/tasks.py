@@ -10,8 +10,10 @@ from optuna.trial import TrialState
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import Pause
+from prefect.states import State
 
 from prefect_intermission.pausing.reasons import PauseReason
+from prefect_intermission.pausing.run_states import paused_trial_state
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.attempt import Objective, TrialOutcome, run_trial_attempt
@@ -52,9 +54,27 @@ class _Attempt:
 
 
 @task(name="train-trial", task_run_name="trial-{trial_number}", cache_policy=NO_CACHE, persist_result=False)
-def train_trial(trial_number: int, attempt: _Attempt) -> None:
-    """Train one trial until it finishes or pauses (a Prefect task per trial)."""
+def train_trial(trial_number: int, attempt: _Attempt) -> State | None:
+    """Train one trial until it finishes or pauses (a Prefect task per trial).
+
+    A trial that paused ends its task run "Paused" (not a green Completed), saying
+    after how many epochs and where its checkpoint is.
+    """
     attempt()
+    outcome = attempt.outcome
+    if outcome is not None and outcome.state == "paused":
+        return paused_trial_state(paused_trial_message(attempt.executor, outcome))
+    return None
+
+
+def paused_trial_message(executor: TaskExecutor, outcome: TrialOutcome) -> str:
+    """`Trial 3 paused: 5 of 10 epochs done; checkpoint <path>.`"""
+    done = 0 if outcome.epoch is None else outcome.epoch + 1
+    where = ""
+    if outcome.epoch is not None:
+        stored = executor.checkpoints.for_trial(executor.state.study.study_name, outcome.number)
+        where = f"; checkpoint {stored.path(outcome.epoch)}"
+    return f"Trial {outcome.number} paused: {done} of {executor.config.max_epochs} epochs done{where}."
 
 
 class TaskExecutor(TrialExecutor):
@@ -92,8 +112,8 @@ class TaskExecutor(TrialExecutor):
             return
         future.add_done_callback(lambda _: self._done.put(number))
 
-    def running(self) -> int:
-        return len(self._active)
+    def running(self) -> list[int]:
+        return sorted(self._active)
 
     def wait(self, timeout: float) -> list[TrialOutcome]:
         try:

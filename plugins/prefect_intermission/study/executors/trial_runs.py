@@ -126,8 +126,8 @@ class FlowRunExecutor(TrialExecutor):
         launched = self._launch(trial.number, trial._trial_id)
         self._launched[launched.flow_run_id] = launched
 
-    def running(self) -> int:
-        return len(self._launched)
+    def running(self) -> list[int]:
+        return sorted(r.number for r in self._launched.values())
 
     def pausing(self) -> None:
         self._announce_pause(self._api())
