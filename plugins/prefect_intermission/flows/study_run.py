@@ -80,7 +80,6 @@ class StudyRun:
         self.reporter = ArtifactReporter(flow_run.id, progress)
         self.holds = TrialHolds(state.engine, self.study_name)
         self.execution = read_run(flow_run.id).state.id  # the Running state this execution began with
-        self.ui_resume_at: datetime | None = None  # the timeout typed in the UI's pause dialog
 
     @property
     def in_deployment(self) -> bool:
@@ -135,10 +134,12 @@ class StudyRun:
         """Train until done or paused; a pause by the pause file alone may be waited out here."""
         triggers = self._policy_triggers()
         while True:
-            watcher = FlowRunPauseWatcher(self.flow_run.id, self.signal, triggers=triggers, holds=self.holds)
-            with watcher, PauseOnSignals(self.signal, self.flow_run.id), PauseKeys(self.signal):
+            with (
+                FlowRunPauseWatcher(self.flow_run.id, self.signal, triggers=triggers, holds=self.holds),
+                PauseOnSignals(self.signal, self.flow_run.id),
+                PauseKeys(self.signal),
+            ):
                 result = self.scheduler.run()
-            self.ui_resume_at = watcher.ui_resume_at
             if result.failed or not self._waits_in_process(result):
                 return result
             with PauseOnSignals(self.signal, self.flow_run.id):  # SIGTERM or Ctrl+C: stop waiting, stay paused
@@ -186,7 +187,7 @@ class StudyRun:
     def pause(self, result: ScheduleResult) -> State:
         """Record the pause, publish its summary, and suspend the run (or end it, outside a deployment)."""
         entry = self.record_stop(self.signal.reason or PauseReason.UNKNOWN, result)
-        resume_at = self._resume_time()
+        resume_at = self.policy.next_resume_time() if self.policy is not None and self.in_deployment else None
         summary = self.publish_summary(entry, resume_at, self.how_to_resume())
         emit_study_event(
             "paused", self.study_name, self.flow_run.id,
@@ -252,19 +253,6 @@ class StudyRun:
         """Log `message` to the run and print it in the terminal."""
         self.logger.info(message)
         print(message, file=sys.stderr)
-
-    def _resume_time(self) -> datetime | None:
-        """When the suspended run resumes by itself: the timeout typed in the UI's pause dialog
-        (unless the policy ignores it) or the policy's `resume_cron`, whichever comes first."""
-        if not self.in_deployment:
-            return None
-        ui_timeout = self.ui_resume_at
-        if ui_timeout is None:  # Prefect saw the pause before the watcher did: it is still on the run
-            state = read_run(self.flow_run.id).state
-            ui_timeout = state.state_details.pause_timeout if state is not None and state.is_paused() else None
-        if self.policy is None:
-            return ui_timeout
-        return self.policy.resume_time(ui_timeout)
 
     def _waits_in_process(self, result: ScheduleResult) -> bool:
         """A run outside a deployment, training its trials itself, paused by its pause file
