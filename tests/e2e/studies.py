@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections import Counter
@@ -14,9 +15,22 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.sorting import LogSort
 
-from prefect_intermission import CheckpointStore
+from prefect_intermission import CheckpointStore, TrialLoop
 
 _EPOCH_LINE = re.compile(r"Trial (\d+) finished epoch (\d+)/")
+
+
+def countdown(trial: optuna.Trial, loop: TrialLoop) -> float:
+    """An objective whose metrics are known in advance: epoch e of trial n reports
+    `10 * (n + 1) - e`, after `INTERMISSION_TEST_EPOCH_SECONDS` (default 0) of sleep."""
+    lr = trial.suggest_float("lr", 1e-3, 0.1, log=True)
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    seconds = float(os.environ.get("INTERMISSION_TEST_EPOCH_SECONDS", "0"))
+    for epoch in loop.epochs(model, optimizer):
+        time.sleep(seconds)
+        loop.end_epoch(float(10 * (trial.number + 1) - epoch))
+    return loop.best_metric
 
 
 def trials(storage: str, study_name: str) -> list[optuna.trial.FrozenTrial]:

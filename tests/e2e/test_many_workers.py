@@ -292,3 +292,72 @@ def test_a_second_ctrl_c_on_the_study_run_lists_the_trials_its_trial_runs_pause(
     (trial,) = trials(storage, study_name)
     assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert trial.system_attrs[TRIAL_RESUMPTIONS_ATTR][-1]["lost_epochs"] == [], "the trial run lost no epoch"
+
+
+def test_a_pause_rule_met_in_a_trial_run_pauses_the_study_at_that_very_epoch(prefect_stack, tmp_path):
+    # tests.e2e.studies:countdown: trial 0's epoch e reports 10 - e, trial 1's 20 - e. At
+    # 7.5, trial 0 reaches the threshold at epoch 3 (of 0..5), and trial 1 never does.
+    max_epochs, rule_epoch = 6, 3
+    rule = {"rule": "prefect_intermission.pausing.rules:metric_threshold", "threshold": 7.5}
+    worker = prefect_stack.start_worker("trial-worker-rule", work_queues=("trials",), limit=1, env=TRIAL_WORKER_ENV)
+    study_name = f"ruled-runs-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    checkpoints = str(tmp_path / "checkpoints")
+    try:
+        run = start_deployment_run("pausable-study/digits-demo", {
+            "study_name": study_name, "objective": "tests.e2e.studies:countdown", "storage": storage,
+            "checkpoints": checkpoints, "n_trials": 2, "max_epochs": max_epochs, "max_concurrent_trials": 1,
+            "seed": 3, "pause_rules": [rule], "trial_deployment": "pausable-trial/train-trial",
+        })
+
+        def suspended_by_study() -> FlowRun | None:
+            current = read_run(run.id)
+            key = current.state.state_details.pause_key or ""
+            return current if current.state.name == "Suspended" and key.startswith(FLOW_PAUSE_KEY_PREFIX) else None
+
+        suspended = wait_for(suspended_by_study, timeout=300, what="the rule to suspend the study's run")
+        wait_for(lambda: process_is_gone(suspended), timeout=60, what="the study's process to exit")
+        (trial_run,) = _trial_runs(study_name)  # trial 1 was never started
+        first_run = wait_for(lambda: (r := read_run(trial_run.id)).state.is_final() and r, timeout=60,
+                             what="the trial run to end")
+        assert first_run.state.name == "Paused", first_run.state
+
+        # The pause names the rule's words and trial 0 after the very epoch that met it.
+        (pause,) = pause_history(optuna.load_study(study_name=study_name, storage=storage))
+        assert pause["reason"].startswith("rule: trial 0 reached metric"), pause
+        assert pause["reason"] == "rule: trial 0 reached metric 7 (<= 7.5)"
+        assert pause["trials"] == {"0": rule_epoch}
+        (trial,) = trials(storage, study_name)
+        assert trial.state == TrialState.RUNNING and trial.system_attrs[TRIAL_STATUS_ATTR] == "paused"
+        assert trial.system_attrs[TRIAL_PAUSED_EPOCH_ATTR] == rule_epoch, "paused one epoch late"
+        assert sorted(trial.intermediate_values) == list(range(rule_epoch + 1))
+        assert CheckpointStore(checkpoints).for_trial(study_name, 0).epochs()[-1] == rule_epoch
+
+        # Resumed, trial 0 trains on from the next epoch: the rule, met once, does not pause again.
+        request_resume(run.id)
+        wait_for_state(run.id, "Completed", timeout=300)
+    finally:
+        worker.kill()
+    done = trials(storage, study_name)
+    assert [(t.number, t.state) for t in done] == [(0, TrialState.COMPLETE), (1, TrialState.COMPLETE)]
+    assert all(sorted(t.intermediate_values) == list(range(max_epochs)) for t in done)
+    record = done[0].system_attrs[TRIAL_RESUMPTIONS_ATTR][-1]
+    assert (record["reason"], record["from_epoch"], record["lost_epochs"]) == ("pause", rule_epoch, [])
+    assert len(pause_history(optuna.load_study(study_name=study_name, storage=storage))) == 1
+    runs = _trial_runs(study_name)
+    assert [_trial_number(r) for r in runs] == [0, 0, 1]
+    assert all(r.state.name == "Completed" for r in runs[1:]), [r.state for r in runs]
+
+    # Every epoch of each trial was trained once: trial 0's first run stopped right after the rule's epoch.
+    assert trained_epochs(first_run.id, at_least=rule_epoch + 1) == Counter(
+        {(0, e): 1 for e in range(rule_epoch + 1)})
+    expected = {(n, e) for n in range(2) for e in range(max_epochs)}
+
+    def all_epoch_lines() -> Counter[tuple[int, int]] | None:
+        counts: Counter[tuple[int, int]] = Counter()
+        for r in runs:
+            counts.update(trained_epochs(r.id))
+        return counts if set(counts) == expected else None
+
+    counts = wait_for(all_epoch_lines, timeout=60, what="the trial runs' epoch log lines")
+    assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
