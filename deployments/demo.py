@@ -21,10 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from deployments.local_stack import PROJECT_ROOT, LocalPrefect  # noqa: E402
 from deployments.ui_actions import (  # noqa: E402
     process_is_gone,
-    read_run,
     start_deployment_run,
     ui_pause,
-    ui_resume,
     wait_for,
     wait_for_state,
     wait_until_mid_training,
@@ -32,6 +30,7 @@ from deployments.ui_actions import (  # noqa: E402
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR  # noqa: E402
 
 STORAGE = f"sqlite:///{PROJECT_ROOT}/.intermission/studies.db"
+DIALOG_TIMEOUT_SECONDS = 20  # what a user types in the pause dialog: "back in 20 seconds"
 
 
 def say(message: str) -> None:
@@ -65,21 +64,18 @@ def main() -> None:
         print(f"    flow run {run.id}  ({prefect.env['PREFECT_UI_URL']}/runs/flow-run/{run.id})")
         wait_for_state(run.id, "Running", timeout=120)
         trials = wait_until_mid_training(STORAGE, study_name, min_epochs=2)
-        say(f"Trials {trials} are mid-training: pausing the way the UI's Pause button does")
-        ui_pause(run.id)
+        say(f"Trials {trials} are mid-training: pausing the way the UI's Pause button does, "
+            f"with {DIALOG_TIMEOUT_SECONDS} s typed in its dialog's Timeout field")
+        ui_pause(run.id, timeout_seconds=DIALOG_TIMEOUT_SECONDS)
         started = time.monotonic()
-        suspended = wait_for_state(run.id, "Suspended", timeout=120)
-        while not (suspended.state.state_details.pause_key or "").startswith("intermission-flow-"):
-            time.sleep(0.5)
-            suspended = read_run(run.id)
-        print(f"    acknowledged in {time.monotonic() - started:.1f} s; the pause never expires "
-              f"(pause timeout: {suspended.state.state_details.pause_timeout})")
-        wait_for(lambda: process_is_gone(suspended), timeout=30, what="the flow's process to exit")
-        print(f"    its process ({suspended.infrastructure_pid}) has exited: the machine is free")
-        say("The study is suspended; its state in Optuna:")
+        resuming = wait_for_state(run.id, "Resuming", timeout=120)
+        print(f"    paused in {time.monotonic() - started:.1f} s; the run resumes by itself at "
+              f"{resuming.state.state_details.scheduled_time:%H:%M:%S} UTC, when the dialog's timeout passes")
+        wait_for(lambda: process_is_gone(resuming), timeout=30, what="the flow's process to exit")
+        print(f"    its process ({resuming.infrastructure_pid}) has exited: the machine is free")
+        say("The study is paused; its state in Optuna:")
         show_trials(study_name)
-        say("Resuming (the UI's Resume button)")
-        ui_resume(run.id)
+        say("Waiting for the run to resume by itself (a scheduled run named Resuming until then)")
         done = wait_for_state(run.id, "Completed", timeout=600)
         say(f"Flow run {done.state.name}; the study:")
         show_trials(study_name)

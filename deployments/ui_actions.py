@@ -8,13 +8,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import optuna
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
-from prefect.states import Suspended
+from prefect.states import State, Suspended
+
+from prefect_intermission.blocks.pause_policy import PausePolicy
 
 UI_PAUSE_TIMEOUT_SECONDS = 300
 
@@ -28,12 +30,21 @@ def start_deployment_run(
     )
 
 
-def ui_pause(flow_run_id: UUID, timeout_seconds: int = UI_PAUSE_TIMEOUT_SECONDS) -> None:
-    """The UI's Pause / Suspend button: force a `Suspended` state with a timeout."""
+def ui_pause(flow_run_id: UUID, timeout_seconds: int = UI_PAUSE_TIMEOUT_SECONDS) -> State:
+    """The UI's Pause / Suspend button: force a `Suspended` state with a timeout; the state set."""
     with get_client(sync_client=True) as client:
-        client.set_flow_run_state(
+        result = client.set_flow_run_state(
             flow_run_id, Suspended(timeout_seconds=timeout_seconds), force=True
         )
+    return result.state
+
+
+def policy_waiting_for_resume() -> str:
+    """Save a pause policy that ignores the UI dialog's timeout, so that a run paused from the
+    UI waits for Resume (instead of resuming by itself when the timeout passes); its name."""
+    name = f"wait-for-resume-{uuid4().hex[:8]}"
+    PausePolicy(ignore_ui_timeout=True).save(name)
+    return name
 
 
 def ui_resume(flow_run_id: UUID) -> None:

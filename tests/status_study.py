@@ -23,6 +23,7 @@ from prefect.states import Scheduled
 
 from deployments.local_stack import LocalPrefect
 from deployments.ui_actions import (
+    policy_waiting_for_resume,
     process_is_gone,
     read_run,
     start_deployment_run,
@@ -114,6 +115,7 @@ def _drive(stack: LocalPrefect, workdir: Path) -> DrivenStudy:
     run = start_deployment_run("pausable-study/digits-demo", {
         "study_name": name, "storage": storage, "checkpoints": str(checkpoints),
         "n_trials": N_TRIALS, "max_epochs": MAX_EPOCHS, "max_concurrent_trials": 1, "seed": 5,
+        "pause_policy": policy_waiting_for_resume(),  # it is resumed below, at a time of the test's
     })
 
     # Paused from the UI once a trial has trained two epochs.

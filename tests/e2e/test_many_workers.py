@@ -19,6 +19,7 @@ from prefect.client.schemas.objects import FlowRun
 from deployments.ui_actions import (
     process_is_gone,
     read_run,
+    policy_waiting_for_resume,
     start_deployment_run,
     ui_pause,
     wait_for,
@@ -94,6 +95,7 @@ def _run_the_study(prefect_stack, tmp_path, workers: dict[int, str]) -> None:
             "max_concurrent_trials": 2,
             "seed": 3,
             "trial_deployment": "pausable-trial/train-trial",
+            "pause_policy": policy_waiting_for_resume(),  # resumed by hand, not by the dialog's timeout
         },
     )
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import optuna
 import pytest
@@ -15,6 +16,7 @@ import torch
 from optuna.trial import TrialState
 
 from deployments.ui_actions import (
+    policy_waiting_for_resume,
     process_is_gone,
     read_run,
     start_deployment_run,
@@ -71,7 +73,11 @@ def test_paused_and_resumed_twice_matches_an_uninterrupted_run(prefect_stack, tm
     checkpoints = str(tmp_path / "checkpoints")
     reference_name, paused_name = f"reference-{tag}", f"paused-{tag}"
     reference = start_deployment_run("pausable-study/digits-demo", _parameters(reference_name, tmp_path))
-    run = start_deployment_run("pausable-study/digits-demo", _parameters(paused_name, tmp_path))
+    # A policy that ignores the dialog's timeout: the run waits for Resume, however long.
+    run = start_deployment_run(
+        "pausable-study/digits-demo",
+        {**_parameters(paused_name, tmp_path), "pause_policy": policy_waiting_for_resume()},
+    )
 
     # First cycle: the UI's Pause button, mid-training.
     wait_until_mid_training(storage, paused_name, min_epochs=2)
@@ -179,3 +185,41 @@ def test_paused_and_resumed_twice_matches_an_uninterrupted_run(prefect_stack, tm
         a = final_weights(checkpoints, paused_name, mine.number)
         b = final_weights(checkpoints, reference_name, theirs.number)
         assert all(torch.equal(a[k], b[k]) for k in b), f"trial {mine.number} weights differ"
+
+
+DIALOG_TIMEOUT_SECONDS = 20
+
+
+def _epochs_trained(storage: str, study_name: str) -> int:
+    return sum(len(t.intermediate_values) for t in trials(storage, study_name))
+
+
+def test_the_timeout_typed_in_the_ui_pause_dialog_resumes_the_run_by_itself(prefect_stack, tmp_path):
+    name = f"dialog-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    run = start_deployment_run("pausable-study/digits-demo", _parameters(name, tmp_path))
+    for cycle in range(2):
+        wait_for_state(run.id, "Running", timeout=180)
+        before = _epochs_trained(storage, name)
+        wait_for(lambda: _epochs_trained(storage, name) >= before + 2, timeout=180, what="two more epochs")
+        due = ui_pause(run.id, timeout_seconds=DIALOG_TIMEOUT_SECONDS).state_details.pause_timeout  # "back in 20 s"
+
+        # The study pauses, then the run waits as a scheduled run named Resuming, due then.
+        resuming = wait_for_state(run.id, "Resuming", timeout=120)
+        assert resuming.state.state_details.scheduled_time == due
+        assert datetime.now(timezone.utc) < due, "paused well within the dialog's timeout"
+        summary = artifacts_of(run.id)[f"{name}-pause"].data
+        assert f"**Resumes:** by itself at {due.isoformat(timespec='minutes')}" in summary
+        assert pause_history(optuna.load_study(study_name=name, storage=storage))[cycle]["reason"] == "ui"
+
+        # ... and a worker starts it once the timeout has passed (give or take the worker's
+        # 2 s prefetch in this stack), never a pause's worth before.
+        started = wait_for_state(run.id, "Pending", "Running", "Completed", timeout=120)
+        assert started.state.timestamp >= due - timedelta(seconds=3)
+
+    wait_for_state(run.id, "Completed", timeout=300)
+    got = trials(storage, name)
+    assert [t.number for t in got] == list(range(N_TRIALS))
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in got)
+    counts = trained_epochs(run.id, at_least=sum(len(t.intermediate_values) for t in got) - N_TRIALS)
+    assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}

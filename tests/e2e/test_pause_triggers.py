@@ -78,7 +78,10 @@ def test_notifications_on_pause_resume_and_completion_reach_a_webhook(prefect_st
     name = f"notified-{uuid.uuid4().hex[:6]}"
     storage = f"sqlite:///{tmp_path}/studies.db"
     with webhook() as hook:
-        PausePolicy(apprise_urls=[hook.url(f"hooks/{SECRET}"), f"json://127.0.0.1:{free_port()}/down"]).save(name)
+        PausePolicy(  # resumed by hand below, not when the UI dialog's timeout passes
+            apprise_urls=[hook.url(f"hooks/{SECRET}"), f"json://127.0.0.1:{free_port()}/down"],
+            ignore_ui_timeout=True,
+        ).save(name)
         run = start_deployment_run("pausable-study/digits-demo", _parameters(name, tmp_path, name))
         wait_until_mid_training(storage, name, min_epochs=2)
         ui_pause(run.id)

@@ -13,6 +13,7 @@ from sqlalchemy.pool import NullPool
 
 from deployments.ui_actions import (
     process_is_gone,
+    policy_waiting_for_resume,
     start_deployment_run,
     ui_pause,
     ui_resume,
@@ -32,7 +33,10 @@ MAX_EPOCHS = 6
 
 def _pause_and_resume(storage, study_name: str, parameters: dict) -> object:
     """Start the study, pause it mid-training like the UI, check it stopped, resume it to the end."""
-    run = start_deployment_run("pausable-study/digits-demo", parameters)
+    # Resumed by hand below: the run must wait for it, not resume when the dialog's timeout passes.
+    run = start_deployment_run(
+        "pausable-study/digits-demo", {**parameters, "pause_policy": policy_waiting_for_resume()}
+    )
     wait_until_mid_training(storage, study_name, min_epochs=2)
     ui_pause(run.id, timeout_seconds=300)
     suspended = wait_for_state(run.id, "Suspended", timeout=120)

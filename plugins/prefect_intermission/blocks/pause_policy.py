@@ -39,6 +39,7 @@ class PausePolicy(Block):
         pause_crons: Times when a running study pauses by itself, as cron expressions.
         pause_file: A file whose creation pauses the study.
         abandon_after_hours: How long a paused study may wait before it counts as abandoned.
+        ignore_ui_timeout: Whether the timeout typed in the UI's pause dialog is ignored.
 
     Example:
         ```python
@@ -91,6 +92,13 @@ class PausePolicy(Block):
     abandon_after_hours: float | None = Field(
         default=None, gt=0, description="Hours a paused study may wait before it counts as abandoned; empty: no limit."
     )
+    ignore_ui_timeout: bool = Field(
+        default=False,
+        description=(
+            "Ignore the timeout typed in the Prefect UI's pause dialog: the study then waits for "
+            "Resume or `resume_cron`. By default it resumes by itself once that timeout passes."
+        ),
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -123,6 +131,14 @@ class PausePolicy(Block):
                     "https://github.com/caronc/apprise/wiki for the formats (e.g. json://host/path)."
                 )
         return value
+
+    def resume_time(self, ui_timeout: datetime | None, after: datetime | None = None) -> datetime | None:
+        """When a paused study resumes by itself: the UI dialog's timeout (unless ignored) or
+        the next `resume_cron` time, whichever comes first; None: only when resumed by hand."""
+        times = [self.next_resume_time(after)]
+        if not self.ignore_ui_timeout:
+            times.append(ui_timeout)
+        return min((t for t in times if t is not None), default=None)
 
     def next_resume_time(self, after: datetime | None = None) -> datetime | None:
         """When a study paused at `after` (default: now) resumes by itself, in UTC; None: never."""

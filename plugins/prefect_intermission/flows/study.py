@@ -28,6 +28,7 @@ from prefect_intermission.flows.study_run import StudyRun
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.rules import PauseRule, attach_rules, load_rules
 from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.reporting.notify import send_held_notification
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.config import MAX_CONCURRENT_TRIALS, StudyConfig
 from prefect_intermission.study.attempt import Objective
@@ -49,6 +50,7 @@ _default = StudyConfig.default
     flow_run_name="{study_name}",
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_CONCURRENT_TRIALS),
     persist_result=False,
+    on_completion=[send_held_notification],  # the completion message, once the run is Completed
 )
 def optimize_study(
     study_name: str,

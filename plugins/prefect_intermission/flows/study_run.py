@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
-from prefect.states import Running, State
+from prefect.states import State
 
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.errors import IntermissionError
@@ -25,14 +25,14 @@ from prefect_intermission.flows._how_to_continue import continue_markdown, epoch
 from prefect_intermission.pausing.holds import TrialHolds
 from prefect_intermission.pausing.interrupts import PauseOnSignals, StopNow
 from prefect_intermission.pausing.keys import PauseKeys
-from prefect_intermission.pausing.reasons import PauseReason
+from prefect_intermission.pausing.reasons import PauseReason, describe
 from prefect_intermission.pausing.run_states import pause_reason_of_state
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.pausing.triggers import pause_file_trigger, pause_window_trigger
 from prefect_intermission.pausing.watcher import FlowRunPauseWatcher
 from prefect_intermission.reporting.artifacts import ArtifactReporter
 from prefect_intermission.reporting.events import emit_study_event
-from prefect_intermission.reporting.notify import notify, notify_in_background
+from prefect_intermission.reporting.notify import notify, notify_after_the_run, notify_in_background
 from prefect_intermission.reporting.pause_summary import pause_summary
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.reporting.resources import measure_resources
@@ -80,6 +80,8 @@ class StudyRun:
         self.reporter = ArtifactReporter(flow_run.id, progress)
         self.holds = TrialHolds(state.engine, self.study_name)
         self.execution = read_run(flow_run.id).state.id  # the Running state this execution began with
+        signal.on_request(self.announce_pause)
+        self.ui_resume_at: datetime | None = None  # the timeout typed in the UI's pause dialog
 
     @property
     def in_deployment(self) -> bool:
@@ -134,12 +136,10 @@ class StudyRun:
         """Train until done or paused; a pause by the pause file alone may be waited out here."""
         triggers = self._policy_triggers()
         while True:
-            with (
-                FlowRunPauseWatcher(self.flow_run.id, self.signal, triggers=triggers, holds=self.holds),
-                PauseOnSignals(self.signal, self.flow_run.id),
-                PauseKeys(self.signal),
-            ):
+            watcher = FlowRunPauseWatcher(self.flow_run.id, self.signal, triggers=triggers, holds=self.holds)
+            with watcher, PauseOnSignals(self.signal, self.flow_run.id), PauseKeys(self.signal):
                 result = self.scheduler.run()
+            self.ui_resume_at = watcher.ui_resume_at
             if result.failed or not self._waits_in_process(result):
                 return result
             with PauseOnSignals(self.signal, self.flow_run.id):  # SIGTERM or Ctrl+C: stop waiting, stay paused
@@ -147,6 +147,17 @@ class StudyRun:
             if stopped is not None:
                 return stopped
             self.signal.clear()
+
+    def announce_pause(self, reason: str) -> None:
+        """Say on the run's log, as soon as a pause is asked, what it waits for."""
+        training = [t.number for t in self.progress.trials() if t.state == "running"]
+        where = "" if self.scheduler.executor.trains_here else " in their own runs"
+        waits = (
+            f"trials {', '.join(f'#{n}' for n in training)} finish their current epoch{where}"
+            if training else "no trial is training"
+        )
+        then = "the run suspends" if self.in_deployment else "the run ends, paused"
+        self.logger.info("Pause requested (%s): %s, then %s.", describe(reason), waits, then)
 
     def record_stop(self, reason: str, result: ScheduleResult) -> dict[str, Any]:
         """Store the sampler and a pause entry (why, which trials, resources) in the study."""
@@ -187,7 +198,7 @@ class StudyRun:
     def pause(self, result: ScheduleResult) -> State:
         """Record the pause, publish its summary, and suspend the run (or end it, outside a deployment)."""
         entry = self.record_stop(self.signal.reason or PauseReason.UNKNOWN, result)
-        resume_at = self.policy.next_resume_time() if self.policy is not None and self.in_deployment else None
+        resume_at = self._resume_time()
         summary = self.publish_summary(entry, resume_at, self.how_to_resume())
         emit_study_event(
             "paused", self.study_name, self.flow_run.id,
@@ -221,8 +232,7 @@ class StudyRun:
             "completed", self.study_name, self.flow_run.id,
             {"finished_trials": result.finished, "best_value": best.value, "best_params": best.params},
         )
-        notify(self.policy, f"Study {self.study_name} completed", completed)
-        self._keep_completed()
+        notify_after_the_run(self.flow_run.id, self.policy, f"Study {self.study_name} completed", completed)
         return {
             "study_name": self.study_name,
             "status": "completed",
@@ -231,18 +241,6 @@ class StudyRun:
             "best_value": best.value,
             "best_params": best.params,
         }
-
-    def _keep_completed(self) -> None:
-        """A pause asked while the finished study was reporting has nothing left to pause:
-        take it back, so that the run ends Completed instead of waiting (or failing) as paused."""
-        state = read_run(self.flow_run.id).state
-        if pause_reason_of_state(state) is None:
-            return
-        with get_client(sync_client=True) as client:
-            client.set_flow_run_state(
-                self.flow_run.id, Running(message="The study is complete: nothing left to pause."), force=True
-            )
-        self.logger.info("A pause was asked after the last trial finished: the study is complete, so the run completes.")
 
     def wait_for_pause_file(self, result: ScheduleResult) -> State | None:
         """Store the pause and wait in this process until the pause file is deleted (None), or
@@ -253,6 +251,19 @@ class StudyRun:
         """Log `message` to the run and print it in the terminal."""
         self.logger.info(message)
         print(message, file=sys.stderr)
+
+    def _resume_time(self) -> datetime | None:
+        """When the suspended run resumes by itself: the timeout typed in the UI's pause dialog
+        (unless the policy ignores it) or the policy's `resume_cron`, whichever comes first."""
+        if not self.in_deployment:
+            return None
+        ui_timeout = self.ui_resume_at
+        if ui_timeout is None:  # Prefect saw the pause before the watcher did: it is still on the run
+            state = read_run(self.flow_run.id).state
+            ui_timeout = state.state_details.pause_timeout if state is not None and state.is_paused() else None
+        if self.policy is None:
+            return ui_timeout
+        return self.policy.resume_time(ui_timeout)
 
     def _waits_in_process(self, result: ScheduleResult) -> bool:
         """A run outside a deployment, training its trials itself, paused by its pause file

@@ -5,9 +5,12 @@ Reading it costs no I/O, and it imports nothing from Prefect: the training loop 
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+logger = logging.getLogger(__name__)
 
 
 class StudyStopped(BaseException):
@@ -26,12 +29,25 @@ class PauseSignal:
         self._recorders = threading.Condition()
         self._recording_now = 0
         self._stopped = False
+        self._listeners: list[Callable[[str], None]] = []
 
     def request(self, reason: str) -> None:
         """Ask every trial to pause at its next epoch boundary (every reason is kept)."""
         with self._lock:
+            first = not self._event.is_set()
             self._reasons.append(reason)
             self._event.set()
+        if first:
+            for listener in self._listeners:
+                try:
+                    listener(reason)
+                except Exception:  # saying so must never stop the pause itself
+                    logger.debug("A pause listener failed", exc_info=True)
+
+    def on_request(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(reason)` when a pause is first requested, on the requesting thread
+        (a trial's, a watcher's, or a signal handler's): it must return at once."""
+        self._listeners.append(listener)
 
     @contextmanager
     def recording(self, trial_number: int, last_epoch: int) -> Iterator[None]:

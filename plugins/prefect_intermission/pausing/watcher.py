@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -35,7 +36,8 @@ class FlowRunPauseWatcher(BackgroundLoop):
 
     A pause with a timeout (the UI's lasts 5 minutes, then the server fails the run)
     is taken over at once with one that does not expire, so an epoch longer than
-    the timeout cannot lose the run. Use it as a context manager around training.
+    the timeout cannot lose the run; the timeout's time is kept as `ui_resume_at`,
+    when the study resumes by itself. Use it as a context manager around training.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class FlowRunPauseWatcher(BackgroundLoop):
         self.signal = signal
         self.triggers = triggers or []
         self.poll_seconds = poll_seconds if poll_seconds is not None else poll_seconds_from_env()
+        self.ui_resume_at: datetime | None = None
         self._thread = ContextThread(self._watch, name=f"intermission-pause-watcher-{flow_run_id}")
 
 
@@ -88,6 +91,7 @@ class FlowRunPauseWatcher(BackgroundLoop):
     def _take_over(self, client: SyncPrefectClient, state: Any) -> None:
         if state.state_details.pause_timeout is None:
             return
+        self.ui_resume_at = state.state_details.pause_timeout
         try:
             client.set_flow_run_state(
                 self.flow_run_id,

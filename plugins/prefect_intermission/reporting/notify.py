@@ -15,8 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from uuid import UUID
+
 import apprise
 from prefect.blocks.core import Block
+from prefect.client.schemas.objects import FlowRun
+from prefect.states import State
 
 from prefect_intermission._logging import run_logger
 from prefect_intermission._threads import ContextThread
@@ -142,3 +146,21 @@ def _with_retries(send: Callable[[], bool], target: str) -> bool:
         if attempt < _ATTEMPTS:
             time.sleep(0.5 * attempt)
     return False
+
+
+_after_the_run: dict[UUID, tuple[PausePolicy | None, str, str]] = {}
+
+
+def notify_after_the_run(flow_run_id: UUID, policy: PausePolicy | None, subject: str, body: str) -> None:
+    """Hold a notification until flow run `flow_run_id` has reached its final state.
+
+    The completion message goes out only once the run is Completed, so that nothing the
+    targets do (one may hang for seconds) keeps the run open to a late pause.
+    """
+    _after_the_run[flow_run_id] = (policy, subject, body)
+
+
+def send_held_notification(flow: object, flow_run: FlowRun, state: State) -> None:
+    """A flow hook (`on_completion`): send what `notify_after_the_run` held for this run."""
+    if (held := _after_the_run.pop(flow_run.id, None)) is not None:
+        notify(*held)

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from prefect_intermission.errors import CheckpointError
-from prefect_intermission._logging import run_logger
-from prefect_intermission.pausing.reasons import PauseReason, describe
+from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.events import emit_trial_event
 from prefect_intermission.reporting.progress import StudyProgress
@@ -64,7 +63,6 @@ class TrialScheduler:
         self._trial_ids: dict[int, int] = {}
         self._held: dict[int, int | None] = {}  # number -> epoch it paused after
         self._result = ScheduleResult(finished=0)
-        self._announced = False
 
     def check_checkpoints(self) -> None:
         """Fail before any work if unfinished trials' checkpoints are gone or of another format.
@@ -100,7 +98,6 @@ class TrialScheduler:
         to free the machine; they continue when it resumes.
         """
         result = self._result = ScheduleResult(finished=self.state.finished_count())
-        self._announced = False
         held = self._held
         held.clear()  # rebuilt from the stored trials: a hold lifted meanwhile must not queue twice
         to_continue: deque[int] = deque()
@@ -125,7 +122,6 @@ class TrialScheduler:
                     result.paused.update(held)
                     return result
                 if self.pause_signal.is_requested():
-                    self._announce_pause()
                     self.executor.pausing()
                 for outcome in self.executor.wait(_WAIT_SECONDS):
                     self._record(outcome, result)
@@ -147,18 +143,6 @@ class TrialScheduler:
         if n_active >= self.config.max_concurrent_trials:
             return False
         return n_waiting > 0 or result.finished + n_active + n_held < self.config.n_trials
-
-    def _announce_pause(self) -> None:
-        """Say on the run's log, once, that the pause is under way and what it waits for."""
-        if self._announced:
-            return
-        self._announced = True
-        trials = ", ".join(f"#{n}" for n in self.executor.running())
-        where = "their current epoch" if self.executor.trains_here else "their current epoch in their own runs"
-        run_logger(__name__).info(
-            "Pause requested (%s): trials %s finish %s, then the run suspends.",
-            describe(self.pause_signal.reason or PauseReason.UNKNOWN), trials, where,
-        )
 
     def _start(self, continued: int | None) -> None:
         if continued is not None:

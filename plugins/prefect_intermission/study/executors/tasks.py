@@ -73,7 +73,7 @@ def paused_trial_message(executor: TaskExecutor, outcome: TrialOutcome) -> str:
     where = ""
     if outcome.epoch is not None:
         stored = executor.checkpoints.for_trial(executor.state.study.study_name, outcome.number)
-        where = f"; checkpoint {stored.path(outcome.epoch)}"
+        where = f"; checkpoint stored at {stored.path(outcome.epoch)}"
     return f"Trial {outcome.number} paused: {done} of {executor.config.max_epochs} epochs done{where}."
 
 
