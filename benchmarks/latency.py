@@ -25,6 +25,7 @@ from prefect.client.schemas.sorting import LogSort
 
 from deployments.ui_actions import (
     read_run,
+    policy_waiting_for_resume,
     start_deployment_run,
     ui_pause,
     ui_resume,
@@ -130,6 +131,7 @@ def pause_resume_cycle(
         "checkpoints": checkpoints, "n_trials": history + 1, "max_epochs": max_epochs,
         "max_concurrent_trials": 1, "seed": 0,
         "pruner": "none",  # the made-up history must not prune the trial before it pauses
+        "pause_policy": policy_waiting_for_resume(),  # resumed by the bench, not by the dialog's timeout
     })
 
     def training() -> bool:
@@ -147,7 +149,7 @@ def pause_resume_cycle(
     exited = now()
     wait_for_state(run.id, "Suspended", timeout=60)
     number, epoch = _paused_trial(storage, study_name)
-    stored = _log_time(run.id, rf"Trial {number} finished epoch {epoch}/", requested)
+    stored = _log_time(run.id, rf"Trial {number} finished epoch {epoch + 1} of ", requested)
     with get_client(sync_client=True) as client:
         suspended = max(  # the study's own suspension, after its pause was recorded
             s.timestamp for s in client.read_flow_run_states(run.id)
@@ -157,7 +159,7 @@ def pause_resume_cycle(
     # Resume, as the UI's button does; the resumed trial's first step ends it.
     resumed = now()
     ui_resume(run.id)
-    continued = _log_time(run.id, rf"Trial {number} continues after epoch {epoch} ", resumed)
+    continued = _log_time(run.id, rf"Trial {number} continues from its checkpoint: {epoch + 1} of ", resumed)
     loaded = _log_time(run.id, r"Continuing study", resumed)
     with get_client(sync_client=True) as client:
         states = sorted(client.read_flow_run_states(run.id), key=lambda s: s.timestamp)

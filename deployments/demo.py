@@ -42,7 +42,7 @@ def show_trials(study_name: str) -> None:
     for t in study.get_trials(deepcopy=False):
         status = t.system_attrs.get(TRIAL_STATUS_ATTR, "")
         detail = (
-            f"paused after epoch {t.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR)}"
+            f"paused with {t.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR) + 1} epochs done"
             if status == "paused" and t.state.name == "RUNNING"
             else f"value {t.value:.4f}" if t.value is not None else ""
         )

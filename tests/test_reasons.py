@@ -50,7 +50,7 @@ def test_a_trial_error_pause_says_what_stopped_the_trial(tmp_path):
     why = _why(summary)
     assert "trial-error" not in summary
     assert why.startswith("a trial stopped on an error")
-    assert "#0 paused after epoch 1 of 3" in summary
+    assert "#0 paused: 2 of 4 epochs done" in summary
 
 
 def test_a_rule_pause_shows_the_rule_s_own_words(tmp_path):

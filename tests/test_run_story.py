@@ -150,7 +150,7 @@ def test_the_runs_log_tells_the_story_of_a_pause(paused_run):
     assert still_training and set(still_training) <= set(named) <= {"#0", "#1"}, story
 
     # ... within 2 s of the epoch at which the rule fired.
-    [fired] = [log for log in logs if log.message.startswith(f"Trial 0 finished epoch {PAUSE_EPOCH}/{MAX_EPOCHS - 1}:")]
+    [fired] = [log for log in logs if log.message.startswith(f"Trial 0 finished epoch {PAUSE_EPOCH + 1} of {MAX_EPOCHS}:")]
     delay = announcement.timestamp - fired.timestamp
     assert timedelta(0) <= delay <= timedelta(seconds=2), (delay, story)
 

@@ -206,7 +206,7 @@ def test_table_while_paused_shows_the_paused_trial(study):
     table = study.paused_table
     [trial] = study.paused.status["unfinished"]
     assert "paused" in table and "1 paused" in table
-    assert f"trial #{trial['number']} paused: epoch {trial['epochs_done']}/{MAX_EPOCHS}" in table
+    assert f"trial #{trial['number']} paused: {trial['epochs_done']} of {MAX_EPOCHS} epochs done" in table
 
 
 def test_all_studies_lists_the_latest_run_of_each(study, prefect_stack):

@@ -36,6 +36,6 @@ class TrialPaused(BaseException):
     """
 
     def __init__(self, trial_number: int, epoch: int) -> None:
-        super().__init__(f"Trial {trial_number} paused after epoch {epoch}.")
+        super().__init__(f"Trial {trial_number} paused: {epoch + 1} epochs done.")
         self.trial_number = trial_number
         self.epoch = epoch

@@ -17,7 +17,7 @@ from prefect.client.schemas.sorting import LogSort
 
 from prefect_intermission import CheckpointStore, TrialLoop
 
-_EPOCH_LINE = re.compile(r"Trial (\d+) finished epoch (\d+)/")
+_EPOCH_LINE = re.compile(r"Trial (\d+) finished epoch (\d+) of ")  # counted from 1
 
 
 def countdown(trial: optuna.Trial, loop: TrialLoop) -> float:
@@ -46,7 +46,7 @@ def last_epoch(trial: optuna.trial.FrozenTrial) -> int | None:
 def paused_line(trial: optuna.trial.FrozenTrial, max_epochs: int) -> str:
     """How a pause summary or notification lists a paused trial."""
     epoch = last_epoch(trial)
-    return f"#{trial.number} not started" if epoch is None else f"#{trial.number} paused after epoch {epoch} of {max_epochs - 1}"
+    return f"#{trial.number} not started" if epoch is None else f"#{trial.number} paused: {epoch + 1} of {max_epochs} epochs done"
 
 
 def final_weights(checkpoints: str, study_name: str, number: int) -> dict[str, torch.Tensor]:
@@ -77,7 +77,7 @@ def _epoch_lines(flow_run_id: UUID) -> Counter[tuple[int, int]]:
     counts: Counter[tuple[int, int]] = Counter()
     for message in _log_messages(flow_run_id):
         if match := _EPOCH_LINE.search(message):
-            counts[(int(match.group(1)), int(match.group(2)))] += 1
+            counts[(int(match.group(1)), int(match.group(2)) - 1)] += 1  # as Optuna numbers its steps
     return counts
 
 

@@ -72,7 +72,7 @@ def test_a_second_ctrl_c_stops_at_once_and_the_next_run_continues_from_the_check
     epoch_seconds = 8  # the epoch in progress when Ctrl+C comes twice has seconds left to run
     terminal = Terminal(command, {**prefect_stack.env, "INTERMISSION_TEST_EPOCH_SECONDS": str(epoch_seconds)})
     try:
-        terminal.wait_for_text(r"Trial 0 finished epoch 0/", timeout=180)
+        terminal.wait_for_text(r"Trial 0 finished epoch 1 of ", timeout=180)
         terminal.type(CTRL_C)
         terminal.wait_for_text(r"Ctrl\+C: pausing", timeout=30)
         terminal.type(CTRL_C)

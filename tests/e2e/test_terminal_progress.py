@@ -56,4 +56,4 @@ def test_piped_output_has_plain_epoch_lines_and_no_bars(prefect_stack, tmp_path)
     assert done.returncode == 0, done.stderr
     output = done.stdout + done.stderr
     assert "━" not in output
-    assert "Trial 1 finished epoch 11/11" in output
+    assert "Trial 1 finished epoch 12 of 12" in output

@@ -6,6 +6,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from prefect_intermission._counting import epochs_done
 from prefect_intermission.cli.status import StudyStatus
 
 _STATE_STYLES = {
@@ -85,10 +86,10 @@ def details(s: StudyStatus) -> Group:
     for u in s.unfinished:
         metric = f"{u.last_metric:.6g}" if u.last_metric is not None else "-"
         lines.append(Text(
-            f"  trial #{u.number} {u.status}: epoch {u.epochs_done}/{u.max_epochs}, last metric {metric}"
+            f"  trial #{u.number} {u.status}: {u.epochs_done} of {u.max_epochs} epochs done, last metric {metric}"
         ))
     for p in s.pauses:
-        stopped = ", ".join(f"#{n} after epoch {e}" for n, e in p["trials"].items()) or "no trial"
+        stopped = ", ".join(f"#{n} ({epochs_done(e)} epochs done)" for n, e in p["trials"].items()) or "no trial"
         lines.append(Text(f"  paused {p['paused_at']} ({p['reason']}): {stopped}"))
         if resources := p.get("resources"):
             gpus = "".join(
@@ -122,4 +123,4 @@ def print_statuses(statuses: list[StudyStatus], console: Console | None = None) 
 
 def _resumed_from(from_epoch: int | None) -> str:
     """Where a resumed trial continued: after a checkpointed epoch, or from the start."""
-    return "from the start" if from_epoch is None else f"from epoch {from_epoch}"
+    return "from the start" if from_epoch is None else f"with {epochs_done(from_epoch)} epochs done"

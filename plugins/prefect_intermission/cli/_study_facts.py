@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import column, inspect as sa_inspect, select, table
 from sqlalchemy.engine import make_url
 
+from prefect_intermission._counting import epochs_done
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.cli._status_model import TrialProgress
 from prefect_intermission.errors import IntermissionError
@@ -113,7 +114,7 @@ def _trial_progress(t: FrozenTrial, status: str, max_epochs: int) -> TrialProgre
     return TrialProgress(
         number=t.number,
         status=status,
-        epochs_done=last + 1 if last is not None else 0,
+        epochs_done=epochs_done(last),
         max_epochs=max_epochs,
         last_metric=values[last] if last is not None else None,
         paused_after_epoch=t.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR) if status == "paused" else None,

@@ -17,6 +17,7 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
+from prefect_intermission._counting import epochs_done
 from prefect_intermission.errors import ConfigurationError
 from prefect_intermission.cli.status import hide_password
 from prefect_intermission.study.state import missing_sqlite_file
@@ -77,8 +78,8 @@ def learning_curves(study: optuna.Study) -> go.Figure:
                 marks_x.append(epoch)
                 marks_y.append(t.intermediate_values[epoch])
                 marks_text.append(
-                    f"trial #{t.number} continued after epoch {epoch} from its checkpoint after a crash"
-                    if why == "crash" else f"trial #{t.number} paused after epoch {epoch} ({why})"
+                    f"trial #{t.number} continued from its checkpoint after a crash, {epochs_done(epoch)} epochs done"
+                    if why == "crash" else f"trial #{t.number} paused with {epochs_done(epoch)} epochs done ({why})"
                 )
     if marks_x:
         figure.add_trace(go.Scatter(
@@ -112,7 +113,7 @@ def _summary(study: optuna.Study) -> str:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
     rows = "".join(
         f"<tr><td>{html.escape(str(p['paused_at']))}</td><td>{html.escape(str(p['reason']))}</td>"
-        f"<td>{html.escape(', '.join(f'#{n} after epoch {e}' for n, e in p['trials'].items()) or '-')}</td></tr>"
+        f"<td>{html.escape(', '.join(f'#{n} ({epochs_done(e)} epochs done)' for n, e in p['trials'].items()) or '-')}</td></tr>"
         for p in pause_history(study)
     )
     best = ""

@@ -6,12 +6,13 @@ import shlex
 import sys
 
 from prefect_intermission._redaction import redact_arguments
+from prefect_intermission._counting import epochs_done
 
 
 def epochs_text(paused: dict[int, int | None]) -> str:
-    """`#3 (after epoch 4), #5 (not started)` for the paused trials, or `none`."""
+    """`#3 (5 epochs done), #5 (not started)` for the paused trials, or `none`."""
     return ", ".join(
-        f"#{n} (after epoch {e})" if e is not None else f"#{n} (not started)"
+        f"#{n} ({epochs_done(e)} epochs done)" if e is not None else f"#{n} (not started)"
         for n, e in sorted(paused.items())
     ) or "none"
 

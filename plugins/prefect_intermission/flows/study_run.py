@@ -118,7 +118,7 @@ class StudyRun:
         if not unfinished and not finished:
             return
         continuing = ", ".join(
-            f"#{t.number} after epoch {len(t.intermediate_values) - 1}" for t in unfinished
+            f"#{t.number} ({len(t.intermediate_values)} epochs done)" for t in unfinished
         ) or "none"
         self.logger.info(
             "Continuing study %r: %d/%d trials finished, %d unfinished trial(s) to continue: %s.",

@@ -23,6 +23,7 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.states import Completed, Failed, State
 
+from prefect_intermission._counting import epochs_done
 from prefect_intermission._import_path import import_objective
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.pausing.reasons import PauseReason
@@ -144,7 +145,7 @@ def _final_state(
         _report_if_suspended(watcher, trial_run_id, Failed(message=message))
         raise IntermissionError(message)
     if outcome.state == "paused":
-        done = 0 if outcome.epoch is None else outcome.epoch + 1
+        done = epochs_done(outcome.epoch)
         return _report_if_suspended(watcher, trial_run_id, paused_trial_state(
             f"Trial {number} paused ({signal.reason}): {done} of {max_epochs} epochs done; checkpoint stored."
         ))
@@ -173,5 +174,5 @@ def _paused_before_start(state: StudyState, store: CheckpointStore, number: int,
     if attrs.get(TRIAL_STATUS_ATTR) is None:
         state.mark_paused(trial_id, store.for_trial(state.study.study_name, number).last_epoch())
     epoch = state.study._storage.get_trial_system_attrs(trial_id).get(TRIAL_PAUSED_EPOCH_ATTR)
-    done = 0 if epoch is None else epoch + 1
+    done = epochs_done(epoch)
     return paused_trial_state(f"Trial {number} paused before training ({reason}): {done} epochs done.")

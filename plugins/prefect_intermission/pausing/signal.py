@@ -59,7 +59,7 @@ class PauseSignal:
         """
         with self._recorders:
             if self._stopped:
-                raise StudyStopped(f"Trial {trial_number} stopped at once after epoch {last_epoch}.")
+                raise StudyStopped(f"Trial {trial_number} stopped at once: {last_epoch + 1} epochs done.")
             self._recording_now += 1
         try:
             yield

@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect_intermission.pausing.reasons import describe
+from prefect_intermission._counting import epochs_done
 from prefect_intermission.reporting.links import flow_run_link
 from prefect_intermission.study.state import StudyState
 
@@ -42,7 +43,7 @@ def pause_summary(
         f"- **Trials:** {state.finished_count()} of {n_trials} finished; "
         + (
             ", ".join(
-                f"#{n} paused after epoch {e} of {max_epochs - 1}" if e is not None else f"#{n} not started"
+                f"#{n} paused: {epochs_done(e)} of {max_epochs} epochs done" if e is not None else f"#{n} not started"
                 for n, e in paused.items()
             )
             or "none mid-training"

@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+from prefect_intermission._counting import epochs_done
 from prefect_intermission._faults import fault_point
 from prefect_intermission._logging import run_logger
 from prefect_intermission.training._rng import seed_everything
@@ -179,7 +180,7 @@ def _stopped(state: StudyState, trial: optuna.Trial, loop: TrialLoop, stopped: B
         state.mark_paused(trial._trial_id, stopped.epoch)
         run_logger(__name__).info(
             "Trial %d paused: %d of %d epochs done; checkpoint stored at %s.",
-            number, stopped.epoch + 1, loop.max_epochs, loop.checkpoints.path(stopped.epoch),
+            number, epochs_done(stopped.epoch), loop.max_epochs, loop.checkpoints.path(stopped.epoch),
         )
         return TrialOutcome(number, "paused", epoch=stopped.epoch)
     if isinstance(stopped, optuna.TrialPruned):
@@ -207,8 +208,8 @@ def _kept_for_next_run(
         last = None
     state.mark_paused(trial._trial_id, last)
     logger.error(
-        "Trial %d stopped: %s. It keeps its checkpoints (last after epoch %s) and continues "
-        "from there when the study runs again.", trial.number, stopped, last, exc_info=stopped,
+        "Trial %d stopped: %s. It keeps its checkpoints (the last with %s epochs done) and continues "
+        "from there when the study runs again.", trial.number, stopped, epochs_done(last), exc_info=stopped,
     )
     return TrialOutcome(trial.number, "failed", epoch=last, error=f"{type(stopped).__name__}: {stopped}", kept=True)
 

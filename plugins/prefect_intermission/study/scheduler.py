@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from prefect_intermission.errors import CheckpointError
+from prefect_intermission._counting import epochs_done
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.events import emit_trial_event
@@ -168,8 +169,9 @@ class TrialScheduler:
         if outcome.state in ("complete", "pruned"):
             result.finished += 1
             logger.info(
-                "Trial %d %s after epoch %s: %s (%d/%d finished).",
-                number, outcome.state, outcome.epoch, outcome.value, result.finished, self.config.n_trials,
+                "Trial %d %s after %d epochs: %s (%d of %d trials finished).",
+                number, outcome.state, epochs_done(outcome.epoch), outcome.value, result.finished,
+                self.config.n_trials,
             )
         elif outcome.state == "paused":
             if self.pause_signal.is_requested():

@@ -30,6 +30,7 @@ import optuna
 import torch
 
 from prefect_intermission._faults import fault_point
+from prefect_intermission._counting import epochs_done
 from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
 from prefect_intermission.training.checkpoints import TrialCheckpoints
 from prefect_intermission.training.direction import Direction, check_direction, is_better
@@ -164,7 +165,7 @@ class TrialLoop:
             yield epoch
             if not self._epoch_ended:
                 raise IntermissionError(
-                    f"Epoch {epoch} of trial {self.trial.number} ended without "
+                    f"Epoch {epochs_done(epoch)} of trial {self.trial.number} ended without "
                     "loop.end_epoch(metric); call it once at the end of every epoch."
                 )
             if self._stopped_early:
@@ -202,11 +203,11 @@ class TrialLoop:
         fault_point("trial.report")
         self._track(epoch, metric)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"Pruned after epoch {epoch} with metric {metric}.")
+            raise optuna.TrialPruned(f"Pruned after {epochs_done(epoch)} epochs with metric {metric}.")
         self.checkpoints.save(epoch, self._checkpoint_state())
         self._log.info(
-            "Trial %d finished epoch %d/%d: metric %.6g (best %.6g); checkpoint stored.",
-            self.trial.number, epoch, self.max_epochs - 1, metric, self.best_metric,
+            "Trial %d finished epoch %d of %d: metric %.6g (best %.6g); checkpoint stored.",
+            self.trial.number, epochs_done(epoch), self.max_epochs, metric, self.best_metric,
         )
         if self.on_epoch is not None:
             self.on_epoch(epoch, metric)
@@ -284,6 +285,9 @@ class TrialLoop:
         self._stopped_early = state["stopped_early"]
         self.epoch_seconds = list(state["epoch_seconds"])
         self.resumed_from_epoch = self.epoch
-        self._log.info("Trial %d continues after epoch %d from its checkpoint.", self.trial.number, self.epoch)
+        self._log.info(
+            "Trial %d continues from its checkpoint: %d of %d epochs done.",
+            self.trial.number, epochs_done(self.epoch), self.max_epochs,
+        )
         lost = sorted(e for e in self._reported if e > self.epoch)
         return Restore(self.epoch, loaded.fallbacks, lost)

@@ -6,6 +6,7 @@ from optuna.trial import FrozenTrial, TrialState
 from prefect.client.schemas.objects import FlowRun
 
 from prefect_intermission._logging import run_logger
+from prefect_intermission._counting import epochs_done
 from prefect_intermission.study.attempt import TrialOutcome
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, StudyState
 from prefect_intermission.training.store import CheckpointStore
@@ -54,7 +55,7 @@ def _interrupted(state: StudyState, checkpoints: CheckpointStore, run: FlowRun, 
     else:
         run_logger(__name__).warning(
             "Trial %d: its flow run %s ended %s without recording an outcome; the study "
-            "pauses, and the trial continues from its checkpoint after epoch %s when resumed.",
-            number, run.id, run.state.name if run.state else "gone", last,
+            "pauses, and the trial continues from its checkpoint (%d epochs done) when resumed.",
+            number, run.id, run.state.name if run.state else "gone", epochs_done(last),
         )
     return TrialOutcome(number, "paused", epoch=last)

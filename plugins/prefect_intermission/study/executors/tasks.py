@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import Pause
 from prefect.states import State
 
+from prefect_intermission._counting import epochs_done
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_states import paused_trial_state
 from prefect_intermission.pausing.signal import PauseSignal
@@ -69,7 +70,7 @@ def train_trial(trial_number: int, attempt: _Attempt) -> State | None:
 
 def paused_trial_message(executor: TaskExecutor, outcome: TrialOutcome) -> str:
     """`Trial 3 paused: 5 of 10 epochs done; checkpoint <path>.`"""
-    done = 0 if outcome.epoch is None else outcome.epoch + 1
+    done = epochs_done(outcome.epoch)
     where = ""
     if outcome.epoch is not None:
         stored = executor.checkpoints.for_trial(executor.state.study.study_name, outcome.number)
