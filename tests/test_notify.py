@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from deployments.local_stack import free_port
 from prefect_intermission import PausePolicy
 from prefect_intermission.reporting import notify as notify_module
 from prefect_intermission.reporting.notify import notify, notify_in_background
-from tests.e2e.webhook import Webhook, webhook
+from tests.e2e.webhook import Webhook, hanging_endpoint, webhook
 
 SECRET = "s3cr3t-hook-token"
 LOGGER = "prefect_intermission.reporting.notify"
@@ -40,11 +39,9 @@ def hook() -> Iterator[Webhook]:
 
 @pytest.fixture
 def hanging_url() -> Iterator[str]:
-    """A json:// URL whose server accepts connections (the kernel's backlog does) and never answers."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(32)
-        yield f"json://127.0.0.1:{listener.getsockname()[1]}/hang/{SECRET}-hanging"
+    """A json:// URL whose server accepts connections and never answers (with a secret in it)."""
+    with hanging_endpoint(f"hang/{SECRET}-hanging") as url:
+        yield url
 
 
 def _arrival(hook: Webhook, subject: str, since: float, timeout: float) -> float | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
-import socket
 import threading
 import time
 import uuid
@@ -31,7 +30,7 @@ from prefect.logging.handlers import APILogWorker
 from prefect.states import Pending
 
 from prefect_intermission import PausePolicy, optimize_study
-from tests.e2e.webhook import webhook
+from tests.e2e.webhook import hanging_endpoint, webhook
 
 pytestmark = pytest.mark.usefixtures("prefect_stack")
 
@@ -229,11 +228,8 @@ def notifications_end() -> Iterator[None]:
 
 @pytest.fixture
 def hanging_url() -> Iterator[str]:
-    """A json:// URL whose server accepts connections (the kernel's backlog does) and never answers."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(32)
-        yield f"json://127.0.0.1:{listener.getsockname()[1]}/hang"
+    with hanging_endpoint() as url:
+        yield url
 
 
 class _Lines(logging.Handler):

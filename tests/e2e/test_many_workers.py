@@ -189,14 +189,7 @@ def _run_the_study(prefect_stack, tmp_path, workers: dict[int, str]) -> None:
     # Every epoch of every trial was trained exactly once, across all the trial runs.
     expected = {(n, e) for n in range(N_TRIALS) for e in range(MAX_EPOCHS)}
 
-    def all_epoch_lines() -> Counter[tuple[int, int]] | None:
-        counts: Counter[tuple[int, int]] = Counter()
-        for r in runs:
-            counts.update(trained_epochs(r.id))
-        return counts if set(counts) == expected else None
-
-    counts = wait_for(all_epoch_lines, timeout=60, what="the trial runs' epoch log lines")
-    assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
+    _each_epoch_trained_once(runs, expected)
 
 
 
@@ -354,6 +347,12 @@ def test_a_pause_rule_met_in_a_trial_run_pauses_the_study_at_that_very_epoch(pre
     assert trained_epochs(first_run.id, at_least=rule_epoch + 1) == Counter(
         {(0, e): 1 for e in range(rule_epoch + 1)})
     expected = {(n, e) for n in range(2) for e in range(max_epochs)}
+
+    _each_epoch_trained_once(runs, expected)
+
+
+def _each_epoch_trained_once(runs: list, expected: set[tuple[int, int]]) -> None:
+    """Across the trial runs' log lines, each (trial, epoch) of `expected` was trained exactly once."""
 
     def all_epoch_lines() -> Counter[tuple[int, int]] | None:
         counts: Counter[tuple[int, int]] = Counter()

@@ -198,6 +198,7 @@ def test_the_timeout_typed_in_the_ui_pause_dialog_resumes_the_run_by_itself(pref
     name = f"dialog-{uuid.uuid4().hex[:6]}"
     storage = f"sqlite:///{tmp_path}/studies.db"
     run = start_deployment_run("pausable-study/digits-demo", _parameters(name, tmp_path))
+    wait_until_mid_training(storage, name, min_epochs=2)  # the study exists from here on
     for cycle in range(2):
         wait_for_state(run.id, "Running", timeout=180)
         before = _epochs_trained(storage, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,3 +49,12 @@ def webhook() -> Iterator[Webhook]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def hanging_endpoint(path: str = "hang") -> Iterator[str]:
+    """A json:// URL whose server accepts connections (the kernel's backlog does) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(32)
+        yield f"json://127.0.0.1:{listener.getsockname()[1]}/{path}"
