@@ -168,7 +168,7 @@ def test_an_objective_edited_between_runs_fails_the_run_and_the_trial_waits_for_
     with pytest.raises(IntermissionError, match="Trial 1 of study 'study' failed: CheckpointError") as raised:
         _run(paused_study, objective="tests.objectives:reshaped_classifier")
     assert "does not match its checkpoint" in str(raised.value)
-    assert "#1 (after epoch 1)" in str(raised.value)
+    assert "#1 (2 epochs done)" in str(raised.value)
     assert "Fix what the error names and run the study again" in str(raised.value)
     after = _snapshot(paused_study)
     assert after["files"] == before["files"]  # every checkpoint kept as it was

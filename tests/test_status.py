@@ -244,11 +244,18 @@ def test_a_hung_run_is_abandoned_and_its_trial_interrupted(prefect_stack, tmp_pa
     wait_until_mid_training(storage, name, min_epochs=1)
     pid = int(read_run(run.id).infrastructure_pid.rpartition(":")[2])
     assert status_json(name, prefect_stack.env)["state"] == "running"
-    os.kill(pid, signal.SIGSTOP)  # the machine hangs
     try:
-        time.sleep(4)  # two lease lifetimes
-        s = status_json(str(run.id), prefect_stack.env)
-        assert (s["state"], s["prefect_state"]) == ("abandoned", "Running")
+        for _ in range(5):
+            os.kill(pid, signal.SIGSTOP)  # the machine hangs
+            time.sleep(4)  # two lease lifetimes
+            s = status_json(str(run.id), prefect_stack.env)
+            if not any("locked" in p for p in s["problems"]):
+                break
+            # Stopped in the middle of a SQLite write, it holds the file's lock for good, and
+            # nothing can read the study: an artifact of SQLite, not of a hung machine. Again.
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.3)
+        assert (s["state"], s["prefect_state"]) == ("abandoned", "Running"), s
         assert s["trials"]["interrupted"] == 1 and s["trials"]["running"] == 0
         assert [u["status"] for u in s["unfinished"]] == ["interrupted"]
     finally:

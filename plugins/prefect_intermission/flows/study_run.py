@@ -151,13 +151,14 @@ class StudyRun:
     def announce_pause(self, reason: str) -> None:
         """Say on the run's log, as soon as a pause is asked, what it waits for."""
         training = [t.number for t in self.progress.trials() if t.state == "running"]
+        if not training:  # nothing to wait for: the lines that follow tell the rest
+            return
         where = "" if self.scheduler.executor.trains_here else " in their own runs"
-        waits = (
-            f"trials {', '.join(f'#{n}' for n in training)} finish their current epoch{where}"
-            if training else "no trial is training"
-        )
         then = "the run suspends" if self.in_deployment else "the run ends, paused"
-        self.logger.info("Pause requested (%s): %s, then %s.", describe(reason), waits, then)
+        self.logger.info(
+            "Pause requested (%s): trials %s finish their current epoch%s, then %s.",
+            describe(reason), ", ".join(f"#{n}" for n in training), where, then,
+        )
 
     def record_stop(self, reason: str, result: ScheduleResult) -> dict[str, Any]:
         """Store the sampler and a pause entry (why, which trials, resources) in the study."""
