@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from prefect import get_run_logger
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import State
 
@@ -26,6 +25,7 @@ from prefect_intermission.pausing.holds import TrialHolds
 from prefect_intermission.pausing.interrupts import PauseOnSignals, StopNow
 from prefect_intermission.pausing.keys import PauseKeys
 from prefect_intermission.pausing.reasons import PauseReason, describe
+from prefect_intermission.pausing.run_control import read_flow_run
 from prefect_intermission.pausing.run_states import pause_reason_of_state
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.pausing.triggers import pause_file_trigger, pause_window_trigger
@@ -42,12 +42,6 @@ from prefect_intermission.study.leases import StudyLease
 from prefect_intermission.study.scheduler import ScheduleResult, TrialScheduler
 from prefect_intermission.study.state import StudyState
 from prefect_intermission.training.store import CheckpointStore
-
-
-def read_run(flow_run_id: Any) -> FlowRun:
-    """The flow run as the server has it now."""
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(flow_run_id)
 
 
 class StudyRun:
@@ -79,7 +73,7 @@ class StudyRun:
         self.logger = get_run_logger()
         self.reporter = ArtifactReporter(flow_run.id, progress)
         self.holds = TrialHolds(state.engine, self.study_name)
-        self.execution = read_run(flow_run.id).state.id  # the Running state this execution began with
+        self.execution = read_flow_run(flow_run.id).state.id  # the Running state this execution began with
         signal.on_request(self.announce_pause)
         self.ui_resume_at: datetime | None = None  # the timeout typed in the UI's pause dialog
 
@@ -101,7 +95,7 @@ class StudyRun:
             return result
         if result.failed:
             self.fail(result)
-        if not self.signal.is_requested() and (late := pause_reason_of_state(read_run(self.flow_run.id).state)):
+        if not self.signal.is_requested() and (late := pause_reason_of_state(read_flow_run(self.flow_run.id).state)):
             # Paused after the last trial ended: Prefect would end the run with that pause
             # (and its timeout). Carry it out like any other; resuming then completes at once.
             self.signal.request(late)
@@ -260,7 +254,7 @@ class StudyRun:
             return None
         ui_timeout = self.ui_resume_at
         if ui_timeout is None:  # Prefect saw the pause before the watcher did: it is still on the run
-            state = read_run(self.flow_run.id).state
+            state = read_flow_run(self.flow_run.id).state
             ui_timeout = state.state_details.pause_timeout if state is not None and state.is_paused() else None
         if self.policy is None:
             return ui_timeout

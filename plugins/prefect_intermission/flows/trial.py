@@ -101,7 +101,7 @@ def train_trial(
             outcome = _train(config, state, store, trial_number, objective_fn, signal, progress)
     if isinstance(outcome, State):
         return outcome
-    return _final_state(watcher, trial_run_id, config.study_name, outcome, signal, config.max_epochs)
+    return _final_state(watcher, trial_run_id, config.study_name, outcome, signal)
 
 
 def _train(
@@ -136,7 +136,6 @@ def _final_state(
     study_name: str,
     outcome: TrialOutcome,
     signal: PauseSignal,
-    max_epochs: int,
 ) -> dict[str, object] | State:
     """The run's result for the trial's outcome (a failure raises)."""
     number = outcome.number
@@ -145,9 +144,8 @@ def _final_state(
         _report_if_suspended(watcher, trial_run_id, Failed(message=message))
         raise IntermissionError(message)
     if outcome.state == "paused":
-        done = epochs_done(outcome.epoch)
         return _report_if_suspended(watcher, trial_run_id, paused_trial_state(
-            f"Trial {number} paused ({signal.reason}): {done} of {max_epochs} epochs done; checkpoint stored."
+            f"{outcome.message or f'Trial {number} paused.'} Why: {signal.reason}."
         ))
     result = {"trial": number, "state": outcome.state, "value": outcome.value, "epoch": outcome.epoch}
     _report_if_suspended(watcher, trial_run_id, Completed(message=f"Trial {number} {outcome.state}."))

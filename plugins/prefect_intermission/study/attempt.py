@@ -46,6 +46,7 @@ class TrialOutcome:
     epoch: int | None = None
     error: str | None = None
     kept: bool = False  # failed, but kept paused at its last checkpoint for the next run
+    message: str | None = None  # a paused attempt: how far it got and where its checkpoint is
 
 
 def trial_seed(study_seed: int, trial_number: int) -> int:
@@ -178,11 +179,12 @@ def _stopped(state: StudyState, trial: optuna.Trial, loop: TrialLoop, stopped: B
     number = trial.number
     if isinstance(stopped, TrialPaused):
         state.mark_paused(trial._trial_id, stopped.epoch)
-        run_logger(__name__).info(
-            "Trial %d paused: %d of %d epochs done; checkpoint stored at %s.",
-            number, epochs_done(stopped.epoch), loop.max_epochs, loop.checkpoints.path(stopped.epoch),
+        message = (
+            f"Trial {number} paused: {epochs_done(stopped.epoch)} of {loop.max_epochs} epochs done; "
+            f"checkpoint stored at {loop.checkpoints.path(stopped.epoch)}."
         )
-        return TrialOutcome(number, "paused", epoch=stopped.epoch)
+        run_logger(__name__).info(message)
+        return TrialOutcome(number, "paused", epoch=stopped.epoch, message=message)
     if isinstance(stopped, optuna.TrialPruned):
         _tell(state, number, trial_state=TrialState.PRUNED)
         return TrialOutcome(number, "pruned", value=loop.last_metric, epoch=loop.epoch)

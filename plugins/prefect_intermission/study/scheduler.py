@@ -155,7 +155,7 @@ class TrialScheduler:
                 trial = self.state.study.ask()
                 self.state.save_sampler()
             self._trial_ids[trial.number] = trial._trial_id
-        self.executor.start(trial, continued=continued is not None)
+        self.executor.start(trial)
 
     def _record(self, outcome: TrialOutcome, result: ScheduleResult) -> None:
         number = outcome.number

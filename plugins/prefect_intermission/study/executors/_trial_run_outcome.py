@@ -24,8 +24,7 @@ def outcome_of_trial_run(
         )
     if frozen.state in (TrialState.COMPLETE, TrialState.PRUNED):
         kind = "complete" if frozen.state == TrialState.COMPLETE else "pruned"
-        epochs = sorted(frozen.intermediate_values)
-        outcome = TrialOutcome(number, kind, value=frozen.value, epoch=epochs[-1] if epochs else None)
+        outcome = TrialOutcome(number, kind, value=frozen.value, epoch=max(frozen.intermediate_values, default=None))
     elif frozen.state == TrialState.FAIL:
         message = (run.state.message if run.state else None) or f"its flow run {run.id} ended {ended}"
         outcome = TrialOutcome(number, "failed", error=message)

@@ -29,8 +29,8 @@ class TrialExecutor(ABC):
         """Let go of what training needed (clients, connections)."""
 
     @abstractmethod
-    def start(self, trial: optuna.Trial, *, continued: bool) -> None:
-        """Start training `trial` (a `continued` one picks up from its checkpoint)."""
+    def start(self, trial: optuna.Trial) -> None:
+        """Start training `trial` (one that was trained before picks up from its checkpoint)."""
 
     @abstractmethod
     def running(self) -> list[int]:

@@ -12,7 +12,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import Pause
 from prefect.states import State
 
-from prefect_intermission._counting import epochs_done
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_states import paused_trial_state
 from prefect_intermission.pausing.signal import PauseSignal
@@ -64,18 +63,8 @@ def train_trial(trial_number: int, attempt: _Attempt) -> State | None:
     attempt()
     outcome = attempt.outcome
     if outcome is not None and outcome.state == "paused":
-        return paused_trial_state(paused_trial_message(attempt.executor, outcome))
+        return paused_trial_state(outcome.message or f"Trial {trial_number} paused.")
     return None
-
-
-def paused_trial_message(executor: TaskExecutor, outcome: TrialOutcome) -> str:
-    """`Trial 3 paused: 5 of 10 epochs done; checkpoint <path>.`"""
-    done = epochs_done(outcome.epoch)
-    where = ""
-    if outcome.epoch is not None:
-        stored = executor.checkpoints.for_trial(executor.state.study.study_name, outcome.number)
-        where = f"; checkpoint stored at {stored.path(outcome.epoch)}"
-    return f"Trial {outcome.number} paused: {done} of {executor.config.max_epochs} epochs done{where}."
 
 
 class TaskExecutor(TrialExecutor):
@@ -102,7 +91,7 @@ class TaskExecutor(TrialExecutor):
         self._active: dict[int, _Attempt] = {}
         self._done: queue.Queue[int] = queue.Queue()
 
-    def start(self, trial: optuna.Trial, *, continued: bool) -> None:
+    def start(self, trial: optuna.Trial) -> None:
         number = trial.number
         attempt = self._active[number] = _Attempt(self, trial)
         try:

@@ -3,8 +3,9 @@
 With `trial_deployment`, the study run asks the trials (it alone uses the sampler to
 ask) and launches one `pausable-trial` flow run per trial attempt; the workers of the
 deployment's work pool start them wherever a slot is free. The study run then watches
-those runs and the trials' records in Optuna: epochs as they are stored (progress,
-artifacts, pause rules), and each trial's outcome once its run ends.
+those runs and the trials' records in Optuna: epochs as they are stored (progress and
+artifacts), and each trial's outcome once its run ends. Pause rules are checked in the
+trial runs themselves, at each epoch boundary (see flows/trial.py).
 
 A pause reaches the trial runs through the study's flow run: every trial run polls
 it and stops at its next epoch boundary once it is PAUSED. A pause that does not
@@ -122,7 +123,7 @@ class FlowRunExecutor(TrialExecutor):
             self._client.__exit__(None, None, None)
             self._client = None
 
-    def start(self, trial: optuna.Trial, *, continued: bool) -> None:
+    def start(self, trial: optuna.Trial) -> None:
         launched = self._launch(trial.number, trial._trial_id)
         self._launched[launched.flow_run_id] = launched
 
