@@ -91,3 +91,47 @@ def stalls_after_first_epoch(trial: optuna.Trial, loop: TrialLoop) -> float:
     for epoch in loop.epochs(model):
         loop.end_epoch(1.0 if epoch == 0 else 2.0)
     return loop.best_metric
+
+
+def two_objectives(trial: optuna.Trial, loop: TrialLoop) -> tuple[float, int]:
+    """`classifier`'s loss, and the model's width: small and accurate pull apart."""
+    return classifier(trial, loop), trial.params["hidden"]
+
+
+def fails_some_trials(trial: optuna.Trial, loop: TrialLoop) -> float:
+    """Trial 1 reports NaN after its first epoch, trial 3 raises ValueError; others train."""
+    if trial.number == 1:
+        for _epoch in loop.epochs(torch.nn.Linear(1, 1)):
+            loop.end_epoch(float("nan"))
+    if trial.number == 3:
+        raise ValueError("bad batch in trial 3")
+    return classifier(trial, loop)
+
+
+def always_fails(trial: optuna.Trial, loop: TrialLoop) -> float:
+    raise ValueError(f"trial {trial.number}: the data is gone")
+
+
+def scaled_classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
+    """`classifier`, its value multiplied by `objective_params["scale"]` (recorded on the trial)."""
+    scale = loop.objective_params["scale"]
+    trial.set_user_attr("scale_seen", scale)
+    return classifier(trial, loop) * scale
+
+
+def record_finished_trials(path: str):
+    """A callback factory: the callback appends `number state` of each finished trial to `path`."""
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        with open(path, "a") as f:
+            f.write(f"{trial.number} {trial.state.name}\n")
+
+    return callback
+
+
+def pause_at(trial: int, epoch: int):
+    """A pause rule for tests: pause the study when `trial` finishes `epoch` (zero-based)."""
+    return lambda context: (
+        f"rule: test pause at trial {trial} epoch {epoch}"
+        if (context.trial_number, context.epoch) == (trial, epoch) else None
+    )

@@ -19,7 +19,10 @@ def test_the_flow_offers_every_setting_of_the_config_with_the_same_default():
     for name, parameter in flow_parameters.items():
         if parameter.default is inspect.Parameter.empty:
             assert StudyConfig.model_fields[name].is_required(), name
-        elif name != "pause_rules":  # None in the form, an empty list in the config
+        elif name in ("pause_rules", "objective_params", "catch", "callbacks", "enqueue"):
+            # None in the form, empty in the config
+            assert parameter.default is None and not StudyConfig.default(name), name
+        else:
             assert parameter.default == StudyConfig.default(name), name
 
 

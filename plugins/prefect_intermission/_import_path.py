@@ -1,4 +1,4 @@
-"""Resolve an objective given as an import path, `"package.module:function"`."""
+"""Resolve a callable given as an import path, `"package.module:function"` (an objective, a factory)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from prefect_intermission.errors import ObjectiveImportError
 
 
 def import_objective(path: str) -> Callable[..., Any]:
-    """Import the callable named by `path`.
+    """Import the objective named by `path`."""
+    return import_callable(path, what="objective")
+
+
+def import_callable(path: str, *, what: str) -> Callable[..., Any]:
+    """Import the callable named by `path`; `what` names it in errors (e.g. "objective").
 
     The current directory is importable, as with `python -m`, so a deployment whose
     working directory is the project finds `flows.my_objective:objective`.
@@ -20,7 +25,7 @@ def import_objective(path: str) -> Callable[..., Any]:
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
         raise ObjectiveImportError(
-            f"objective must look like 'package.module:function', but got {path!r}."
+            f"{what} must look like 'package.module:function', but got {path!r}."
         )
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
@@ -28,7 +33,7 @@ def import_objective(path: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise ObjectiveImportError(
-            f"Cannot import module {module_name!r} of objective {path!r}: {e}. Check the "
+            f"Cannot import module {module_name!r} of {what} {path!r}: {e}. Check the "
             "spelling and that the module is installed or in the working directory."
         ) from e
     target: Any = module
@@ -37,8 +42,8 @@ def import_objective(path: str) -> Callable[..., Any]:
             target = getattr(target, part)
         except AttributeError as e:
             raise ObjectiveImportError(
-                f"Module {module_name!r} has no attribute {attribute!r} (objective {path!r})."
+                f"Module {module_name!r} has no attribute {attribute!r} ({what} {path!r})."
             ) from e
     if not callable(target):
-        raise ObjectiveImportError(f"Objective {path!r} is not callable.")
+        raise ObjectiveImportError(f"{what.capitalize()} {path!r} is not callable.")
     return target

@@ -23,6 +23,10 @@ class CheckpointError(IntermissionError):
     """A checkpoint cannot be written, read or applied to the model."""
 
 
+class MetricNotFinite(IntermissionError):
+    """An epoch's metric was NaN or infinite: the trial fails (as Optuna fails it), the study goes on."""
+
+
 class FlowRunControlError(IntermissionError):
     """A pause or resume request cannot be applied to the given flow run."""
 

@@ -47,6 +47,7 @@ class StudyStatus:
     best_value: float | None
     best_params: dict[str, Any] | None
     best_trial: int | None
+    pareto_front: list[dict[str, Any]] | None  # several objectives: each best trial's number, values, params
     started_at: str | None
     training_seconds: float
     training_in_progress_seconds: float

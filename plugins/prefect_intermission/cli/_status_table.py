@@ -59,7 +59,7 @@ def summary_table(statuses: list[StudyStatus]) -> Table:
             s.study_name,
             Text(s.state, style=_STATE_STYLES.get(s.state, "")),
             _trials(s),
-            f"{s.best_value:.6g} (#{s.best_trial})" if s.best_value is not None else "-",
+            _best(s),
             duration(s.training_seconds),
             duration(s.estimated_remaining_seconds),
             _last_pause(s),
@@ -67,6 +67,12 @@ def summary_table(statuses: list[StudyStatus]) -> Table:
             f"{size(s.checkpoint_bytes)} in {s.checkpoint_files} files",
         )
     return table
+
+
+def _best(s: StudyStatus) -> str:
+    if s.pareto_front:
+        return f"Pareto front: {len(s.pareto_front)} trial(s)"
+    return f"{s.best_value:.6g} (#{s.best_trial})" if s.best_value is not None else "-"
 
 
 def details(s: StudyStatus) -> Group:
@@ -83,6 +89,9 @@ def details(s: StudyStatus) -> Group:
     ]
     if s.best_params is not None:
         lines.append(Text(f"  best #{s.best_trial}: {s.best_value:.6g} with {s.best_params}"))
+    for t in s.pareto_front or []:
+        values = ", ".join(f"{v:.6g}" for v in t["values"])
+        lines.append(Text(f"  Pareto front #{t['trial']}: ({values}) with {t['params']}"))
     for u in s.unfinished:
         metric = f"{u.last_metric:.6g}" if u.last_metric is not None else "-"
         lines.append(Text(

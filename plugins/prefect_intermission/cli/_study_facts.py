@@ -21,6 +21,7 @@ from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.cli._status_model import TrialProgress
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.study.config import StudyConfig
+from prefect_intermission.study.results import pareto_front
 from prefect_intermission.study.state import (
     TRIAL_ATTEMPT_STARTED_ATTR,
     TRIAL_EPOCH_SECONDS_ATTR,
@@ -105,7 +106,8 @@ class TrialFacts:
     resumptions: list[dict[str, Any]] = field(default_factory=list)
     numbers: list[int] = field(default_factory=list)
     first_start: datetime | None = None
-    best: FrozenTrial | None = None
+    best: FrozenTrial | None = None  # with one objective
+    pareto_front: list[dict[str, Any]] | None = None  # with several: the best trials
 
 
 def _trial_progress(t: FrozenTrial, status: str, max_epochs: int) -> TrialProgress:
@@ -158,8 +160,11 @@ def read_trials(
     facts.numbers = [t.number for t in all_trials]
     starts = [t.datetime_start for t in all_trials if t.datetime_start is not None]
     facts.first_start = min(starts) if starts else None
-    if facts.counts["complete"]:
-        facts.best = study.best_trial  # type: ignore[union-attr]
+    if facts.counts["complete"] and study is not None:
+        if len(study.directions) > 1:
+            facts.pareto_front = pareto_front(study)
+        else:
+            facts.best = study.best_trial
     return facts
 
 

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from prefect_intermission._counting import epochs_done
 from prefect_intermission.errors import ConfigurationError
 from prefect_intermission.cli.status import hide_password
+from prefect_intermission.study.results import best_text
 from prefect_intermission.study.state import missing_sqlite_file
 from prefect_intermission.study.state import TRIAL_RESUMPTIONS_ATTR, open_storage, pause_history
 
@@ -96,12 +97,19 @@ def learning_curves(study: optuna.Study) -> go.Figure:
 
 def _optuna_figures(study: optuna.Study) -> Iterable[tuple[str, go.Figure | None, str]]:
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    yield "Optimisation history", optuna.visualization.plot_optimization_history(study), ""
+    several = len(study.directions) > 1
+    if several:  # the best trials are a front, and importances are of the first objective
+        yield "Pareto front", optuna.visualization.plot_pareto_front(study) if complete else None, (
+            "" if complete else "No trial completed yet."
+        )
+    else:
+        yield "Optimisation history", optuna.visualization.plot_optimization_history(study), ""
     if len(complete) < 2:
         yield "Parameter importances", None, "Parameter importances need at least two completed trials."
         return
+    first = {"target": lambda t: t.values[0], "target_name": "objective 1"} if several else {}
     try:
-        yield "Parameter importances", optuna.visualization.plot_param_importances(study), ""
+        yield "Parameter importances", optuna.visualization.plot_param_importances(study, **first), ""
     except (ValueError, RuntimeError) as e:
         yield "Parameter importances", None, f"Parameter importances could not be computed: {e}"
 
@@ -116,10 +124,8 @@ def _summary(study: optuna.Study) -> str:
         f"<td>{html.escape(', '.join(f'#{n} ({epochs_done(e)} epochs done)' for n, e in p['trials'].items()) or '-')}</td></tr>"
         for p in pause_history(study)
     )
-    best = ""
-    if any(t.state == TrialState.COMPLETE for t in trials):
-        best = (f"<p>Best trial #{study.best_trial.number}: value {study.best_value:.6g}, "
-                f"params {html.escape(str(study.best_params))}</p>")
+    best_line = best_text(study)
+    best = f"<p>{html.escape(best_line[0].upper() + best_line[1:])}.</p>"
     states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"
     pauses = (f"<table><tr><th>paused at</th><th>reason</th><th>trials</th></tr>{rows}</table>"
               if rows else "<p>Never paused.</p>")

@@ -140,6 +140,7 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
         best_value=best.value if best is not None else None,
         best_params=dict(best.params) if best is not None else None,
         best_trial=best.number if best is not None else None,
+        pareto_front=trials.pareto_front,
         started_at=_iso(run.start_time or trials.first_start),
         training_seconds=round(sum(trials.epoch_seconds) + trials.in_progress, 3),
         training_in_progress_seconds=round(trials.in_progress, 3),

@@ -62,8 +62,16 @@ def optimize_study(
     checkpoints: str = _default("checkpoints"),
     max_concurrent_trials: int = _default("max_concurrent_trials"),
     direction: Literal["minimize", "maximize"] = _default("direction"),
-    sampler: Literal["tpe", "random"] = _default("sampler"),
-    pruner: Literal["median", "none"] = _default("pruner"),
+    directions: list[Literal["minimize", "maximize"]] | None = _default("directions"),
+    sampler: str | dict[str, Any] = _default("sampler"),
+    pruner: str | dict[str, Any] = _default("pruner"),
+    allow_search_change: bool = _default("allow_search_change"),
+    objective_params: dict[str, Any] | None = None,
+    catch: list[str] | None = None,
+    max_failed_trials: int = _default("max_failed_trials"),
+    timeout: float | None = _default("timeout"),
+    callbacks: list[str | dict[str, Any]] | None = None,
+    enqueue: list[dict[str, Any]] | None = None,
     keep_checkpoints: int = _default("keep_checkpoints"),
     restart_trials_without_checkpoints: bool = _default("restart_trials_without_checkpoints"),
     pause_policy: str | None = _default("pause_policy"),
@@ -88,8 +96,30 @@ def optimize_study(
             `s3://bucket/prefix`.
         max_concurrent_trials: Trials trained at once in this flow run.
         direction: Whether the objective's value is minimized or maximized.
-        sampler: The Optuna sampler, `"tpe"` or `"random"`.
-        pruner: The Optuna pruner, `"median"` or `"none"`.
+        directions: Several objectives, e.g. `["minimize", "maximize"]`: the objective
+            returns one value per direction, and `loop.end_epoch` takes the first
+            objective's metric. Optuna prunes no trial of such a study.
+        sampler: The Optuna sampler: `"tpe"`, `"random"`, a class of `optuna.samplers`
+            (`"CmaEsSampler"`), a JSON object with its `name` and keyword arguments
+            (`{"name": "TPESampler", "multivariate": true}`), or `"package.module:factory"`.
+            Stored with the study, so a resume continues its sequence.
+        pruner: The Optuna pruner, given the same way: `"median"`, `"none"`, or e.g.
+            `{"name": "HyperbandPruner", "min_resource": 1, "max_resource": 27}` (BOHB
+            with the TPE sampler).
+        allow_search_change: Let a resumed study switch to another sampler or pruner
+            than the one it was started with (refused otherwise).
+        objective_params: Settings for the objective (a JSON object, e.g. a data path),
+            read as `loop.objective_params`; a study keeps the ones it started with.
+        catch: Exceptions that fail only their trial, as in `study.optimize(catch=...)`,
+            e.g. `["ValueError", "torch.OutOfMemoryError"]`. A NaN metric or value and
+            running out of GPU memory always do; anything else pauses the study.
+        max_failed_trials: Failed trials after which this run stops, the trials in flight
+            paused: the objective looks broken.
+        timeout: Seconds of training (all runs of the study together, pauses not counted)
+            after which no new trial starts and the study completes with what it has.
+        callbacks: Optuna callbacks called with `(study, trial)` once a trial finishes, as
+            `"package.module:factory"` or `{"callback": "package.module:factory", ...}`.
+        enqueue: Parameter sets to try first, e.g. `[{"lr": 0.01}]` (each once).
         keep_checkpoints: Checkpoints kept per trial.
         patience: Stop a trial early (it completes with its last value) after this many
             epochs in a row without a better metric; empty: trials train `max_epochs`.
@@ -117,6 +147,7 @@ def optimize_study(
     config = config.with_policy_location(policy)
     store = open_store(config)
     state = open_study(config)
+    state.enqueue(config.enqueue)
     flow_run = _current_flow_run()
     signal = PauseSignal()
     this_run = f"flow run {flow_run.id} "
@@ -167,7 +198,8 @@ def _executor(
 def _config(parameters: dict[str, Any]) -> StudyConfig:
     """The study's configuration from the flow's parameters, or a clear error."""
     try:
-        return StudyConfig(**{**parameters, "pause_rules": parameters["pause_rules"] or []})
+        lists = {name: parameters[name] or [] for name in ("pause_rules", "catch", "callbacks", "enqueue")}
+        return StudyConfig(**{**parameters, **lists, "objective_params": parameters["objective_params"] or {}})
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         raise ConfigurationError(f"Invalid study parameters: {problems}.") from e

@@ -39,6 +39,7 @@ from prefect_intermission.reporting.resources import measure_resources
 from prefect_intermission.reporting.terminal import TerminalProgress
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.leases import StudyLease
+from prefect_intermission.study.results import best_text, best_trials, pareto_front
 from prefect_intermission.study.scheduler import ScheduleResult, TrialScheduler
 from prefect_intermission.study.state import StudyState
 from prefect_intermission.training.store import CheckpointStore
@@ -216,26 +217,30 @@ class StudyRun:
         suspension.stop_now(self)
 
     def complete(self, result: ScheduleResult) -> dict[str, Any]:
-        """Every trial is finished: report the best one."""
-        best = self.state.study.best_trial
-        completed = (
-            f"Study {self.study_name!r} complete: {result.finished} trials finished; best trial "
-            f"#{best.number} with value {best.value} and params {best.params}."
+        """Every trial is finished (or `timeout` is spent): report the best one(s)."""
+        study = self.state.study
+        ended = (
+            f"its timeout of {self.config.timeout:g} s of training is spent, with {result.finished} of "
+            f"{self.config.n_trials} trials finished" if result.timed_out else f"{result.finished} trials finished"
         )
+        failed = f", {len(result.failed_trials)} failed" if result.failed_trials else ""
+        completed = f"Study {self.study_name!r} complete: {ended}{failed}; {best_text(study)}."
         self.logger.info(completed)
-        emit_study_event(
-            "completed", self.study_name, self.flow_run.id,
-            {"finished_trials": result.finished, "best_value": best.value, "best_params": best.params},
-        )
-        notify_after_the_run(self.flow_run.id, self.policy, f"Study {self.study_name} completed", completed)
-        return {
-            "study_name": self.study_name,
-            "status": "completed",
+        best = best_trials(study)
+        single = best[0] if len(best) == 1 and len(study.directions) == 1 else None
+        summary: dict[str, Any] = {
             "finished_trials": result.finished,
-            "best_trial": best.number,
-            "best_value": best.value,
-            "best_params": best.params,
+            "failed_trials": len(result.failed_trials),
+            "timed_out": result.timed_out,
+            "best_trial": single.number if single else None,
+            "best_value": single.value if single else None,
+            "best_params": single.params if single else None,
         }
+        if len(study.directions) > 1:
+            summary["pareto_front"] = pareto_front(study)
+        emit_study_event("completed", self.study_name, self.flow_run.id, summary)
+        notify_after_the_run(self.flow_run.id, self.policy, f"Study {self.study_name} completed", completed)
+        return {"study_name": self.study_name, "status": "completed", **summary}
 
     def wait_for_pause_file(self, result: ScheduleResult) -> State | None:
         """Store the pause and wait in this process until the pause file is deleted (None), or

@@ -32,7 +32,7 @@ from prefect_intermission.pausing.run_states import pause_reason_of_state, pause
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.pausing.study_run_watcher import StudyRunWatcher
 from prefect_intermission.reporting.progress import StudyProgress
-from prefect_intermission.study.attempt import TrialOutcome, reattach_trial, run_trial_attempt
+from prefect_intermission.study.attempt import TrialOutcome, attempt_settings, reattach_trial, run_trial_attempt
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.flow_runs import TRIAL_FLOW_NAME
 from prefect_intermission.study.leases import StudyLease, trial_claim_owner_prefix, trial_claim_resource
@@ -123,10 +123,8 @@ def _train(
     if signal.is_requested():
         return _paused_before_start(state, store, number, signal.reason)
     return run_trial_attempt(
-        state, reattach_trial(state, trial_id), objective_fn,
-        checkpoints=store, max_epochs=config.max_epochs, study_seed=config.seed, pause_signal=signal,
-        direction=config.direction, patience=config.patience, progress=progress,
-        hold_sampler_while_suggesting=True,
+        state, reattach_trial(state, trial_id), objective_fn, checkpoints=store, pause_signal=signal,
+        progress=progress, hold_sampler_while_suggesting=True, **attempt_settings(config),
     )
 
 

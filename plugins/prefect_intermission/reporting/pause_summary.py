@@ -9,6 +9,7 @@ from uuid import UUID
 from prefect_intermission.pausing.reasons import describe
 from prefect_intermission._counting import epochs_done
 from prefect_intermission.reporting.links import flow_run_link
+from prefect_intermission.study.results import best_text
 from prefect_intermission.study.state import StudyState
 
 
@@ -49,11 +50,7 @@ def pause_summary(
             or "none mid-training"
         ),
     ]
-    try:
-        best = study.best_trial
-        lines.append(f"- **Best so far:** {best.value:.6g} (trial #{best.number}, {best.params})")
-    except ValueError:
-        lines.append("- **Best so far:** no finished trial yet")
+    lines.append(f"- **Best so far:** {best_text(study)}")
     lines.append(f"- **Checkpoints:** `{checkpoints}`")
     resources = entry.get("resources") or {}
     if resources:

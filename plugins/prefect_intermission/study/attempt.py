@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import TrialState
@@ -26,13 +26,16 @@ from prefect_intermission.training.store import CheckpointStore
 from prefect_intermission.errors import CheckpointError, TrialPaused
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.progress import StudyProgress
+from prefect_intermission.study.callbacks import TrialCallback, load_callbacks
+from prefect_intermission.study.config import StudyConfig
+from prefect_intermission.study.failures import exception_types, failure_of_trial
 from prefect_intermission.study.state import TRIAL_STATUS_ATTR, StudyState
 from prefect_intermission.training.direction import Direction
 from prefect_intermission.training.loop import Restore, TrialLoop
 
 logger = logging.getLogger(__name__)
 
-Objective = Callable[[optuna.Trial, TrialLoop], float]
+Objective = Callable[[optuna.Trial, TrialLoop], float | Sequence[float]]
 OutcomeState = Literal["complete", "pruned", "paused", "failed"]
 
 
@@ -47,6 +50,21 @@ class TrialOutcome:
     error: str | None = None
     kept: bool = False  # failed, but kept paused at its last checkpoint for the next run
     message: str | None = None  # a paused attempt: how far it got and where its checkpoint is
+    study_goes_on: bool = False  # failed as Optuna fails a trial (NaN, `catch`, out of memory)
+    values: list[float] | None = None  # a finished trial of a study with several objectives
+
+
+def attempt_settings(config: StudyConfig) -> dict[str, Any]:
+    """The keyword arguments of `run_trial_attempt` that come from the study's configuration."""
+    return {
+        "max_epochs": config.max_epochs,
+        "study_seed": config.seed,
+        "direction": config.metric_direction,
+        "patience": config.patience,
+        "objective_params": config.objective_params,
+        "catch": exception_types(config.catch),
+        "callbacks": load_callbacks(config.callbacks),
+    }
 
 
 def trial_seed(study_seed: int, trial_number: int) -> int:
@@ -75,12 +93,18 @@ def run_trial_attempt(
     pause_signal: PauseSignal,
     direction: Direction,
     patience: int | None = None,
+    objective_params: dict[str, Any] | None = None,
+    catch: tuple[type[BaseException], ...] = (),
+    callbacks: Sequence[TrialCallback] = (),
     progress: StudyProgress | None = None,
     hold_sampler_while_suggesting: bool = False,
 ) -> TrialOutcome:
     """Train `trial` until it finishes or pauses, and record the result in Optuna.
 
     `patience` stops the trial early after that many epochs without improvement.
+    `objective_params` reach the objective as `loop.objective_params`. A NaN, an
+    exception listed in `catch`, or running out of GPU memory fails the trial and the
+    study goes on; `callbacks` are called as Optuna calls them, once a trial finishes.
     With `progress`, every epoch boundary is reported to it as it happens. With
     `hold_sampler_while_suggesting`, the study's `sampler_lock` is held from the start
     of the objective until its training loop starts, i.e. while it makes its
@@ -106,6 +130,7 @@ def run_trial_attempt(
         pause_signal=pause_signal,
         direction=direction,
         patience=patience,
+        objective_params=objective_params,
         on_start=started,
         logger=run_logger(TrialLoop.__module__),
         on_epoch=(
@@ -120,9 +145,9 @@ def run_trial_attempt(
             suggesting.close()
     except BaseException as stopped:
         state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
-        return _stopped(state, trial, loop, stopped)
+        return _stopped(state, trial, loop, stopped, catch=catch, callbacks=callbacks)
     state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
-    return _returned(state, number, value, loop.epoch)
+    return _returned(state, trial, value, loop.epoch, callbacks=callbacks)
 
 
 class _Started:
@@ -163,18 +188,42 @@ class _Started:
             )
 
 
-def _returned(state: StudyState, number: int, value: object, epoch: int) -> TrialOutcome:
-    """Record a value the objective returned: complete, or failed if it is not a finite number."""
-    if value is None or not math.isfinite(float(value)):  # type: ignore[arg-type]
-        _tell(state, number, trial_state=TrialState.FAIL)
-        return TrialOutcome(
-            number, "failed", epoch=epoch, error=f"the objective returned {value!r}; it must return a finite number."
-        )
-    _tell(state, number, value=float(value))
-    return TrialOutcome(number, "complete", value=float(value), epoch=epoch)
+def _returned(
+    state: StudyState, trial: optuna.Trial, value: object, epoch: int, *, callbacks: Sequence[TrialCallback]
+) -> TrialOutcome:
+    """Record what the objective returned: complete, or failed (the study goes on) when it is
+    not one finite number per objective."""
+    number, n_objectives = trial.number, len(state.study.directions)
+    values = _as_values(value, n_objectives)
+    if values is None:
+        wanted = "a finite number" if n_objectives == 1 else f"{n_objectives} finite numbers (one per direction)"
+        error = f"the objective returned {value!r}; it must return {wanted}"
+        return _failed(state, trial, epoch, error, study_goes_on=True, callbacks=callbacks)
+    _tell(state, number, values=values, callbacks=callbacks)
+    if n_objectives > 1:
+        return TrialOutcome(number, "complete", epoch=epoch, values=values)
+    return TrialOutcome(number, "complete", value=values[0], epoch=epoch)
 
 
-def _stopped(state: StudyState, trial: optuna.Trial, loop: TrialLoop, stopped: BaseException) -> TrialOutcome:
+def _as_values(value: object, n_objectives: int) -> list[float] | None:
+    """The objective's return value as one float per objective, or None if it is not that."""
+    returned = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    try:
+        values = [float(v) for v in returned]  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return values if len(values) == n_objectives and all(math.isfinite(v) for v in values) else None
+
+
+def _stopped(
+    state: StudyState,
+    trial: optuna.Trial,
+    loop: TrialLoop,
+    stopped: BaseException,
+    *,
+    catch: tuple[type[BaseException], ...],
+    callbacks: Sequence[TrialCallback],
+) -> TrialOutcome:
     """Record an attempt that ended with an exception: paused, pruned or failed (others propagate)."""
     number = trial.number
     if isinstance(stopped, TrialPaused):
@@ -186,17 +235,41 @@ def _stopped(state: StudyState, trial: optuna.Trial, loop: TrialLoop, stopped: B
         run_logger(__name__).info(message)
         return TrialOutcome(number, "paused", epoch=stopped.epoch, message=message)
     if isinstance(stopped, optuna.TrialPruned):
-        _tell(state, number, trial_state=TrialState.PRUNED)
+        _tell(state, number, trial_state=TrialState.PRUNED, callbacks=callbacks)
         return TrialOutcome(number, "pruned", value=loop.last_metric, epoch=loop.epoch)
     if isinstance(stopped, (CheckpointError, SQLAlchemyError)):
         return _kept_for_next_run(state, trial, loop, stopped)
     if isinstance(stopped, Exception):
-        logger.error("Trial %d failed in its objective.", number, exc_info=stopped)
-        _tell(state, number, trial_state=TrialState.FAIL)
-        return TrialOutcome(
-            number, "failed", epoch=loop.epoch, error=f"{type(stopped).__name__}: {stopped}"
-        )
+        goes_on = failure_of_trial(stopped, catch)
+        if goes_on is None:
+            logger.error("Trial %d failed in its objective.", number, exc_info=stopped)
+        _release_gpu_memory(stopped)
+        error = goes_on or f"{type(stopped).__name__}: {stopped}"
+        return _failed(state, trial, loop.epoch, error, study_goes_on=goes_on is not None, callbacks=callbacks)
     raise stopped
+
+
+def _failed(
+    state: StudyState,
+    trial: optuna.Trial,
+    epoch: int,
+    error: str,
+    *,
+    study_goes_on: bool,
+    callbacks: Sequence[TrialCallback],
+) -> TrialOutcome:
+    """Mark the trial FAIL in Optuna, recording why and whether the study goes on."""
+    state.record_failure(trial._trial_id, error, study_goes_on=study_goes_on)
+    _tell(state, trial.number, trial_state=TrialState.FAIL, callbacks=callbacks)
+    return TrialOutcome(trial.number, "failed", epoch=epoch, error=error, study_goes_on=study_goes_on)
+
+
+def _release_gpu_memory(error: BaseException) -> None:
+    """After a trial ran out of GPU memory, give its cached blocks back for the next trial."""
+    import torch
+
+    if isinstance(error, torch.OutOfMemoryError) and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _kept_for_next_run(
@@ -220,12 +293,21 @@ def _tell(
     state: StudyState,
     number: int,
     *,
-    value: float | None = None,
+    values: list[float] | None = None,
     trial_state: TrialState = TrialState.COMPLETE,
+    callbacks: Sequence[TrialCallback] = (),
 ) -> None:
-    """Finish a trial in Optuna through the study's own sampler, then store the sampler."""
+    """Finish a trial in Optuna through the study's own sampler, store the sampler, then call
+    the study's callbacks with the finished trial (as `study.optimize` does)."""
     with state.sampler_lock:
         fault_point("study.tell")
-        state.study.tell(number, value, state=trial_state)
+        frozen = state.study.tell(number, values, state=trial_state)
         fault_point("study.told")
         state.save_sampler()
+    for callback in callbacks:
+        try:
+            callback(state.study, frozen)
+        except Exception:
+            run_logger(__name__).error(
+                "Callback %r failed after trial %d; the study goes on.", callback, number, exc_info=True
+            )

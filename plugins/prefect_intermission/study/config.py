@@ -6,6 +6,8 @@ from this model; `intermission status` reads a run's parameters through it too.
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,6 +21,10 @@ DEFAULT_STORAGE = "sqlite:///.intermission/studies.db"
 DEFAULT_CHECKPOINTS = ".intermission/checkpoints"
 #: Most trials one study run trains at once.
 MAX_CONCURRENT_TRIALS = 16
+#: Failed trials (NaN, or an exception listed in `catch`) after which a study run stops.
+MAX_FAILED_TRIALS = 5
+
+Direction = Literal["minimize", "maximize"]
 
 
 class StudyConfig(BaseModel):
@@ -37,9 +43,17 @@ class StudyConfig(BaseModel):
     storage: str = DEFAULT_STORAGE
     checkpoints: str = DEFAULT_CHECKPOINTS
     max_concurrent_trials: int = 1
-    direction: Literal["minimize", "maximize"] = "minimize"
-    sampler: Literal["tpe", "random"] = "tpe"
-    pruner: Literal["median", "none"] = "median"
+    direction: Direction = "minimize"
+    directions: list[Direction] | None = None
+    sampler: str | dict[str, Any] = "tpe"
+    pruner: str | dict[str, Any] = "median"
+    allow_search_change: bool = False
+    objective_params: dict[str, Any] = Field(default_factory=dict)
+    catch: list[str] = Field(default_factory=list)
+    max_failed_trials: int = MAX_FAILED_TRIALS
+    timeout: float | None = None
+    callbacks: list[str | dict[str, Any]] = Field(default_factory=list)
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)
     keep_checkpoints: int = 2
     patience: int | None = None
     restart_trials_without_checkpoints: bool = False
@@ -53,6 +67,21 @@ class StudyConfig(BaseModel):
         """The default of `field`, for signatures that repeat the fields (the study flow's)."""
         info = cls.model_fields[field]
         return info.get_default(call_default_factory=True)
+
+    @property
+    def study_directions(self) -> list[Direction]:
+        """The study's directions: `directions` when given, else `[direction]`."""
+        return list(self.directions) if self.directions else [self.direction]
+
+    @property
+    def metric_direction(self) -> Direction:
+        """How the loop compares the metric it tracks (the first objective's direction)."""
+        return self.study_directions[0]
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study has several objectives (Optuna then prunes nothing)."""
+        return len(self.study_directions) > 1
 
     @classmethod
     def from_run_parameters(cls, parameters: dict[str, Any]) -> StudyConfig:
@@ -89,6 +118,33 @@ class StudyConfig(BaseModel):
             raise ConfigurationError(
                 f"keep_checkpoints must be >= 1, but got keep_checkpoints={self.keep_checkpoints}."
             )
+        if self.max_failed_trials < 1:
+            raise ConfigurationError(
+                f"max_failed_trials must be >= 1, but got max_failed_trials={self.max_failed_trials}."
+            )
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ConfigurationError(
+                f"timeout must be a number of seconds > 0, or empty for none, but got timeout={self.timeout}."
+            )
+        if self.directions is not None and not self.directions:
+            raise ConfigurationError("directions must list at least one direction, or be empty to use `direction`.")
+        if self.directions and self.direction != "minimize" and self.directions[0] != self.direction:
+            raise ConfigurationError(
+                f"Give either direction or directions, not both (direction={self.direction!r}, "
+                f"directions={self.directions!r})."
+            )
+        from prefect_intermission.study.callbacks import load_callbacks
+        from prefect_intermission.study.failures import exception_types
+        from prefect_intermission.study.search import make_pruner, make_sampler
+
+        make_sampler(self.sampler, self.seed)
+        make_pruner(self.pruner)
+        exception_types(self.catch)
+        load_callbacks(self.callbacks)
+        try:
+            json.dumps(self.objective_params)
+        except (TypeError, ValueError) as e:
+            raise ConfigurationError(f"objective_params must be a JSON object: {e}.") from e
         if self.patience is not None and self.patience < 1:
             raise ConfigurationError(
                 f"patience must be >= 1 (epochs without improvement before a trial stops early) "

@@ -3,14 +3,17 @@
 Unfinished trials (paused, or cut off by a crash) are continued first, under their
 own numbers; new trials are asked only while fewer than `n_trials` are finished or
 under way. Once a pause is requested no trial is started, and the scheduler waits
-for the running ones to reach their boundary. Where trials train is its executor's.
+for the running ones to reach their boundary. A trial that fails as Optuna fails one
+(NaN, an exception in `catch`, out of GPU memory) is replaced by a new one, until
+`max_failed_trials` have failed in this execution; once `timeout` is spent no new
+trial starts. Where trials train is its executor's.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 from prefect_intermission.errors import CheckpointError
@@ -20,6 +23,7 @@ from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.events import emit_trial_event
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.attempt import TrialOutcome, reattach_trial
+from prefect_intermission.study.clock import TrainingClock
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.executors.base import TrialExecutor
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, StudyState
@@ -37,7 +41,9 @@ class ScheduleResult:
 
     finished: int
     paused: dict[int, int | None] = field(default_factory=dict)
-    failed: list[TrialOutcome] = field(default_factory=list)
+    failed: list[TrialOutcome] = field(default_factory=list)  # failures that stop the study
+    failed_trials: list[TrialOutcome] = field(default_factory=list)  # failures it went on after
+    timed_out: bool = False  # `timeout` spent before `n_trials` finished
 
 
 class TrialScheduler:
@@ -53,6 +59,7 @@ class TrialScheduler:
         pause_signal: PauseSignal,
         progress: StudyProgress | None = None,
         flow_run_id: UUID | None = None,
+        clock: TrainingClock | None = None,
     ) -> None:
         self.state = state
         self.executor = executor
@@ -61,6 +68,7 @@ class TrialScheduler:
         self.pause_signal = pause_signal
         self.progress = progress
         self.flow_run_id = flow_run_id
+        self.clock = clock if clock is not None else TrainingClock(state, timeout=config.timeout)
         self._trial_ids: dict[int, int] = {}
         self._held: dict[int, int | None] = {}  # number -> epoch it paused after
         self._result = ScheduleResult(finished=0)
@@ -109,23 +117,31 @@ class TrialScheduler:
             else:
                 to_continue.append(trial.number)
         with self.executor:
-            while True:
-                for number in [n for n in held if n not in self.pause_signal.held]:
-                    logger.info("Trial %d was released: continuing it.", number)
-                    held.pop(number)
-                    to_continue.append(number)
-                while self._may_start(result, len(held), len(to_continue)):
-                    self._start(to_continue.popleft() if to_continue else None)
-                if not self.executor.running():
-                    if held and not self.pause_signal.is_requested():
-                        logger.info("Only held trials are left: pausing the study until they are released.")
-                        self.pause_signal.request(PauseReason.TRIAL)
-                    result.paused.update(held)
-                    return result
-                if self.pause_signal.is_requested():
-                    self.executor.pausing()
-                for outcome in self.executor.wait(_WAIT_SECONDS):
-                    self._record(outcome, result)
+            try:
+                return self._schedule(result, held, to_continue)
+            finally:
+                self.clock.save()
+
+    def _schedule(self, result: ScheduleResult, held: dict[int, int | None], to_continue: deque[int]) -> ScheduleResult:
+        """Start, wait for and record trials until none is running and none may start."""
+        while True:
+            for number in [n for n in held if n not in self.pause_signal.held]:
+                logger.info("Trial %d was released: continuing it.", number)
+                held.pop(number)
+                to_continue.append(number)
+            while self._may_start(result, len(held), len(to_continue)):
+                self._start(to_continue.popleft() if to_continue else None)
+            if not self.executor.running():
+                if held and not self.pause_signal.is_requested():
+                    logger.info("Only held trials are left: pausing the study until they are released.")
+                    self.pause_signal.request(PauseReason.TRIAL)
+                result.paused.update(held)
+                result.timed_out = self.clock.out_of_time() and result.finished < self.config.n_trials
+                return result
+            if self.pause_signal.is_requested():
+                self.executor.pausing()
+            for outcome in self.executor.wait(_WAIT_SECONDS):
+                self._record(outcome, result)
 
     def stop_now(self) -> dict[int, int | None]:
         """After a second Ctrl+C: every paused trial, with the epoch each continues after.
@@ -143,7 +159,9 @@ class TrialScheduler:
         n_active = len(self.executor.running())
         if n_active >= self.config.max_concurrent_trials:
             return False
-        return n_waiting > 0 or result.finished + n_active + n_held < self.config.n_trials
+        if n_waiting > 0:  # started trials finish, as after Optuna's timeout
+            return True
+        return result.finished + n_active + n_held < self.config.n_trials and not self.clock.out_of_time()
 
     def _start(self, continued: int | None) -> None:
         if continued is not None:
@@ -170,7 +188,8 @@ class TrialScheduler:
             result.finished += 1
             logger.info(
                 "Trial %d %s after %d epochs: %s (%d of %d trials finished).",
-                number, outcome.state, epochs_done(outcome.epoch), outcome.value, result.finished,
+                number, outcome.state, epochs_done(outcome.epoch),
+                outcome.value if outcome.values is None else outcome.values, result.finished,
                 self.config.n_trials,
             )
         elif outcome.state == "paused":
@@ -178,9 +197,22 @@ class TrialScheduler:
                 result.paused[number] = outcome.epoch
             else:  # paused on its own while the study goes on: held aside until released
                 self._held[number] = outcome.epoch
+        elif outcome.study_goes_on and len(result.failed_trials) + 1 < self.config.max_failed_trials:
+            result.failed_trials.append(outcome)
+            logger.warning(
+                "Trial %d failed: %s (%d of max_failed_trials=%d in this run).",
+                number, outcome.error, len(result.failed_trials), self.config.max_failed_trials,
+            )
         else:
+            if outcome.study_goes_on:
+                result.failed_trials.append(outcome)
+                outcome = replace(outcome, error=(
+                    f"{outcome.error}. That makes {len(result.failed_trials)} failed trials in this run "
+                    f"(max_failed_trials={self.config.max_failed_trials}): the objective looks broken"
+                ))
             result.failed.append(outcome)
             if outcome.kept:
                 result.paused[number] = outcome.epoch
             self.pause_signal.request(PauseReason.TRIAL_FAILED)
+        self.clock.save()
 

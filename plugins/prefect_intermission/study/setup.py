@@ -6,6 +6,9 @@ it, and changes nothing already stored.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import optuna
 from sqlalchemy.engine import make_url
 
@@ -15,7 +18,8 @@ from prefect_intermission.blocks.credentials import CheckpointStorageCredentials
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.errors import ConfigurationError
 from prefect_intermission.study.config import StudyConfig
-from prefect_intermission.study.state import SamplerRefused, StudyState, make_pruner, make_sampler, open_storage
+from prefect_intermission.study.search import SearchSpec, describe_spec, make_pruner, make_sampler, normalize
+from prefect_intermission.study.state import SamplerRefused, StudyState, open_storage
 from prefect_intermission.training.store import CheckpointStore
 
 
@@ -59,38 +63,117 @@ def open_checkpoint_store(
 
 
 def load_study_state(
-    study_name: str, storage: str, *, seed: int, direction: str, sampler: str, pruner: str
+    study_name: str,
+    storage: str,
+    *,
+    seed: int,
+    direction: str = "minimize",
+    directions: list[str] | None = None,
+    sampler: SearchSpec = "tpe",
+    pruner: SearchSpec = "median",
+    objective_params: dict[str, Any] | None = None,
+    allow_search_change: bool = False,
 ) -> StudyState:
     """Create the study or load it, with the sampler stored by earlier runs.
 
-    A stored sampler whose signature does not match is never unpickled: the refusal
-    is recorded with the study and a new sampler, seeded from `seed` and the number
-    of trials so far, takes over.
+    An existing study must have the same directions, and (unless
+    `allow_search_change`) the same sampler and pruner settings and the same
+    `objective_params` as when it was created; otherwise nothing is changed and a
+    `ConfigurationError` says what differs. A stored sampler whose signature does
+    not match is never unpickled: the refusal is recorded with the study and a new
+    sampler, seeded from `seed` and the number of trials so far, takes over.
     """
     rdb = open_storage(storage)
+    wanted = list(directions) if directions else [direction]
+    _refuse_other_directions(rdb, study_name, wanted)
     study = optuna.create_study(
         study_name=study_name,
         storage=rdb,
-        direction=direction,
+        directions=wanted,
         sampler=make_sampler(sampler, seed),
         pruner=make_pruner(pruner),
         load_if_exists=True,
     )
     state = StudyState(study, engine=rdb.engine, signing_key=signing_key())
+    search_changed = _check_recorded_settings(
+        state, sampler=sampler, pruner=pruner, objective_params=objective_params or {},
+        allow_search_change=allow_search_change,
+    )
     try:
-        stored = state.stored_sampler()
+        stored = None if search_changed else state.stored_sampler()
     except SamplerRefused as refused:
         run_logger(__name__).warning(
             "Study %r: %s; it was not loaded. Continuing with a new sampler.", study_name, refused
         )
         state.record_refusal("sampler", str(refused))
-        study.sampler = make_sampler(sampler, seed + len(study.trials))
         stored = None
     if stored is not None:
         study.sampler = stored
     else:
+        if study.trials:  # a new sampler mid-study: its own draws, not a repeat of the first ones
+            study.sampler = make_sampler(sampler, seed + len(study.trials))
         state.save_sampler()
     return state
+
+
+def _refuse_other_directions(rdb: optuna.storages.RDBStorage, study_name: str, wanted: list[str]) -> None:
+    """An existing study keeps its directions: refuse a run that asks for others."""
+    try:
+        study_id = rdb.get_study_id_from_name(study_name)
+    except KeyError:
+        return
+    stored = [d.name.lower() for d in rdb.get_study_directions(study_id)]
+    if stored != wanted:
+        raise ConfigurationError(
+            f"Study {study_name!r} was created with direction(s) {stored}, but this run asks for "
+            f"{wanted}. Run it with the study's direction(s) (the `direction` or `directions` "
+            "parameter), or use a new study_name for a study in the other direction(s)."
+        )
+
+
+def _check_recorded_settings(
+    state: StudyState,
+    *,
+    sampler: SearchSpec,
+    pruner: SearchSpec,
+    objective_params: dict[str, Any],
+    allow_search_change: bool,
+) -> bool:
+    """Record the study's search and objective settings, or refuse a run whose settings
+    differ from the recorded ones. Returns whether the search changed (as allowed)."""
+    recorded = state.recorded_settings()
+    settings = {
+        "sampler": normalize(sampler, "sampler"),
+        "pruner": normalize(pruner, "pruner"),
+        "objective_params": objective_params,
+    }
+    if recorded is None:
+        state.record_settings(settings)
+        return False
+    name = state.study.study_name
+    if recorded.get("objective_params", {}) != objective_params:
+        raise ConfigurationError(
+            f"Study {name!r} was started with objective_params {json.dumps(recorded.get('objective_params', {}))}, "
+            f"but this run gives {json.dumps(objective_params)}. Its trials so far were trained with "
+            "the first ones: run it with those, or use a new study_name for other settings. "
+            "Nothing was changed."
+        )
+    changed = [kind for kind in ("sampler", "pruner") if recorded.get(kind) != settings[kind]]
+    if not changed:
+        return False
+    what = " and ".join(
+        f"{kind} {describe_spec(recorded[kind], kind)} (this run: {describe_spec(settings[kind], kind)})"  # type: ignore[arg-type]
+        for kind in changed
+    )
+    if not allow_search_change:
+        raise ConfigurationError(
+            f"Study {name!r} searches with {what}. A resume continues the stored search; run it "
+            "with the same settings, or with allow_search_change=true to switch (a new sampler "
+            "starts its own sequence). Nothing was changed."
+        )
+    run_logger(__name__).warning("Study %r: switching, as allowed, from %s.", name, what)
+    state.record_settings(settings)
+    return "sampler" in changed
 
 
 def load_policy(name: str | None) -> PausePolicy | None:
@@ -108,8 +191,9 @@ def load_policy(name: str | None) -> PausePolicy | None:
 def open_study(config: StudyConfig) -> StudyState:
     """The study `config` names, created or loaded with its stored sampler."""
     return load_study_state(
-        config.study_name, config.storage, seed=config.seed, direction=config.direction,
-        sampler=config.sampler, pruner=config.pruner,
+        config.study_name, config.storage, seed=config.seed, directions=config.study_directions,
+        sampler=config.sampler, pruner=config.pruner, objective_params=config.objective_params,
+        allow_search_change=config.allow_search_change,
     )
 
 

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import optuna
-from optuna.samplers import BaseSampler, RandomSampler, TPESampler
+from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -31,6 +31,9 @@ from prefect_intermission.study.leases import LeaseLock
 SAMPLER_ATTR = "intermission:sampler"
 PAUSES_ATTR = "intermission:pauses"
 REFUSALS_ATTR = "intermission:refusals"
+SETTINGS_ATTR = "intermission:settings"
+TRAINED_SECONDS_ATTR = "intermission:trained_seconds"
+TRIAL_FAILURE_ATTR = "intermission:failure"
 TRIAL_STATUS_ATTR = "intermission:status"
 TRIAL_PAUSED_EPOCH_ATTR = "intermission:paused_epoch"
 TRIAL_SEED_ATTR = "intermission:seed"
@@ -39,31 +42,11 @@ TRIAL_EPOCH_SECONDS_ATTR = "intermission:epoch_seconds"
 TRIAL_ATTEMPT_STARTED_ATTR = "intermission:attempt_started_at"
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "none")
 SCHEMA_RACE_ATTEMPTS = 5
 
 
 class SamplerRefused(Exception):
     """The stored sampler state failed its signature check and was not unpickled."""
-
-
-def make_sampler(name: str, seed: int) -> BaseSampler:
-    """A new seeded sampler by name (`"tpe"` or `"random"`)."""
-    if name == "tpe":
-        return TPESampler(seed=seed)
-    if name == "random":
-        return RandomSampler(seed=seed)
-    raise ConfigurationError(f"sampler must be one of {SAMPLERS}, but got {name!r}.")
-
-
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
-    """A pruner by name (`"median"` or `"none"`)."""
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise ConfigurationError(f"pruner must be one of {PRUNERS}, but got {name!r}.")
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -212,7 +195,28 @@ class StudyState:
         entry = {"at": utc_now_iso(), "what": what, "problem": problem}
         self._storage.set_study_system_attr(self._study_id, REFUSALS_ATTR, [*refusals, entry])
 
+    def recorded_settings(self) -> dict[str, Any] | None:
+        """The sampler, pruner and objective settings recorded with the study, or None."""
+        return self._storage.get_study_system_attrs(self._study_id).get(SETTINGS_ATTR)
+
+    def record_settings(self, settings: dict[str, Any]) -> None:
+        """Record the study's sampler, pruner and objective settings."""
+        self._storage.set_study_system_attr(self._study_id, SETTINGS_ATTR, settings)
+
+    def trained_seconds(self) -> float:
+        """The study's training time so far, all executions together (pauses excluded)."""
+        return float(self._storage.get_study_system_attrs(self._study_id).get(TRAINED_SECONDS_ATTR, 0.0))
+
+    def record_trained_seconds(self, seconds: float) -> None:
+        """Record the study's training time so far."""
+        self._storage.set_study_system_attr(self._study_id, TRAINED_SECONDS_ATTR, round(seconds, 3))
+
     # -- trials ----------------------------------------------------------------
+    def enqueue(self, parameter_sets: list[dict[str, Any]]) -> None:
+        """Queue parameter sets to try first; a set the study already has is not queued again."""
+        for params in parameter_sets:
+            self.study.enqueue_trial(params, skip_if_exists=True)
+
     def finished_count(self) -> int:
         """Trials that count towards `n_trials`: complete and pruned ones."""
         return len(self.study.get_trials(deepcopy=False, states=FINISHED_STATES))
@@ -248,6 +252,12 @@ class StudyState:
     def record_epoch_seconds(self, trial_id: int, seconds: list[float]) -> None:
         """Record the wall time of each epoch a trial has trained (pauses not counted)."""
         self._storage.set_trial_system_attr(trial_id, TRIAL_EPOCH_SECONDS_ATTR, seconds)
+
+    def record_failure(self, trial_id: int, error: str, *, study_goes_on: bool) -> None:
+        """Record why a trial failed, and whether that stops the study (read by the study run)."""
+        self._storage.set_trial_system_attr(
+            trial_id, TRIAL_FAILURE_ATTR, {"error": error, "study_goes_on": study_goes_on}
+        )
 
     def mark_paused(self, trial_id: int, epoch: int | None) -> None:
         """Record that a trial stopped for a pause after `epoch` (None: before its first)."""

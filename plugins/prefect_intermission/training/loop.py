@@ -10,7 +10,8 @@
             loop.end_epoch(validation_loss(model))
         return loop.best_metric
 
-At every `end_epoch` the loop reports the metric to Optuna (and honours the pruner),
+At every `end_epoch` the loop reports the metric to Optuna (and honours the pruner;
+a study with several objectives records it without pruning, as Optuna prunes none),
 stores a checkpoint with everything needed to continue exactly, and stops the
 trial with `TrialPaused` when a pause was requested. When the trial runs again
 after a pause, `epochs()` restores the latest checkpoint and continues with the
@@ -20,6 +21,7 @@ next epoch.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +36,13 @@ from prefect_intermission._counting import epochs_done
 from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
 from prefect_intermission.training.checkpoints import TrialCheckpoints
 from prefect_intermission.training.direction import Direction, check_direction, is_better
-from prefect_intermission.errors import CheckpointError, ConfigurationError, IntermissionError, TrialPaused
+from prefect_intermission.errors import (
+    CheckpointError,
+    ConfigurationError,
+    IntermissionError,
+    MetricNotFinite,
+    TrialPaused,
+)
 from prefect_intermission.pausing.signal import PauseSignal
 
 _COMPONENTS = ("model", "optimizer", "scheduler", "scaler")
@@ -68,8 +76,11 @@ class TrialLoop:
         max_epochs: How many epochs a trial trains at most.
         seed: Seeds `generator`, the data loader's shuffling generator.
         pause_signal: Read at every epoch boundary; when set, the trial pauses.
-        direction: Whether a lower (`"minimize"`) or higher metric is better.
+        direction: Whether a lower (`"minimize"`) or higher metric is better. With
+            several objectives, the metric passed to `end_epoch` is the one the loop
+            tracks (best checkpoint, patience): the first objective's, in its direction.
         patience: Stop early after this many epochs without improvement (None: never).
+        objective_params: The study's settings for the objective (a data path, a model name).
         on_start: Called once the checkpoint is restored, before the first epoch.
         on_epoch: Called with `(epoch, metric)` after each epoch's checkpoint is stored.
         logger: Where each epoch's line goes (the study passes Prefect's run logger).
@@ -78,6 +89,7 @@ class TrialLoop:
         generator: Pass it to `DataLoader(..., generator=loop.generator)`; its state is
             checkpointed so a resumed trial sees the same shuffling.
         extra_state: Your own state to checkpoint (plain data and tensors).
+        objective_params: The study's `objective_params` (an empty dict when none).
         epoch: The last finished epoch (-1 before the first).
         global_step: Steps counted with `step()` across epochs.
         best_metric: The best metric so far, or None.
@@ -105,6 +117,7 @@ class TrialLoop:
         pause_signal: PauseSignal | None = None,
         direction: Direction = "minimize",
         patience: int | None = None,
+        objective_params: dict[str, Any] | None = None,
         on_start: Callable[[Restore], None] | None = None,
         on_epoch: Callable[[int, float], None] | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
@@ -124,6 +137,7 @@ class TrialLoop:
         self.on_epoch = on_epoch
         self.generator = torch.Generator().manual_seed(seed)
         self.extra_state: dict[str, Any] = {}
+        self.objective_params: dict[str, Any] = dict(objective_params or {})
         self.epoch = -1
         self.global_step = 0
         self.best_metric: float | None = None
@@ -181,11 +195,17 @@ class TrialLoop:
         Raises:
             optuna.TrialPruned: The pruner stopped the trial.
             TrialPaused: A pause was requested; the checkpoint is already stored.
+            MetricNotFinite: The metric is NaN or infinite: the trial fails, as in Optuna.
         """
         if self._epoch_ended:
             raise IntermissionError("end_epoch() was called twice, or outside loop.epochs().")
         epoch = self.epoch + 1
         metric = float(metric)
+        if not math.isfinite(metric):
+            raise MetricNotFinite(
+                f"Trial {self.trial.number} reported metric {metric} after epoch "
+                f"{epochs_done(epoch)}; nothing of that epoch was stored"
+            )
         self.epoch_seconds.append(round(time.perf_counter() - self._epoch_started, 4))
         if self.pause_signal is None:
             self._record_epoch(epoch, metric)
@@ -198,11 +218,15 @@ class TrialLoop:
 
     def _record_epoch(self, epoch: int, metric: float) -> None:
         """Report the epoch, check the pruner, store the checkpoint and say so."""
+        several_objectives = len(self.trial.study.directions) > 1
         if epoch not in self._reported:  # an epoch trained again after a crash keeps its report
-            self.trial.report(metric, epoch)
+            if several_objectives:  # Optuna's report() refuses these; the value is still recorded
+                self.trial.storage.set_trial_intermediate_value(self.trial._trial_id, epoch, metric)
+            else:
+                self.trial.report(metric, epoch)
         fault_point("trial.report")
         self._track(epoch, metric)
-        if self.trial.should_prune():
+        if not several_objectives and self.trial.should_prune():
             raise optuna.TrialPruned(f"Pruned after {epochs_done(epoch)} epochs with metric {metric}.")
         self.checkpoints.save(epoch, self._checkpoint_state())
         self._log.info(

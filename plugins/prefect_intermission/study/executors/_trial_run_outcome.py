@@ -8,7 +8,12 @@ from prefect.client.schemas.objects import FlowRun
 from prefect_intermission._logging import run_logger
 from prefect_intermission._counting import epochs_done
 from prefect_intermission.study.attempt import TrialOutcome
-from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, StudyState
+from prefect_intermission.study.state import (
+    TRIAL_FAILURE_ATTR,
+    TRIAL_PAUSED_EPOCH_ATTR,
+    TRIAL_STATUS_ATTR,
+    StudyState,
+)
 from prefect_intermission.training.store import CheckpointStore
 
 
@@ -22,12 +27,18 @@ def outcome_of_trial_run(
         run_logger(__name__).warning(
             "Trial %d: its flow run %s ended %s: %s", number, run.id, ended, run.state.message
         )
+    epoch = max(frozen.intermediate_values, default=None)
     if frozen.state in (TrialState.COMPLETE, TrialState.PRUNED):
         kind = "complete" if frozen.state == TrialState.COMPLETE else "pruned"
-        outcome = TrialOutcome(number, kind, value=frozen.value, epoch=max(frozen.intermediate_values, default=None))
+        several = frozen.values is not None and len(frozen.values) > 1
+        outcome = TrialOutcome(
+            number, kind, value=None if several else frozen.value, epoch=epoch,
+            values=list(frozen.values) if several else None,
+        )
     elif frozen.state == TrialState.FAIL:
-        message = (run.state.message if run.state else None) or f"its flow run {run.id} ended {ended}"
-        outcome = TrialOutcome(number, "failed", error=message)
+        failure = frozen.system_attrs.get(TRIAL_FAILURE_ATTR) or {}
+        message = failure.get("error") or (run.state.message if run.state else None) or f"its flow run {run.id} ended {ended}"
+        outcome = TrialOutcome(number, "failed", epoch=epoch, error=message, study_goes_on=bool(failure.get("study_goes_on")))
     elif frozen.system_attrs.get(TRIAL_STATUS_ATTR) == "paused":
         epoch = frozen.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR)
         if run.state is not None and run.state.is_failed():

@@ -16,7 +16,7 @@ from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_states import paused_trial_state
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.progress import StudyProgress
-from prefect_intermission.study.attempt import Objective, TrialOutcome, run_trial_attempt
+from prefect_intermission.study.attempt import Objective, TrialOutcome, attempt_settings, run_trial_attempt
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.executors.base import TrialExecutor
 from prefect_intermission.study.state import StudyState
@@ -45,8 +45,7 @@ class _Attempt:
         try:
             self.outcome = run_trial_attempt(
                 ex.state, self.trial, ex.objective, checkpoints=ex.checkpoints,
-                max_epochs=ex.config.max_epochs, study_seed=ex.config.seed, patience=ex.config.patience,
-                pause_signal=ex.pause_signal, direction=ex.config.direction, progress=ex.progress,
+                pause_signal=ex.pause_signal, progress=ex.progress, **ex.settings,
             )
         except BaseException as e:
             self.error = e
@@ -86,6 +85,7 @@ class TaskExecutor(TrialExecutor):
         self.objective = objective
         self.checkpoints = checkpoints
         self.config = config
+        self.settings = attempt_settings(config)
         self.pause_signal = pause_signal
         self.progress = progress
         self._active: dict[int, _Attempt] = {}

@@ -255,7 +255,7 @@ class FlowRunExecutor(TrialExecutor):
 
     def _best(self, values: dict[int, float]) -> float | None:
         """The best of a trial's reported epoch metrics, in the study's direction."""
-        return best_of(values.values(), self.config.direction)
+        return best_of(values.values(), self.config.metric_direction)
 
     def _announce_pause(self, client: SyncPrefectClient) -> None:
         """Put the study run into the pausing state the trial runs follow (once)."""
