@@ -63,9 +63,9 @@ def load_study_state(
 ) -> StudyState:
     """Create the study or load it, with the sampler stored by earlier runs.
 
-    A stored sampler whose signature does not match is never unpickled: the refusal
-    is recorded with the study and a new sampler, seeded from `seed` and the number
-    of trials so far, takes over.
+    A stored sampler that is malformed or whose signature does not match is never
+    unpickled: the refusal is recorded with the study and said on the run's log, and a
+    new sampler, seeded from `seed` and the number of trials so far, takes over.
     """
     rdb = open_storage(storage)
     study = optuna.create_study(
