@@ -14,13 +14,19 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from prefect.client.orchestration import get_client
+from prefect.flow_engine import run_flow
+from prefect.states import Pending
 
-from prefect_intermission import CheckpointStore, PauseSignal
+from prefect_intermission import CheckpointStore, PauseSignal, optimize_study
+from prefect_intermission._signing import signing_key
 from prefect_intermission.study.setup import load_study_state
 from prefect_intermission.study.state import REFUSALS_ATTR, SAMPLER_ATTR, TRIAL_RESUMPTIONS_ATTR
 from prefect_intermission.study.attempt import reattach_trial, run_trial_attempt
 from tests.objectives import classifier
 from tests.signals import PauseAfter
+from tests.test_run_story import _execute_again, _logs, _story
+from tests.test_study_state import TouchOnUnpickling, malformed_sampler_state
 
 pytestmark = pytest.mark.usefixtures("prefect_stack")  # the signing key is a Secret block
 
@@ -177,3 +183,53 @@ def test_a_tampered_sampler_state_is_refused_unloaded_and_recorded(tmp_path, tam
     assert "not in the signed format" in refusals[-1]["problem"] or "signature" in refusals[-1]["problem"]
     assert isinstance(reloaded.study.sampler, optuna.samplers.RandomSampler)
     reloaded.study.ask()  # the study goes on with its new sampler
+
+
+# The forms issue 15 names: a signature that is null, a number, a list or non-ASCII text,
+# and a pickle field that is not base64.
+DAMAGED_SAMPLER_FORMS = [
+    "signature null", "signature a number", "signature a list", "signature non-ASCII", "pickle not base64",
+]
+
+
+def test_a_paused_study_whose_sampler_is_damaged_resumes_and_completes(tmp_path):
+    """One flow run, paused once at the first epoch of each trial; before each resume its
+    stored sampler is replaced by another damaged form, holding a pickle that creates a
+    file if loaded. Each is refused, recorded and said on the run's log, and the study
+    completes."""
+    name = f"damaged-sampler-{uuid.uuid4().hex[:6]}"
+    n_trials = len(DAMAGED_SAMPLER_FORMS)
+    storage = f"sqlite:///{tmp_path}/s.db"
+    parameters = {
+        "study_name": name, "objective": "tests.objectives:classifier", "n_trials": n_trials, "max_epochs": 2,
+        "storage": storage, "checkpoints": str(tmp_path / "ckpt"), "seed": 5, "max_concurrent_trials": 1,
+        "sampler": "random", "pruner": "none",
+        "pause_rules": [{"rule": "tests.test_artifacts:pause_at_first_epoch_of", "trials": list(range(n_trials))}],
+    }
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run(optimize_study, parameters=parameters, state=Pending())
+    assert run_flow(optimize_study, flow_run=flow_run, parameters=parameters)["status"] == "paused"
+    marker = tmp_path / "unpickled"
+    data = pickle.dumps(TouchOnUnpickling(marker))
+
+    refusals = []
+    for number, form in enumerate(DAMAGED_SAMPLER_FORMS):
+        study = optuna.load_study(study_name=name, storage=storage)
+        damaged, refusal = malformed_sampler_state(form, data, signing_key())
+        study._storage.set_study_system_attr(study._study_id, SAMPLER_ATTR, damaged)
+
+        returned = run_flow(optimize_study, flow_run=_execute_again(flow_run.id), parameters=parameters)
+
+        assert returned["status"] == ("completed" if number == n_trials - 1 else "paused"), (form, returned)
+        assert not marker.exists(), form
+        refusals = study._storage.get_study_system_attrs(study._study_id)[REFUSALS_ATTR]
+        assert len(refusals) == number + 1, refusals
+        assert refusals[-1]["what"] == "sampler"
+        assert refusals[-1]["problem"].startswith(refusal), (form, refusals[-1])
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * n_trials
+    logs = _logs(flow_run.id)
+    for entry in refusals:
+        said = f"Study {name!r}: {entry['problem']}; it was not loaded. Continuing with a new sampler."
+        assert any(log.message == said for log in logs), f"not on the run's log: {said}\n{_story(logs)}"

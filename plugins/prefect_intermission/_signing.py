@@ -33,6 +33,11 @@ def sign(data: bytes, key: bytes) -> str:
     return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
-def verify(data: bytes, signature: str, key: bytes) -> bool:
-    """Whether `signature` is the HMAC of `data` under `key` (constant-time comparison)."""
+def verify(data: bytes, signature: object, key: bytes) -> bool:
+    """Whether `signature` is the hex HMAC of `data` under `key` (constant-time comparison).
+
+    Anything but ASCII text (None, a number, a list, non-ASCII text) is simply no match.
+    """
+    if not isinstance(signature, str) or not signature.isascii():
+        return False
     return hmac.compare_digest(sign(data, key), signature)

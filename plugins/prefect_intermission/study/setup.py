@@ -79,9 +79,10 @@ def load_study_state(
     An existing study must have the same directions, and (unless
     `allow_search_change`) the same sampler and pruner settings and the same
     `objective_params` as when it was created; otherwise nothing is changed and a
-    `ConfigurationError` says what differs. A stored sampler whose signature does
-    not match is never unpickled: the refusal is recorded with the study and a new
-    sampler, seeded from `seed` and the number of trials so far, takes over.
+    `ConfigurationError` says what differs. A stored sampler that is malformed or
+    whose signature does not match is never unpickled: the refusal is recorded with
+    the study and said on the run's log, and a new sampler, seeded from `seed` and the
+    number of trials so far, takes over.
     """
     rdb = open_storage(storage)
     wanted = list(directions) if directions else [direction]

@@ -12,6 +12,7 @@ import base64
 import logging
 import os
 import pickle
+import re
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -46,7 +47,37 @@ SCHEMA_RACE_ATTEMPTS = 5
 
 
 class SamplerRefused(Exception):
-    """The stored sampler state failed its signature check and was not unpickled."""
+    """The stored sampler state is malformed or failed its signature check, and was not unpickled."""
+
+
+_SIGNATURE = re.compile(r"[0-9a-f]{64}")  # a hex HMAC-SHA256, as `sign` writes it
+
+
+def _signed_pickle(stored: object) -> tuple[bytes, str]:
+    """The pickled bytes and signature of a stored sampler state, checked for form only.
+
+    Raises:
+        SamplerRefused: The state is not a mapping with a base64 `pickle` and a hex `hmac`.
+    """
+    if not isinstance(stored, dict) or not {"pickle", "hmac"} <= stored.keys():
+        raise SamplerRefused("the stored sampler state is not in the signed format")
+    signature, encoded = stored["hmac"], stored["pickle"]
+    if not isinstance(signature, str) or not _SIGNATURE.fullmatch(signature):
+        raise SamplerRefused(
+            f"the stored sampler's signature is not a 64-digit hex string (got {_shown(signature)})"
+        )
+    if not isinstance(encoded, str):
+        raise SamplerRefused(f"the stored sampler's pickle is not a base64 string (got {_shown(encoded)})")
+    try:
+        return base64.b64decode(encoded, validate=True), signature
+    except ValueError:  # binascii.Error, or non-ASCII text
+        raise SamplerRefused("the stored sampler's pickle is not valid base64") from None
+
+
+def _shown(value: object) -> str:
+    """A stored value as a log line may show it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -148,15 +179,14 @@ class StudyState:
         """The sampler stored with the study, or None when none was stored yet.
 
         Raises:
-            SamplerRefused: The stored sampler is not signed with this project's key.
+            SamplerRefused: The stored sampler is malformed or not signed with this
+                project's key; nothing was unpickled.
         """
         stored = self._storage.get_study_system_attrs(self._study_id).get(SAMPLER_ATTR)
         if stored is None:
             return None
-        if not isinstance(stored, dict) or not {"pickle", "hmac"} <= stored.keys():
-            raise SamplerRefused("the stored sampler state is not in the signed format")
-        data = base64.b64decode(stored["pickle"])
-        if not verify(data, stored["hmac"], self._key):
+        data, signature = _signed_pickle(stored)
+        if not verify(data, signature, self._key):
             raise SamplerRefused("the stored sampler state does not match its signature")
         return pickle.loads(data)
 
