@@ -72,6 +72,12 @@ def _resume_trial(args: argparse.Namespace) -> None:
         )
 
 
+def _stop(args: argparse.Namespace) -> None:
+    from prefect_intermission.study.stopping import stop_study
+
+    print(stop_study(args.study, by="intermission stop"))
+
+
 def _status(args: argparse.Namespace) -> None:
     from prefect_intermission.cli._status_table import print_statuses
     from prefect_intermission.cli.status import study_statuses
@@ -118,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--at", help="Resume at this time: HH:MM (local, next such time) or ISO 8601.")
     resume.add_argument("--in", dest="within", help="Resume after this long, e.g. 90s, 45m, 2h30m.")
     resume.set_defaults(handler=_resume)
+    stop = commands.add_parser(
+        "stop", help="Stop & Save: end a study early (running or paused), keeping its best trial."
+    )
+    stop.add_argument("study", help="The study name or its flow-run id.")
+    stop.set_defaults(handler=_stop)
     status = commands.add_parser(
         "status", help="Show where studies stand: state, trials, times, pauses, checkpoints."
     )

@@ -1,4 +1,4 @@
-"""Control flows: pause a study, and resume paused studies, as deployments.
+"""Control flows: pause a study, stop it early (Stop & Save), and resume paused studies, as deployments.
 
 Deployed from prefect.yaml, they are buttons on the UI's deployment pages and
 `prefect deployment run` commands; the nightly one runs on a cron schedule.
@@ -23,6 +23,7 @@ from prefect_intermission.errors import FlowRunControlError
 from prefect_intermission.study.flow_runs import read_study_runs
 from prefect_intermission.pausing.run_control import request_pause, request_resume
 from prefect_intermission.pausing.run_states import CONTROL_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.study.stopping import stop_study
 
 
 
@@ -51,6 +52,15 @@ def pause_study(study_name: str | None = None, flow_run_id: str | None = None) -
     paused = request_pause(target, key_prefix=CONTROL_PAUSE_KEY_PREFIX)
     print(f"Pause requested for study {paused.name} (flow run {paused.id}).")
     return str(paused.id)
+
+
+@flow(name="stop-study", log_prints=True)
+def stop_study_flow(study_name: str) -> str:
+    """Stop & Save: end a study early, running or paused; its trials in flight are recorded
+    pruned at their last epoch and its run completes with its best trial."""
+    message = stop_study(study_name, by="the stop-study deployment")
+    print(message)
+    return message
 
 
 @flow(name="abandon-expired-pauses", log_prints=True)

@@ -42,6 +42,7 @@ from prefect_intermission.study.leases import StudyLease
 from prefect_intermission.study.results import best_text, best_trials, pareto_front
 from prefect_intermission.study.scheduler import ScheduleResult, TrialScheduler
 from prefect_intermission.study.state import StudyState
+from prefect_intermission.study.stopping import is_stopping, prune_unfinished, stop_trigger
 from prefect_intermission.training.store import CheckpointStore
 
 
@@ -86,6 +87,8 @@ class StudyRun:
     def execute(self) -> dict[str, Any] | State:
         """Every phase in turn; the flow's return value."""
         self.scheduler.check_checkpoints()
+        if self.state.stop_request() is not None:  # stopped while paused: nothing more to train
+            return self.stop_and_save(ScheduleResult(finished=self.state.finished_count()))
         self.continue_study()
         try:
             with self.reporter, TerminalProgress(self.progress):
@@ -96,6 +99,8 @@ class StudyRun:
             return result
         if result.failed:
             self.fail(result)
+        if is_stopping(self.state, self.signal.reason):
+            return self.stop_and_save(result)
         if not self.signal.is_requested() and (late := pause_reason_of_state(read_flow_run(self.flow_run.id).state)):
             # Paused after the last trial ended: Prefect would end the run with that pause
             # (and its timeout). Carry it out like any other; resuming then completes at once.
@@ -150,6 +155,8 @@ class StudyRun:
             return
         where = "" if self.scheduler.executor.trains_here else " in their own runs"
         then = "the run suspends" if self.in_deployment else "the run ends, paused"
+        if reason == PauseReason.STOP:
+            then = "they are recorded pruned and the study completes with its best trial"
         self.logger.info(
             "Pause requested (%s): trials %s finish their current epoch%s, then %s.",
             describe(reason), ", ".join(f"#{n}" for n in training), where, then,
@@ -216,13 +223,31 @@ class StudyRun:
         """After a second Ctrl+C: store what can be stored, mark the run paused, exit at once."""
         suspension.stop_now(self)
 
+    def stop_and_save(self, result: ScheduleResult) -> dict[str, Any]:
+        """Stop & Save: record the unfinished trials PRUNED at their last epoch, then complete."""
+        pruned = prune_unfinished(self.state)
+        self.state.clear_stop_request()
+        if pruned:
+            self.logger.info(
+                "Stop & Save: trial(s) %s recorded pruned at their last epoch (value %s).",
+                ", ".join(f"#{n}" for n in pruned), ", ".join(f"{v:.6g}" if v is not None else "none" for v in pruned.values()),
+            )
+        result.finished = self.state.finished_count()
+        result.stopped = True
+        return self.complete(result)
+
     def complete(self, result: ScheduleResult) -> dict[str, Any]:
         """Every trial is finished (or `timeout` is spent): report the best one(s)."""
         study = self.state.study
-        ended = (
-            f"its timeout of {self.config.timeout:g} s of training is spent, with {result.finished} of "
-            f"{self.config.n_trials} trials finished" if result.timed_out else f"{result.finished} trials finished"
-        )
+        if result.stopped:
+            ended = f"stopped early (Stop & Save) with {result.finished} of {self.config.n_trials} trials finished"
+        elif result.timed_out:
+            ended = (
+                f"its timeout of {self.config.timeout:g} s of training is spent, with {result.finished} of "
+                f"{self.config.n_trials} trials finished"
+            )
+        else:
+            ended = f"{result.finished} trials finished"
         failed = f", {len(result.failed_trials)} failed" if result.failed_trials else ""
         completed = f"Study {self.study_name!r} complete: {ended}{failed}; {best_text(study)}."
         self.logger.info(completed)
@@ -232,6 +257,7 @@ class StudyRun:
             "finished_trials": result.finished,
             "failed_trials": len(result.failed_trials),
             "timed_out": result.timed_out,
+            "stopped": result.stopped,
             "best_trial": single.number if single else None,
             "best_value": single.value if single else None,
             "best_params": single.params if single else None,
@@ -276,7 +302,7 @@ class StudyRun:
 
     def _policy_triggers(self) -> list[Callable[[], str | None]]:
         """The pause file and the next pause window of the policy, as watcher triggers."""
-        triggers = []
+        triggers = [stop_trigger(self.state)]
         if self.policy is not None and self.policy.pause_file:
             triggers.append(pause_file_trigger(self.policy.pause_file))
         if self.policy is not None and (at := self.policy.next_pause_time()) is not None:

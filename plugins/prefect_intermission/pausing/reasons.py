@@ -25,6 +25,7 @@ class PauseReason(StrEnum):
     SIGNAL = "signal"
     KEY = "key"
     RULE_ERROR = "rule-error"
+    STOP = "stop"
     UNKNOWN = "unknown"
 
     @property
@@ -47,6 +48,7 @@ _LABELS = {
     PauseReason.SIGNAL: "SIGTERM or Ctrl+C sent to the study's process",
     PauseReason.KEY: "a key pressed in the study's terminal (p or q)",
     PauseReason.RULE_ERROR: "a pause rule raised an error",
+    PauseReason.STOP: "Stop & Save (`intermission stop` or the `stop-study` deployment): the study ends early",
     PauseReason.UNKNOWN: "an unknown reason",
 }
 

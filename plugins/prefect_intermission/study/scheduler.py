@@ -44,6 +44,7 @@ class ScheduleResult:
     failed: list[TrialOutcome] = field(default_factory=list)  # failures that stop the study
     failed_trials: list[TrialOutcome] = field(default_factory=list)  # failures it went on after
     timed_out: bool = False  # `timeout` spent before `n_trials` finished
+    stopped: bool = False  # ended early by Stop & Save
 
 
 class TrialScheduler:

@@ -35,6 +35,7 @@ REFUSALS_ATTR = "intermission:refusals"
 SETTINGS_ATTR = "intermission:settings"
 TRAINED_SECONDS_ATTR = "intermission:trained_seconds"
 TRIAL_FAILURE_ATTR = "intermission:failure"
+STOP_ATTR = "intermission:stop"
 TRIAL_STATUS_ATTR = "intermission:status"
 TRIAL_PAUSED_EPOCH_ATTR = "intermission:paused_epoch"
 TRIAL_SEED_ATTR = "intermission:seed"
@@ -240,6 +241,14 @@ class StudyState:
     def record_trained_seconds(self, seconds: float) -> None:
         """Record the study's training time so far."""
         self._storage.set_study_system_attr(self._study_id, TRAINED_SECONDS_ATTR, round(seconds, 3))
+
+    def stop_request(self) -> dict[str, Any] | None:
+        """The pending Stop & Save request (when, by whom), or None."""
+        return self._storage.get_study_system_attrs(self._study_id).get(STOP_ATTR)
+
+    def clear_stop_request(self) -> None:
+        """The study stopped: its request is done."""
+        self._storage.set_study_system_attr(self._study_id, STOP_ATTR, None)
 
     # -- trials ----------------------------------------------------------------
     def enqueue(self, parameter_sets: list[dict[str, Any]]) -> None:

@@ -1,0 +1,56 @@
+"""End to end: Stop & Save ends a study early, running or suspended, and keeps what it learnt."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from optuna.trial import TrialState
+
+from deployments.ui_actions import (
+    policy_waiting_for_resume,
+    start_deployment_run,
+    ui_pause,
+    wait_for_state,
+    wait_until_mid_training,
+)
+from tests.e2e.studies import run_logs, trials
+from tests.e2e.test_pause_resume import _intermission, _parameters, _wait_suspended_by_study
+
+pytestmark = pytest.mark.e2e
+
+
+def _check_stopped(storage: str, name: str, in_flight: list[int]) -> None:
+    """Every trial finished; those in flight were recorded pruned with their last epoch's value."""
+    study_trials = trials(storage, name)
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study_trials)
+    for t in (t for t in study_trials if t.number in in_flight):
+        assert t.state == TrialState.PRUNED
+        assert t.value == t.intermediate_values[max(t.intermediate_values)]
+
+
+@pytest.mark.parametrize("while_", ["running", "suspended"])
+def test_intermission_stop_ends_the_study_early_and_the_run_completes(prefect_stack, tmp_path, while_):
+    name = f"stop-{while_}-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    parameters = {**_parameters(name, tmp_path), "pause_policy": policy_waiting_for_resume()}
+    run = start_deployment_run("pausable-study/digits-demo", parameters)
+    in_flight = wait_until_mid_training(storage, name, min_epochs=2)
+    if while_ == "suspended":
+        ui_pause(run.id)
+        _wait_suspended_by_study(run.id)
+
+    stopped = _intermission("stop", name, env=prefect_stack.env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"Stop & Save requested for study {name!r}" in stopped.stdout
+
+    done = wait_for_state(run.id, "Completed", timeout=180)
+    assert done.state.is_completed()
+    _check_stopped(storage, name, in_flight)
+    assert len(trials(storage, name)) < parameters["n_trials"]  # it ended early
+    logs = run_logs(run.id)
+    assert "stopped early (Stop & Save)" in logs
+    assert f"Stop & Save: trial(s) #{in_flight[0]} recorded pruned at their last epoch" in logs
+
+    again = _intermission("stop", name, env=prefect_stack.env)
+    assert again.returncode == 1 and "is Completed" in again.stderr and "nothing to stop" in again.stderr
