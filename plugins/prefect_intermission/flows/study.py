@@ -111,7 +111,7 @@ def optimize_study(
         objective_params: Settings for the objective (a JSON object, e.g. a data path),
             read as `loop.objective_params`; a study keeps the ones it started with.
         catch: Exceptions that fail only their trial, as in `study.optimize(catch=...)`,
-            e.g. `["ValueError", "torch.OutOfMemoryError"]`. A NaN metric or value and
+            e.g. `["ValueError", "mypackage.errors.BadBatch"]`. A NaN metric or value and
             running out of GPU memory always do; anything else pauses the study.
         max_failed_trials: Failed trials after which this run stops, the trials in flight
             paused: the objective looks broken.
