@@ -7,7 +7,7 @@ Layout under the checkpoint root (any fsspec URL; a local folder by default):
 
     <root>/<study>/trial-00003/epoch-00007.pt
 
-    <root>/<study>/trial-00003/manifest.json   (size and SHA-256 of each checkpoint)
+    <root>/<study>/trial-00003/manifest.json   (size and XXH3-128 of each checkpoint)
 
 A checkpoint is never visible under its final name before it is complete: a local
 file is written beside it and renamed, an object store gets a single PUT. It is
@@ -17,7 +17,6 @@ loaded; older checkpoints are deleted only after a newer one is listed.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -33,8 +32,12 @@ from fsspec.implementations.local import LocalFileSystem
 
 from prefect_intermission._faults import fault_point
 from prefect_intermission.training._hashed_io import (
+    SHA256,
+    XXH3_128,
+    Digest,
     HashingWriter,
     MemoryReader,
+    hexdigest,
     read_hashed,
     without_zip_crc32,
     write_hashed,
@@ -46,7 +49,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: What a checkpoint file holds (its own `format_version`).
 CHECKPOINT_FORMAT_VERSION = 1
+#: What the manifest says: version 1 lists each checkpoint's SHA-256; version 2 its
+#: XXH3-128 (an entry carried over from a version-1 manifest keeps its SHA-256).
+MANIFEST_FORMAT_VERSION = 2
+_READABLE_MANIFESTS = (1, 2)
+#: The checksum new entries list, and every one an entry may list.
+_WRITTEN_DIGEST = XXH3_128
+_DIGESTS = (XXH3_128, SHA256)
 _EPOCH_FILE = re.compile(r"^epoch-(\d{5,})\.pt$")
 _MANIFEST = "manifest.json"
 
@@ -75,7 +86,7 @@ class LoadResult:
 
 @dataclass
 class TrialCheckpoints:
-    """The epoch checkpoints of one trial, listed with their size and SHA-256 in a manifest.
+    """The epoch checkpoints of one trial, listed with their size and checksum in a manifest.
 
     A trial has one writer at a time (the study's lease, or a trial run's claim on its
     trial, sees to it), so after its first save the manifest is kept in memory: an epoch
@@ -105,20 +116,21 @@ class TrialCheckpoints:
         return sorted(manifest["checkpoints"], key=lambda e: int(e["epoch"])) if manifest else []
 
     def check_format(self) -> None:
-        """Fail if this trial's checkpoints were written in another format version.
+        """Fail if this trial's manifest was written in a format version this release cannot read.
 
         Raises:
-            CheckpointError: They were; nothing is loaded or changed.
+            CheckpointError: It was; nothing is loaded or changed.
         """
         try:
             manifest = self._manifest()
         except CheckpointError:
             return  # damaged: the fallback on load deals with it
-        version = manifest.get("format_version") if manifest else CHECKPOINT_FORMAT_VERSION
-        if version != CHECKPOINT_FORMAT_VERSION:
+        version = manifest.get("format_version") if manifest else MANIFEST_FORMAT_VERSION
+        if version not in _READABLE_MANIFESTS:
+            readable = " and ".join(str(v) for v in _READABLE_MANIFESTS)
             raise CheckpointError(
                 f"The checkpoints in {self.folder!r} have format version {version!r}, but this "
-                f"version of prefect-intermission reads version {CHECKPOINT_FORMAT_VERSION}. "
+                f"version of prefect-intermission reads versions {readable}. "
                 "Nothing was changed. Continue the study with the release that wrote them, "
                 "or run with restart_trials_without_checkpoints=True after deleting them."
             )
@@ -158,14 +170,14 @@ class TrialCheckpoints:
         path = self.path(epoch)
         try:
             with without_zip_crc32():
-                size, sha256 = self._write_complete(path, lambda f: torch.save(payload, f))
+                size, checksum = self._write_complete(path, lambda f: torch.save(payload, f))
         except OSError as e:
             raise CheckpointError(
                 f"Could not write checkpoint {path!r}: {e}. Check that the checkpoint "
                 "location exists, is writable and has free space."
             ) from e
         fault_point("checkpoint.manifest")
-        entry = {"epoch": epoch, "file": os.path.basename(path), "size": size, "sha256": sha256}
+        entry = {"epoch": epoch, "file": os.path.basename(path), "size": size, _WRITTEN_DIGEST.key: checksum}
         first_save = self._listed is None
         if self._listed is None:
             try:
@@ -175,7 +187,7 @@ class TrialCheckpoints:
         # Checkpoints of this epoch or later are from an attempt that was cut off: obsolete.
         previous = sorted((e for e in self._listed if int(e["epoch"]) < epoch), key=lambda e: int(e["epoch"]))
         kept = [*previous, entry][-self.store.keep_last :]
-        manifest = json.dumps({"format_version": CHECKPOINT_FORMAT_VERSION, "checkpoints": kept})
+        manifest = json.dumps({"format_version": MANIFEST_FORMAT_VERSION, "checkpoints": kept})
         self._write_complete(self.manifest_path, lambda f: f.write(manifest.encode()))
         self._listed = kept
         if first_save:  # also clears what earlier writers left: unlisted files, partial writes
@@ -208,14 +220,19 @@ class TrialCheckpoints:
 
     def _load_verified(self, entry: dict[str, Any]) -> dict[str, Any]:
         path = f"{self.folder}/{entry['file']}"
+        digest = next((d for d in _DIGESTS if d.key in entry), None)
+        if digest is None:
+            raise CheckpointError(
+                f"{path!r} has no checksum in the manifest (one of {[d.key for d in _DIGESTS]})"
+            )
         try:
-            data, sha256 = self._read_complete(path)
+            data, checksum = self._read_complete(path, digest)
         except FileNotFoundError as e:
             raise CheckpointError(f"{path!r} is missing") from e
         if len(data) != entry["size"]:
             raise CheckpointError(f"{path!r} has {len(data)} bytes, the manifest says {entry['size']}")
-        if sha256 != entry["sha256"]:
-            raise CheckpointError(f"{path!r} does not match its SHA-256 in the manifest")
+        if checksum != entry[digest.key]:
+            raise CheckpointError(f"{path!r} does not match its {digest.name} in the manifest")
         try:  # the very bytes just verified: nothing read twice, nothing swapped in between
             with MemoryReader(data) as verified:
                 state = torch.load(verified, map_location="cpu", weights_only=True)
@@ -231,31 +248,31 @@ class TrialCheckpoints:
         return state
 
     def _write_complete(self, path: str, write: Callable[[HashingWriter], object]) -> tuple[int, str]:
-        """Store what `write` writes under `path`, all or nothing; its size and SHA-256."""
+        """Store what `write` writes under `path`, all or nothing; its size and checksum."""
         fs = self.store.fs
         if isinstance(fs, LocalFileSystem):
             os.makedirs(self.folder, exist_ok=True)
             partial = f"{self.folder}/.{os.path.basename(path)}.{uuid.uuid4().hex}.partial"
             try:
-                written = write_hashed(partial, write)
+                written = write_hashed(partial, write, _WRITTEN_DIGEST)
                 os.replace(partial, path)
             finally:
                 if os.path.exists(partial):
                     os.remove(partial)
             return written
         buffer = io.BytesIO()
-        writer = HashingWriter(buffer)
+        writer = HashingWriter(buffer, _WRITTEN_DIGEST)
         write(writer)
         fs.pipe_file(path, buffer.getvalue())
         return writer.size, writer.hexdigest()
 
-    def _read_complete(self, path: str) -> tuple[bytes | bytearray, str]:
-        """The bytes stored under `path` and their SHA-256."""
+    def _read_complete(self, path: str, digest: Digest) -> tuple[bytes | bytearray, str]:
+        """The bytes stored under `path` and their `digest`."""
         fs = self.store.fs
         if isinstance(fs, LocalFileSystem):
-            return read_hashed(path)
+            return read_hashed(path, digest)
         data = fs.cat_file(path)
-        return data, hashlib.sha256(data).hexdigest()
+        return data, hexdigest(digest, data)
 
     def _delete_unlisted(self, keep: set[str]) -> None:
         """Delete checkpoints the manifest no longer lists, and partial files of dead writers."""
