@@ -151,3 +151,34 @@ def test_a_trial_of_an_earlier_release_continues_with_both_checksums(sha256_tria
     os.remove(sha256_trial.path(3))  # the one from an earlier release is still verified
     loaded = sha256_trial.load_latest_valid()
     assert loaded.epoch == 2 and torch.equal(loaded.state["weights"], torch.arange(4.0) + 2)
+
+
+def test_the_best_epochs_checkpoint_outlives_the_last_ones_until_a_better_one(tmp_path):
+    trial = CheckpointStore(str(tmp_path), keep_last=1).for_trial("study", 0)
+    for epoch, best in [(0, True), (1, True), (2, False), (3, False)]:
+        trial.save(epoch, {"w": torch.full((2,), float(epoch))}, best=best)
+    assert trial.epochs() == [1, 3]
+    assert sorted(os.listdir(trial.folder)) == ["epoch-00001.pt", "epoch-00003.pt", "manifest.json"]
+    best = trial.load_best()
+    assert (best.epoch, best.best) == (1, True) and torch.equal(best.state["w"], torch.full((2,), 1.0))
+    assert trial.load_latest_valid().epoch == 3  # a continuation still starts after the last
+
+    trial.save(4, {"w": torch.full((2,), 4.0)}, best=True)
+    assert trial.epochs() == [4]
+    assert sorted(os.listdir(trial.folder)) == ["epoch-00004.pt", "manifest.json"]
+    assert trial.load_best().epoch == 4
+
+
+def test_a_damaged_best_checkpoint_is_refused_not_replaced_by_another(tmp_path):
+    trial = CheckpointStore(str(tmp_path), keep_last=1).for_trial("study", 0)
+    trial.save(0, {"w": torch.zeros(2)}, best=True)
+    trial.save(1, {"w": torch.ones(2)})
+    with open(trial.path(0), "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(CheckpointError, match="epoch-00000.pt' has 100 bytes, the manifest says"):
+        trial.load_best()
+
+
+def test_without_a_best_mark_the_newest_valid_checkpoint_stands_in(sha256_trial):
+    loaded = sha256_trial.load_best()
+    assert (loaded.epoch, loaded.best) == (2, False)

@@ -90,7 +90,7 @@ def optimize_study(
         direction: Whether the objective's value is minimized or maximized.
         sampler: The Optuna sampler, `"tpe"` or `"random"`.
         pruner: The Optuna pruner, `"median"` or `"none"`.
-        keep_checkpoints: Checkpoints kept per trial.
+        keep_checkpoints: Last checkpoints kept per trial (its best epoch's is kept besides).
         patience: Stop a trial early (it completes with its last value) after this many
             epochs in a row without a better metric; empty: trials train `max_epochs`.
         restart_trials_without_checkpoints: Retrain from the start, instead of failing,

@@ -12,7 +12,9 @@ Layout under the checkpoint root (any fsspec URL; a local folder by default):
 A checkpoint is never visible under its final name before it is complete: a local
 file is written beside it and renamed, an object store gets a single PUT. It is
 listed in the manifest only once written, and verified against it before it is
-loaded; older checkpoints are deleted only after a newer one is listed.
+loaded; older checkpoints are deleted only after a newer one is listed. Besides the
+last `keep_last`, the checkpoint of the trial's best epoch so far is kept, marked
+`"best"` in the manifest.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ logger = logging.getLogger(__name__)
 #: What a checkpoint file holds (its own `format_version`).
 CHECKPOINT_FORMAT_VERSION = 1
 #: What the manifest says: version 1 lists each checkpoint's SHA-256; version 2 its
-#: XXH3-128 (an entry carried over from a version-1 manifest keeps its SHA-256).
+#: XXH3-128 (an entry carried over from a version-1 manifest keeps its SHA-256) and
+#: marks the best epoch's checkpoint `"best"`.
 MANIFEST_FORMAT_VERSION = 2
 _READABLE_MANIFESTS = (1, 2)
 #: The checksum new entries list, and every one an entry may list.
@@ -77,11 +80,13 @@ class LoadResult:
         state: The checkpoint, or None when no valid one exists.
         epoch: Its epoch, or None.
         fallbacks: Each newer checkpoint skipped, as `{"epoch": e, "problem": "..."}`.
+        best: Whether it is the checkpoint marked as the best epoch's.
     """
 
     state: dict[str, Any] | None
     epoch: int | None
     fallbacks: list[dict[str, Any]]
+    best: bool = False
 
 
 @dataclass
@@ -164,8 +169,12 @@ class TrialCheckpoints:
         except FileNotFoundError:
             return False
 
-    def save(self, epoch: int, state: dict[str, Any]) -> str:
-        """Store the checkpoint of `epoch`, list it in the manifest, prune older ones."""
+    def save(self, epoch: int, state: dict[str, Any], *, best: bool = False) -> str:
+        """Store the checkpoint of `epoch`, list it in the manifest, prune older ones.
+
+        With `best`, it is marked as the best epoch's: kept besides the last `keep_last`
+        until a later one is marked.
+        """
         payload = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
         path = self.path(epoch)
         try:
@@ -178,6 +187,8 @@ class TrialCheckpoints:
             ) from e
         fault_point("checkpoint.manifest")
         entry = {"epoch": epoch, "file": os.path.basename(path), "size": size, _WRITTEN_DIGEST.key: checksum}
+        if best:
+            entry["best"] = True
         first_save = self._listed is None
         if self._listed is None:
             try:
@@ -186,7 +197,12 @@ class TrialCheckpoints:
                 self._listed = []  # a damaged manifest is replaced by one that lists what is verified
         # Checkpoints of this epoch or later are from an attempt that was cut off: obsolete.
         previous = sorted((e for e in self._listed if int(e["epoch"]) < epoch), key=lambda e: int(e["epoch"]))
-        kept = [*previous, entry][-self.store.keep_last :]
+        if best:
+            previous = [{k: v for k, v in e.items() if k != "best"} for e in previous]
+        listed = [*previous, entry]
+        # Kept: the last keep_last, and the one marked best (only the newest best is marked).
+        newest = len(listed) - self.store.keep_last
+        kept = [e for i, e in enumerate(listed) if i >= newest or e.get("best")]
         manifest = json.dumps({"format_version": MANIFEST_FORMAT_VERSION, "checkpoints": kept})
         self._write_complete(self.manifest_path, lambda f: f.write(manifest.encode()))
         self._listed = kept
@@ -215,8 +231,24 @@ class TrialCheckpoints:
                 logger.warning("Skipping checkpoint of epoch %d: %s", epoch, e)
                 fallbacks.append({"epoch": epoch, "problem": str(e)})
                 continue
-            return LoadResult(state, epoch, fallbacks)
+            return LoadResult(state, epoch, fallbacks, best=bool(entry.get("best")))
         return LoadResult(None, None, fallbacks)
+
+    def load_best(self) -> LoadResult:
+        """The checkpoint marked as the best epoch's, verified.
+
+        Without a mark (checkpoints written before marks existed) it is the newest
+        valid one, with `best` False.
+
+        Raises:
+            CheckpointError: The marked checkpoint is missing, truncated, altered or
+                unreadable, or the manifest is unreadable.
+        """
+        marked = [e for e in self.entries() if e.get("best")]
+        if not marked:
+            return self.load_latest_valid()
+        entry = marked[-1]
+        return LoadResult(self._load_verified(entry), int(entry["epoch"]), [], best=True)
 
     def _load_verified(self, entry: dict[str, Any]) -> dict[str, Any]:
         path = f"{self.folder}/{entry['file']}"
