@@ -91,3 +91,23 @@ def stalls_after_first_epoch(trial: optuna.Trial, loop: TrialLoop) -> float:
     for epoch in loop.epochs(model):
         loop.end_epoch(1.0 if epoch == 0 else 2.0)
     return loop.best_metric
+
+
+def best_at_second_epoch(trial: optuna.Trial, loop: TrialLoop) -> float:
+    """A linear model trained every epoch whose metric is best at epoch 1 and worse after.
+
+    Its weights after epoch 1 are also saved to `$INTERMISSION_TEST_WEIGHTS/trial-N.pt`,
+    to compare with what the checkpoints kept.
+    """
+    x = trial.suggest_float("x", 0.0, 1.0)
+    model = nn.Linear(8, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    inputs = torch.randn(32, 8, generator=torch.Generator().manual_seed(trial.number))
+    for epoch in loop.epochs(model, optimizer):
+        optimizer.zero_grad()
+        model(inputs).pow(2).mean().backward()
+        optimizer.step()
+        if epoch == 1:
+            torch.save(model.state_dict(), f"{os.environ['INTERMISSION_TEST_WEIGHTS']}/trial-{trial.number}.pt")
+        loop.end_epoch(x if epoch == 1 else x + 1 + epoch)
+    return loop.best_metric
