@@ -254,9 +254,8 @@ class TrialCheckpoints:
         path = f"{self.folder}/{entry['file']}"
         digest = next((d for d in _DIGESTS if d.key in entry), None)
         if digest is None:
-            raise CheckpointError(
-                f"{path!r} has no checksum in the manifest (one of {[d.key for d in _DIGESTS]})"
-            )
+            known = " or ".join(d.key for d in _DIGESTS)
+            raise CheckpointError(f"{path!r} has no checksum this release knows ({known}) in the manifest")
         try:
             data, checksum = self._read_complete(path, digest)
         except FileNotFoundError as e:
