@@ -135,3 +135,23 @@ def pause_at(trial: int, epoch: int):
         f"rule: test pause at trial {trial} epoch {epoch}"
         if (context.trial_number, context.epoch) == (trial, epoch) else None
     )
+
+
+def best_at_second_epoch(trial: optuna.Trial, loop: TrialLoop) -> float:
+    """A linear model trained every epoch whose metric is best at epoch 1 and worse after.
+
+    Its weights after epoch 1 are also saved to `$INTERMISSION_TEST_WEIGHTS/trial-N.pt`,
+    to compare with what the checkpoints kept.
+    """
+    x = trial.suggest_float("x", 0.0, 1.0)
+    model = nn.Linear(8, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    inputs = torch.randn(32, 8, generator=torch.Generator().manual_seed(trial.number))
+    for epoch in loop.epochs(model, optimizer):
+        optimizer.zero_grad()
+        model(inputs).pow(2).mean().backward()
+        optimizer.step()
+        if epoch == 1:
+            torch.save(model.state_dict(), f"{os.environ['INTERMISSION_TEST_WEIGHTS']}/trial-{trial.number}.pt")
+        loop.end_epoch(x if epoch == 1 else x + 1 + epoch)
+    return loop.best_metric

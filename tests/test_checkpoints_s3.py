@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import uuid
@@ -13,6 +12,7 @@ import torch
 
 from prefect_intermission import CheckpointError, CheckpointStorageCredentials, CheckpointStore, ConfigurationError
 from prefect_intermission.study.setup import open_checkpoint_store
+from tests.manifests import list_as_written
 
 
 def _objects(s3_server, prefix: str) -> list[str]:
@@ -84,7 +84,7 @@ def _replace_with_manifest(trial, data: bytes) -> None:
     trial.save(0, {"w": torch.zeros(1)})
     trial.store.fs.pipe_file(trial.path(0), data)
     manifest = json.loads(trial.store.fs.cat_file(trial.manifest_path))
-    manifest["checkpoints"][0].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    list_as_written(manifest["checkpoints"][0], data)
     trial.store.fs.pipe_file(trial.manifest_path, json.dumps(manifest).encode())
 
 

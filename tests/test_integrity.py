@@ -23,6 +23,7 @@ from prefect_intermission._signing import signing_key
 from prefect_intermission.study.setup import load_study_state
 from prefect_intermission.study.state import REFUSALS_ATTR, SAMPLER_ATTR, TRIAL_RESUMPTIONS_ATTR
 from prefect_intermission.study.attempt import reattach_trial, run_trial_attempt
+from tests.manifests import list_as_written
 from tests.objectives import classifier
 from tests.signals import PauseAfter
 from tests.test_run_story import _execute_again, _logs, _story
@@ -82,9 +83,9 @@ def _tamper(path):  # a well-formed checkpoint with other weights, manifest left
 DAMAGES = {"truncated": _truncate, "corrupted": _corrupt, "deleted": os.remove, "tampered": _tamper}
 PROBLEMS = {
     "truncated": "bytes, the manifest says",
-    "corrupted": "does not match its SHA-256",
+    "corrupted": "does not match its XXH3-128",
     "deleted": "is missing",
-    "tampered": "does not match its SHA-256|bytes, the manifest says",
+    "tampered": "does not match its XXH3-128|bytes, the manifest says",
 }
 
 
@@ -141,7 +142,7 @@ def test_a_checkpoint_crafted_to_run_code_is_refused_and_nothing_runs(tmp_path):
     torch.save({"format_version": 1, "payload": Exploit()}, path)
     data = Path(path).read_bytes()
     manifest = json.loads(Path(checkpoints.manifest_path).read_text())
-    manifest["checkpoints"][-1].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    list_as_written(manifest["checkpoints"][-1], data)
     with open(checkpoints.manifest_path, "w") as f:
         json.dump(manifest, f)  # the attacker can rewrite the manifest too
 

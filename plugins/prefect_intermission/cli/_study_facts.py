@@ -1,7 +1,8 @@
 """Read-only facts about one study: its Optuna storage, its lease, its trials and its checkpoints.
 
 Every reader here only reads; the stored sampler is never unpickled. What cannot be
-read is appended to `problems` (shown by `intermission status`) instead of raising.
+read is appended to `problems` (shown by `intermission status`) instead of raising,
+except by `load_study`, for commands that need the study.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy.engine import make_url
 from prefect_intermission._counting import epochs_done
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.cli._status_model import TrialProgress
-from prefect_intermission.errors import IntermissionError
+from prefect_intermission.errors import ConfigurationError, IntermissionError
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.results import pareto_front
 from prefect_intermission.study.state import (
@@ -55,6 +56,22 @@ def _read_lease(engine: Any, study_name: str) -> tuple[float, float] | None:
             select(leases.c.expires_at, leases.c.renewed_at).where(leases.c.study_name == study_name)
         ).first()
     return (float(row[0]), float(row[1])) if row else None
+
+
+def load_study(study_name: str, storage: str) -> optuna.Study:
+    """Load an existing study, with an error that names the study and the storage when missing."""
+    if missing := missing_sqlite_file(storage):
+        raise ConfigurationError(
+            f"The storage {hide_password(storage)} does not exist ({missing}). Pass the flow's "
+            "storage with --storage, or run the command from the flow run's working directory."
+        )
+    try:
+        return optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError as e:
+        raise ConfigurationError(
+            f"There is no study {study_name!r} in {hide_password(storage)}; check the name "
+            "(`intermission status` lists studies) or pass the right --storage."
+        ) from e
 
 
 def open_study(

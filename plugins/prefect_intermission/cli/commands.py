@@ -1,4 +1,4 @@
-"""The `intermission` command: pause, resume and inspect studies from the terminal."""
+"""The `intermission` command: pause, resume and inspect studies, and copy their best weights out."""
 
 from __future__ import annotations
 
@@ -102,6 +102,26 @@ def _report(args: argparse.Namespace) -> None:
     print(f"Report of study {args.study!r} ({hide_password(storage)}) written to {path}")
 
 
+def _best(args: argparse.Namespace) -> None:
+    from prefect_intermission._counting import epochs_done
+    from prefect_intermission.cli.best import export_best
+
+    exported = export_best(
+        args.study, args.output, storage=args.storage, checkpoints=args.checkpoints, trial=args.trial
+    )
+    for note in exported.notes:
+        print(f"intermission: note: {note}", file=sys.stderr)
+    value = f"value {exported.value:.6g}" if exported.value is not None else "unfinished"
+    out_of = f" of {exported.max_epochs}" if exported.max_epochs is not None else ""
+    which = "best epoch" if exported.best_marked else "last valid epoch"
+    metric = f", metric {exported.metric:.6g}" if exported.metric is not None else ""
+    print(
+        f"Trial {exported.trial} of study {exported.study_name!r} ({value}): the model weights of its "
+        f"{which}, epoch {epochs_done(exported.epoch)}{out_of}{metric}, verified against the manifest "
+        f"and written to {exported.path}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `intermission` command."""
     parser = argparse.ArgumentParser(
@@ -149,6 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--output", help="The HTML file to write (default: STUDY-report.html).")
     report.set_defaults(handler=_report)
+    best = commands.add_parser(
+        "best", help="Write the best trial's best weights (a model state_dict) to a file, verified."
+    )
+    best.add_argument("study", help="A study name or flow-run id.")
+    best.add_argument("--output", required=True, help="The file to write, e.g. model.pt.")
+    best.add_argument(
+        "--trial", type=int, help="This trial's best weights instead of the best trial's (its number)."
+    )
+    best.add_argument(
+        "--storage", help="The study's Optuna storage URL (default: its flow run's storage)."
+    )
+    best.add_argument(
+        "--checkpoints", help="Where its checkpoints are (default: its flow run's `checkpoints`)."
+    )
+    best.set_defaults(handler=_best)
     return parser
 
 

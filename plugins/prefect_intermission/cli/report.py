@@ -18,27 +18,9 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
 from prefect_intermission._counting import epochs_done
-from prefect_intermission.errors import ConfigurationError
-from prefect_intermission.cli.status import hide_password
+from prefect_intermission.cli._study_facts import load_study
 from prefect_intermission.study.results import best_text
-from prefect_intermission.study.state import missing_sqlite_file
-from prefect_intermission.study.state import TRIAL_RESUMPTIONS_ATTR, open_storage, pause_history
-
-
-def load_study(study_name: str, storage: str) -> optuna.Study:
-    """Load an existing study, with an error that names the study and the storage when missing."""
-    if missing := missing_sqlite_file(storage):
-        raise ConfigurationError(
-            f"The storage {hide_password(storage)} does not exist ({missing}). Pass the flow's "
-            "storage with --storage, or run the command from the flow run's working directory."
-        )
-    try:
-        return optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    except KeyError as e:
-        raise ConfigurationError(
-            f"There is no study {study_name!r} in {hide_password(storage)}; check the name "
-            "(`intermission status` lists studies) or pass the right --storage."
-        ) from e
+from prefect_intermission.study.state import TRIAL_RESUMPTIONS_ATTR, pause_history
 
 
 def pause_points(study: optuna.Study) -> dict[int, list[tuple[int, str]]]:

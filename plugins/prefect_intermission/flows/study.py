@@ -120,7 +120,7 @@ def optimize_study(
         callbacks: Optuna callbacks called with `(study, trial)` once a trial finishes, as
             `"package.module:factory"` or `{"callback": "package.module:factory", ...}`.
         enqueue: Parameter sets to try first, e.g. `[{"lr": 0.01}]` (each once).
-        keep_checkpoints: Checkpoints kept per trial.
+        keep_checkpoints: Last checkpoints kept per trial (its best epoch's is kept besides).
         patience: Stop a trial early (it completes with its last value) after this many
             epochs in a row without a better metric; empty: trials train `max_epochs`.
         restart_trials_without_checkpoints: Retrain from the start, instead of failing,

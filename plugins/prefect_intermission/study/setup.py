@@ -40,22 +40,27 @@ def refuse_password_in_storage_url(storage: str) -> None:
         )
 
 
+def checkpoint_storage_options(credentials_block: str | None) -> dict[str, Any] | None:
+    """The fsspec options from a saved `CheckpointStorageCredentials` block (None: the AWS environment)."""
+    if not credentials_block:
+        return None
+    try:
+        block = CheckpointStorageCredentials.load(credentials_block)
+    except ValueError as e:
+        raise ConfigurationError(
+            f"No CheckpointStorageCredentials block named {credentials_block!r} on this "
+            f"Prefect server ({e}). Save one first, e.g. "
+            f"CheckpointStorageCredentials(...).save({credentials_block!r}), or leave "
+            "checkpoint_credentials empty to use the worker's AWS environment."
+        ) from e
+    return block.storage_options()
+
+
 def open_checkpoint_store(
     checkpoints: str, *, keep_last: int, credentials_block: str | None = None
 ) -> CheckpointStore:
     """The checkpoint store, with credentials from a saved block (or the AWS environment), checked."""
-    storage_options = None
-    if credentials_block:
-        try:
-            block = CheckpointStorageCredentials.load(credentials_block)
-        except ValueError as e:
-            raise ConfigurationError(
-                f"No CheckpointStorageCredentials block named {credentials_block!r} on this "
-                f"Prefect server ({e}). Save one first, e.g. "
-                f"CheckpointStorageCredentials(...).save({credentials_block!r}), or leave "
-                "checkpoint_credentials empty to use the worker's AWS environment."
-            ) from e
-        storage_options = block.storage_options()
+    storage_options = checkpoint_storage_options(credentials_block)
     store = CheckpointStore(checkpoints, keep_last=keep_last, storage_options=storage_options)
     store.verify()
     store.check_writable()

@@ -7,17 +7,18 @@ Layout under the checkpoint root (any fsspec URL; a local folder by default):
 
     <root>/<study>/trial-00003/epoch-00007.pt
 
-    <root>/<study>/trial-00003/manifest.json   (size and SHA-256 of each checkpoint)
+    <root>/<study>/trial-00003/manifest.json   (size and XXH3-128 of each checkpoint)
 
 A checkpoint is never visible under its final name before it is complete: a local
 file is written beside it and renamed, an object store gets a single PUT. It is
 listed in the manifest only once written, and verified against it before it is
-loaded; older checkpoints are deleted only after a newer one is listed.
+loaded; older checkpoints are deleted only after a newer one is listed. Besides the
+last `keep_last`, the checkpoint of the trial's best epoch so far is kept, marked
+`"best"` in the manifest.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -33,8 +34,12 @@ from fsspec.implementations.local import LocalFileSystem
 
 from prefect_intermission._faults import fault_point
 from prefect_intermission.training._hashed_io import (
+    SHA256,
+    XXH3_128,
+    Digest,
     HashingWriter,
     MemoryReader,
+    hexdigest,
     read_hashed,
     without_zip_crc32,
     write_hashed,
@@ -46,7 +51,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: What a checkpoint file holds (its own `format_version`).
 CHECKPOINT_FORMAT_VERSION = 1
+#: What the manifest says: version 1 lists each checkpoint's SHA-256; version 2 its
+#: XXH3-128 (an entry carried over from a version-1 manifest keeps its SHA-256) and
+#: marks the best epoch's checkpoint `"best"`.
+MANIFEST_FORMAT_VERSION = 2
+_READABLE_MANIFESTS = (1, 2)
+#: The checksum new entries list, and every one an entry may list.
+_WRITTEN_DIGEST = XXH3_128
+_DIGESTS = (XXH3_128, SHA256)
 _EPOCH_FILE = re.compile(r"^epoch-(\d{5,})\.pt$")
 _MANIFEST = "manifest.json"
 
@@ -66,16 +80,18 @@ class LoadResult:
         state: The checkpoint, or None when no valid one exists.
         epoch: Its epoch, or None.
         fallbacks: Each newer checkpoint skipped, as `{"epoch": e, "problem": "..."}`.
+        best: Whether it is the checkpoint marked as the best epoch's.
     """
 
     state: dict[str, Any] | None
     epoch: int | None
     fallbacks: list[dict[str, Any]]
+    best: bool = False
 
 
 @dataclass
 class TrialCheckpoints:
-    """The epoch checkpoints of one trial, listed with their size and SHA-256 in a manifest.
+    """The epoch checkpoints of one trial, listed with their size and checksum in a manifest.
 
     A trial has one writer at a time (the study's lease, or a trial run's claim on its
     trial, sees to it), so after its first save the manifest is kept in memory: an epoch
@@ -105,20 +121,21 @@ class TrialCheckpoints:
         return sorted(manifest["checkpoints"], key=lambda e: int(e["epoch"])) if manifest else []
 
     def check_format(self) -> None:
-        """Fail if this trial's checkpoints were written in another format version.
+        """Fail if this trial's manifest was written in a format version this release cannot read.
 
         Raises:
-            CheckpointError: They were; nothing is loaded or changed.
+            CheckpointError: It was; nothing is loaded or changed.
         """
         try:
             manifest = self._manifest()
         except CheckpointError:
             return  # damaged: the fallback on load deals with it
-        version = manifest.get("format_version") if manifest else CHECKPOINT_FORMAT_VERSION
-        if version != CHECKPOINT_FORMAT_VERSION:
+        version = manifest.get("format_version") if manifest else MANIFEST_FORMAT_VERSION
+        if version not in _READABLE_MANIFESTS:
+            readable = " and ".join(str(v) for v in _READABLE_MANIFESTS)
             raise CheckpointError(
                 f"The checkpoints in {self.folder!r} have format version {version!r}, but this "
-                f"version of prefect-intermission reads version {CHECKPOINT_FORMAT_VERSION}. "
+                f"version of prefect-intermission reads versions {readable}. "
                 "Nothing was changed. Continue the study with the release that wrote them, "
                 "or run with restart_trials_without_checkpoints=True after deleting them."
             )
@@ -152,20 +169,26 @@ class TrialCheckpoints:
         except FileNotFoundError:
             return False
 
-    def save(self, epoch: int, state: dict[str, Any]) -> str:
-        """Store the checkpoint of `epoch`, list it in the manifest, prune older ones."""
+    def save(self, epoch: int, state: dict[str, Any], *, best: bool = False) -> str:
+        """Store the checkpoint of `epoch`, list it in the manifest, prune older ones.
+
+        With `best`, it is marked as the best epoch's: kept besides the last `keep_last`
+        until a later one is marked.
+        """
         payload = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
         path = self.path(epoch)
         try:
             with without_zip_crc32():
-                size, sha256 = self._write_complete(path, lambda f: torch.save(payload, f))
+                size, checksum = self._write_complete(path, lambda f: torch.save(payload, f))
         except OSError as e:
             raise CheckpointError(
                 f"Could not write checkpoint {path!r}: {e}. Check that the checkpoint "
                 "location exists, is writable and has free space."
             ) from e
         fault_point("checkpoint.manifest")
-        entry = {"epoch": epoch, "file": os.path.basename(path), "size": size, "sha256": sha256}
+        entry = {"epoch": epoch, "file": os.path.basename(path), "size": size, _WRITTEN_DIGEST.key: checksum}
+        if best:
+            entry["best"] = True
         first_save = self._listed is None
         if self._listed is None:
             try:
@@ -174,8 +197,13 @@ class TrialCheckpoints:
                 self._listed = []  # a damaged manifest is replaced by one that lists what is verified
         # Checkpoints of this epoch or later are from an attempt that was cut off: obsolete.
         previous = sorted((e for e in self._listed if int(e["epoch"]) < epoch), key=lambda e: int(e["epoch"]))
-        kept = [*previous, entry][-self.store.keep_last :]
-        manifest = json.dumps({"format_version": CHECKPOINT_FORMAT_VERSION, "checkpoints": kept})
+        if best:
+            previous = [{k: v for k, v in e.items() if k != "best"} for e in previous]
+        listed = [*previous, entry]
+        # Kept: the last keep_last, and the one marked best (only the newest best is marked).
+        newest = len(listed) - self.store.keep_last
+        kept = [e for i, e in enumerate(listed) if i >= newest or e.get("best")]
+        manifest = json.dumps({"format_version": MANIFEST_FORMAT_VERSION, "checkpoints": kept})
         self._write_complete(self.manifest_path, lambda f: f.write(manifest.encode()))
         self._listed = kept
         if first_save:  # also clears what earlier writers left: unlisted files, partial writes
@@ -203,19 +231,39 @@ class TrialCheckpoints:
                 logger.warning("Skipping checkpoint of epoch %d: %s", epoch, e)
                 fallbacks.append({"epoch": epoch, "problem": str(e)})
                 continue
-            return LoadResult(state, epoch, fallbacks)
+            return LoadResult(state, epoch, fallbacks, best=bool(entry.get("best")))
         return LoadResult(None, None, fallbacks)
+
+    def load_best(self) -> LoadResult:
+        """The checkpoint marked as the best epoch's, verified.
+
+        Without a mark (checkpoints written before marks existed) it is the newest
+        valid one, with `best` False.
+
+        Raises:
+            CheckpointError: The marked checkpoint is missing, truncated, altered or
+                unreadable, or the manifest is unreadable.
+        """
+        marked = [e for e in self.entries() if e.get("best")]
+        if not marked:
+            return self.load_latest_valid()
+        entry = marked[-1]
+        return LoadResult(self._load_verified(entry), int(entry["epoch"]), [], best=True)
 
     def _load_verified(self, entry: dict[str, Any]) -> dict[str, Any]:
         path = f"{self.folder}/{entry['file']}"
+        digest = next((d for d in _DIGESTS if d.key in entry), None)
+        if digest is None:
+            known = " or ".join(d.key for d in _DIGESTS)
+            raise CheckpointError(f"{path!r} has no checksum this release knows ({known}) in the manifest")
         try:
-            data, sha256 = self._read_complete(path)
+            data, checksum = self._read_complete(path, digest)
         except FileNotFoundError as e:
             raise CheckpointError(f"{path!r} is missing") from e
         if len(data) != entry["size"]:
             raise CheckpointError(f"{path!r} has {len(data)} bytes, the manifest says {entry['size']}")
-        if sha256 != entry["sha256"]:
-            raise CheckpointError(f"{path!r} does not match its SHA-256 in the manifest")
+        if checksum != entry[digest.key]:
+            raise CheckpointError(f"{path!r} does not match its {digest.name} in the manifest")
         try:  # the very bytes just verified: nothing read twice, nothing swapped in between
             with MemoryReader(data) as verified:
                 state = torch.load(verified, map_location="cpu", weights_only=True)
@@ -231,31 +279,31 @@ class TrialCheckpoints:
         return state
 
     def _write_complete(self, path: str, write: Callable[[HashingWriter], object]) -> tuple[int, str]:
-        """Store what `write` writes under `path`, all or nothing; its size and SHA-256."""
+        """Store what `write` writes under `path`, all or nothing; its size and checksum."""
         fs = self.store.fs
         if isinstance(fs, LocalFileSystem):
             os.makedirs(self.folder, exist_ok=True)
             partial = f"{self.folder}/.{os.path.basename(path)}.{uuid.uuid4().hex}.partial"
             try:
-                written = write_hashed(partial, write)
+                written = write_hashed(partial, write, _WRITTEN_DIGEST)
                 os.replace(partial, path)
             finally:
                 if os.path.exists(partial):
                     os.remove(partial)
             return written
         buffer = io.BytesIO()
-        writer = HashingWriter(buffer)
+        writer = HashingWriter(buffer, _WRITTEN_DIGEST)
         write(writer)
         fs.pipe_file(path, buffer.getvalue())
         return writer.size, writer.hexdigest()
 
-    def _read_complete(self, path: str) -> tuple[bytes | bytearray, str]:
-        """The bytes stored under `path` and their SHA-256."""
+    def _read_complete(self, path: str, digest: Digest) -> tuple[bytes | bytearray, str]:
+        """The bytes stored under `path` and their `digest`."""
         fs = self.store.fs
         if isinstance(fs, LocalFileSystem):
-            return read_hashed(path)
+            return read_hashed(path, digest)
         data = fs.cat_file(path)
-        return data, hashlib.sha256(data).hexdigest()
+        return data, hexdigest(digest, data)
 
     def _delete_unlisted(self, keep: set[str]) -> None:
         """Delete checkpoints the manifest no longer lists, and partial files of dead writers."""

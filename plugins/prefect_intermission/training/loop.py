@@ -12,10 +12,10 @@
 
 At every `end_epoch` the loop reports the metric to Optuna (and honours the pruner;
 a study with several objectives records it without pruning, as Optuna prunes none),
-stores a checkpoint with everything needed to continue exactly, and stops the
-trial with `TrialPaused` when a pause was requested. When the trial runs again
-after a pause, `epochs()` restores the latest checkpoint and continues with the
-next epoch.
+stores a checkpoint with everything needed to continue exactly (marked as the best
+epoch's when its metric is the best so far), and stops the trial with `TrialPaused`
+when a pause was requested. When the trial runs again after a pause, `epochs()`
+restores the latest checkpoint and continues with the next epoch.
 """
 
 from __future__ import annotations
@@ -225,10 +225,10 @@ class TrialLoop:
             else:
                 self.trial.report(metric, epoch)
         fault_point("trial.report")
-        self._track(epoch, metric)
+        improved = self._track(epoch, metric)
         if not several_objectives and self.trial.should_prune():
             raise optuna.TrialPruned(f"Pruned after {epochs_done(epoch)} epochs with metric {metric}.")
-        self.checkpoints.save(epoch, self._checkpoint_state())
+        self.checkpoints.save(epoch, self._checkpoint_state(), best=improved)
         self._log.info(
             "Trial %d finished epoch %d of %d: metric %.6g (best %.6g); checkpoint stored.",
             self.trial.number, epochs_done(epoch), self.max_epochs, metric, self.best_metric,
@@ -236,17 +236,20 @@ class TrialLoop:
         if self.on_epoch is not None:
             self.on_epoch(epoch, metric)
 
-    def _track(self, epoch: int, metric: float) -> None:
+    def _track(self, epoch: int, metric: float) -> bool:
+        """Count the epoch done; whether its metric is the best so far."""
         self.epoch = epoch
         self.last_metric = metric
         self._epoch_ended = True
-        if is_better(metric, self.best_metric, self.direction):
+        improved = is_better(metric, self.best_metric, self.direction)
+        if improved:
             self.best_metric = metric
             self.epochs_without_improvement = 0
         else:
             self.epochs_without_improvement += 1
         if self.patience is not None and self.epochs_without_improvement >= self.patience:
             self._stopped_early = True
+        return improved
 
     def _checkpoint_state(self) -> dict[str, Any]:
         return {

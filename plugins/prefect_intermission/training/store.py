@@ -31,8 +31,8 @@ class CheckpointStore:
     Args:
         url: Any fsspec URL or local path, e.g. `.intermission/checkpoints` or
             `s3://bucket/prefix`.
-        keep_last: How many checkpoints to keep per trial; older ones are deleted
-            after a newer one is written.
+        keep_last: How many of its last checkpoints to keep per trial, besides its best
+            epoch's; older ones are deleted after a newer one is written.
         storage_options: Options for the fsspec filesystem, e.g. s3fs's `key`,
             `secret` and `endpoint_url` (see `CheckpointStorageCredentials`). Without
             them s3fs reads the usual AWS environment variables.

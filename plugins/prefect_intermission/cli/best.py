@@ -1,0 +1,177 @@
+"""`intermission best`: a study's best weights, verified against the manifest, copied to a file.
+
+The study and its checkpoints are found as `intermission status` finds them: from the
+study's latest flow run, unless `--storage` or `--checkpoints` say otherwise. The
+file holds the model's `state_dict`, for `model.load_state_dict(torch.load(path))`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from prefect_intermission.cli._study_facts import checkpoint_location, load_study
+from prefect_intermission.errors import CheckpointError, ConfigurationError
+from prefect_intermission.study.config import StudyConfig
+from prefect_intermission.study.flow_runs import StatusError, latest_runs, study_config_of
+from prefect_intermission.study.setup import checkpoint_storage_options
+from prefect_intermission.training.store import CheckpointStore
+
+
+@dataclass(frozen=True)
+class ExportedWeights:
+    """What `export_best` wrote.
+
+    Attributes:
+        study_name: The study.
+        trial: The trial's number.
+        value: The trial's value (None while it is unfinished).
+        epoch: The zero-based epoch whose weights were written.
+        max_epochs: The study's epochs per trial (None when no flow run says).
+        metric: That epoch's metric.
+        best_marked: Whether the checkpoint was marked as the best epoch's; if not, it
+            is the trial's last valid one.
+        path: The file written.
+        notes: What the user should know about how they were found.
+    """
+
+    study_name: str
+    trial: int
+    value: float | None
+    epoch: int
+    max_epochs: int | None
+    metric: float | None
+    best_marked: bool
+    path: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _study_config(target: str) -> tuple[StudyConfig, bool]:
+    """The configuration of the study's latest flow run, or the defaults when there is none;
+    whether a run was found."""
+    try:
+        return study_config_of(latest_runs(target)[0]), True
+    except StatusError:
+        return StudyConfig(study_name=target, objective=""), False
+
+
+def chosen_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    """Trial `number`, or the study's best trial.
+
+    Raises:
+        ConfigurationError: There is no such trial, no finished one, or the study has
+            several objectives and no `number` was given.
+    """
+    trials = study.get_trials(deepcopy=False)
+    if number is not None:
+        for t in trials:
+            if t.number == number:
+                return t
+        raise ConfigurationError(
+            f"Study {study.study_name!r} has no trial {number}; its trials are numbered "
+            f"0 to {len(trials) - 1}." if trials else f"Study {study.study_name!r} has no trials yet."
+        )
+    if len(study.directions) > 1:
+        pareto = sorted(t.number for t in study.best_trials)
+        raise ConfigurationError(
+            f"Study {study.study_name!r} has {len(study.directions)} objectives, so no single best "
+            f"trial; choose one with --trial N (its Pareto-optimal trials: {pareto})."
+        )
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        raise ConfigurationError(
+            f"Study {study.study_name!r} has no completed trial yet, so no best one; wait for one "
+            "to finish, or choose a trial with --trial N."
+        )
+    return study.best_trial
+
+
+def _write_state_dict(weights: dict[str, torch.Tensor], output: str) -> str:
+    """`torch.save` the weights to `output`, never leaving a partial file under its name."""
+    path = os.path.abspath(output)
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise ConfigurationError(
+            f"Cannot write {output!r}: the folder {folder!r} does not exist. Create it, or "
+            "choose another --output."
+        )
+    partial = f"{folder}/.{os.path.basename(path)}.{uuid.uuid4().hex}.partial"
+    try:
+        torch.save(weights, partial)
+        os.replace(partial, path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a file it cannot open as RuntimeError
+        raise ConfigurationError(
+            f"Cannot write {output!r}: {e}. Choose an --output in a folder you can write to."
+        ) from e
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return path
+
+
+def export_best(
+    target: str,
+    output: str,
+    *,
+    storage: str | None = None,
+    checkpoints: str | None = None,
+    trial: int | None = None,
+) -> ExportedWeights:
+    """Write the model weights of the best epoch of the study's best trial (or of `trial`) to `output`.
+
+    Args:
+        target: The study's name or flow-run id.
+        output: The file to write.
+        storage: The study's Optuna storage URL (default: its flow run's).
+        checkpoints: Where its checkpoints are (default: its flow run's).
+        trial: The trial's number (default: the study's best trial).
+
+    Raises:
+        ConfigurationError: The study, the trial or a writable `output` cannot be found.
+        CheckpointError: The checkpoint is missing, damaged or altered; nothing is written.
+    """
+    config, from_run = _study_config(target)
+    notes: list[str] = []
+    study = load_study(config.study_name, storage or config.storage)
+    chosen = chosen_trial(study, trial)
+    store = CheckpointStore(
+        checkpoints or checkpoint_location(config, notes),
+        storage_options=checkpoint_storage_options(config.checkpoint_credentials),
+    )
+    stored = store.for_trial(config.study_name, chosen.number)
+    try:
+        loaded = stored.load_best()
+    except CheckpointError as e:
+        raise CheckpointError(
+            f"The best checkpoint of trial {chosen.number} of study {config.study_name!r} was "
+            f"refused: {e}. Nothing was written; choose another trial with --trial N."
+        ) from e
+    if loaded.state is None:
+        problems = "; ".join(f["problem"] for f in loaded.fallbacks)
+        raise CheckpointError(
+            f"Trial {chosen.number} of study {config.study_name!r} has no valid checkpoint in "
+            f"{stored.folder!r}{f' ({problems})' if problems else ''}. Nothing was written; pass "
+            "the right --checkpoints, or choose another trial with --trial N."
+        )
+    assert loaded.epoch is not None
+    if not loaded.best:
+        notes.append(
+            f"no checkpoint of trial {chosen.number} is marked as its best epoch's (they were "
+            "written by an earlier release): these are the weights of its last valid checkpoint."
+        )
+    path = _write_state_dict(loaded.state["components"]["model"], output)
+    return ExportedWeights(
+        study_name=config.study_name,
+        trial=chosen.number,
+        value=chosen.value if chosen.state == TrialState.COMPLETE else None,
+        epoch=loaded.epoch,
+        max_epochs=config.max_epochs if from_run else None,
+        metric=loaded.state.get("last_metric"),
+        best_marked=loaded.best,
+        path=path,
+        notes=notes,
+    )
