@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import uuid
 
+import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from deployments.ui_actions import (
     policy_waiting_for_resume,
     start_deployment_run,
     ui_pause,
+    wait_for,
     wait_for_state,
     wait_until_mid_training,
 )
+from flows.digits import build_model
+from prefect_intermission.study.results import best_trial
+from prefect_intermission.training.store import CheckpointStore
 from tests.e2e.studies import run_logs, trials
 from tests.e2e.test_pause_resume import _intermission, _parameters, _wait_suspended_by_study
 
@@ -27,6 +33,11 @@ def _check_stopped(storage: str, name: str, in_flight: list[int]) -> None:
     for t in (t for t in study_trials if t.number in in_flight):
         assert t.state == TrialState.PRUNED
         assert t.value == t.intermediate_values[max(t.intermediate_values)]
+
+
+def _completion_logged(flow_run_id) -> str | None:
+    logs = run_logs(flow_run_id)
+    return logs if "Its best checkpoint" in logs else None
 
 
 @pytest.mark.parametrize("while_", ["running", "suspended"])
@@ -48,9 +59,23 @@ def test_intermission_stop_ends_the_study_early_and_the_run_completes(prefect_st
     assert done.state.is_completed()
     _check_stopped(storage, name, in_flight)
     assert len(trials(storage, name)) < parameters["n_trials"]  # it ended early
-    logs = run_logs(run.id)
+    logs = wait_for(lambda: _completion_logged(run.id), timeout=30, what="the completion line on the run's log")
     assert "stopped early (Stop & Save)" in logs
     assert f"Stop & Save: trial(s) #{in_flight[0]} recorded pruned at their last epoch" in logs
+
+    # The best trial's best epoch: reported with its path, and its weights taken out.
+    best = best_trial(optuna.load_study(study_name=name, storage=storage))
+    stored = CheckpointStore(parameters["checkpoints"]).for_trial(name, best.number)
+    kept = stored.load_best()
+    assert kept.best and kept.state["best_metric"] == min(best.intermediate_values.values())
+    assert f"Its best checkpoint: {stored.path(kept.epoch)}" in logs
+    exported = _intermission("best", name, "--output", str(tmp_path / "model.pt"), env=prefect_stack.env)
+    assert exported.returncode == 0, exported.stderr
+    weights = torch.load(tmp_path / "model.pt", weights_only=True)
+    model = build_model(best.params["channels"], best.params["dropout"])
+    model.load_state_dict(weights)  # they fit the model the trial trained
+    for key, tensor in kept.state["components"]["model"].items():
+        assert torch.equal(weights[key], tensor), key
 
     again = _intermission("stop", name, env=prefect_stack.env)
     assert again.returncode == 1 and "is Completed" in again.stderr and "nothing to stop" in again.stderr

@@ -19,6 +19,7 @@ from prefect_intermission.cli._study_facts import checkpoint_location, load_stud
 from prefect_intermission.errors import CheckpointError, ConfigurationError
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.flow_runs import StatusError, latest_runs, study_config_of
+from prefect_intermission.study.results import best_trial, best_value
 from prefect_intermission.study.setup import checkpoint_storage_options
 from prefect_intermission.training.store import CheckpointStore
 
@@ -82,12 +83,13 @@ def chosen_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
             f"Study {study.study_name!r} has {len(study.directions)} objectives, so no single best "
             f"trial; choose one with --trial N (its Pareto-optimal trials: {pareto})."
         )
-    if not any(t.state == TrialState.COMPLETE for t in trials):
+    best = best_trial(study)
+    if best is None:
         raise ConfigurationError(
             f"Study {study.study_name!r} has no completed trial yet, so no best one; wait for one "
             "to finish, or choose a trial with --trial N."
         )
-    return study.best_trial
+    return best
 
 
 def _write_state_dict(weights: dict[str, torch.Tensor], output: str) -> str:
@@ -167,7 +169,7 @@ def export_best(
     return ExportedWeights(
         study_name=config.study_name,
         trial=chosen.number,
-        value=chosen.value if chosen.state == TrialState.COMPLETE else None,
+        value=best_value(chosen, study.directions[0]) if len(study.directions) == 1 else None,
         epoch=loaded.epoch,
         max_epochs=config.max_epochs if from_run else None,
         metric=loaded.state.get("last_metric"),

@@ -29,6 +29,7 @@ from prefect_intermission.pausing.abandonment import ABANDONED_STATE_NAME
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.reporting.links import flow_run_url
 from prefect_intermission.study.config import StudyConfig
+from prefect_intermission.study.results import best_value
 from prefect_intermission.study.flow_runs import StatusError, latest_runs, study_config_of
 from prefect_intermission.study.state import pause_history
 
@@ -137,7 +138,7 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
         max_epochs=config.max_epochs,
         trials=trials.counts,
         unfinished=trials.unfinished,
-        best_value=best.value if best is not None else None,
+        best_value=best_value(best, study.direction) if best is not None and study is not None else None,
         best_params=dict(best.params) if best is not None else None,
         best_trial=best.number if best is not None else None,
         pareto_front=trials.pareto_front,

@@ -249,7 +249,7 @@ class StudyRun:
         else:
             ended = f"{result.finished} trials finished"
         failed = f", {len(result.failed_trials)} failed" if result.failed_trials else ""
-        completed = f"Study {self.study_name!r} complete: {ended}{failed}; {best_text(study)}."
+        completed = f"Study {self.study_name!r} complete: {ended}{failed}; {best_text(study)}.{self._best_checkpoint_text()}"
         self.logger.info(completed)
         best = best_trials(study)
         single = best[0] if len(best) == 1 and len(study.directions) == 1 else None
@@ -267,6 +267,19 @@ class StudyRun:
         emit_study_event("completed", self.study_name, self.flow_run.id, summary)
         notify_after_the_run(self.flow_run.id, self.policy, f"Study {self.study_name} completed", completed)
         return {"study_name": self.study_name, "status": "completed", **summary}
+
+    def _best_checkpoint_text(self) -> str:
+        """Where the best trial's best checkpoint is, and how to take its weights out."""
+        best = best_trials(self.state.study)
+        if len(best) != 1 or len(self.state.study.directions) != 1:
+            return ""
+        path = self.store.for_trial(self.study_name, best[0].number).best_path()
+        if path is None:
+            return ""
+        return (
+            f" Its best checkpoint: {path} (`intermission best {self.study_name} --output model.pt` "
+            "writes its weights)."
+        )
 
     def wait_for_pause_file(self, result: ScheduleResult) -> State | None:
         """Store the pause and wait in this process until the pause file is deleted (None), or

@@ -1,6 +1,9 @@
 """A study's best result: its best trial, or with several objectives its Pareto front.
 
-Written once for the run's completion message, the pause summary, `status` and `report`.
+With one objective the best trial is the best complete one, or a trial stopped by Stop
+& Save (recorded pruned) whose best epoch beat it: stopping a study keeps its best
+model wherever it is. Written once for the run's completion message, the pause
+summary, `status`, `report` and `intermission best`.
 """
 
 from __future__ import annotations
@@ -8,17 +11,44 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+#: Set on a trial recorded pruned by Stop & Save (the study's trial attribute).
+STOPPED_ATTR = "intermission:stopped"
+
+
+def best_value(trial: FrozenTrial, direction: StudyDirection) -> float | None:
+    """A trial's value as the best trial is chosen: its value, or for a trial stopped by
+    Stop & Save its best epoch's metric."""
+    if trial.state == TrialState.COMPLETE:
+        return trial.value
+    if trial.system_attrs.get(STOPPED_ATTR) and trial.intermediate_values:
+        values = trial.intermediate_values.values()
+        return min(values) if direction == StudyDirection.MINIMIZE else max(values)
+    return None
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best trial of a study with one objective (see the module's docstring), or None."""
+    direction = study.direction
+    scored = [(v, t) for t in study.get_trials(deepcopy=False) if (v := best_value(t, direction)) is not None]
+    if not scored:
+        return None
+    if direction == StudyDirection.MINIMIZE:
+        return min(scored, key=lambda vt: (vt[0], vt[1].number))[1]
+    return max(scored, key=lambda vt: (vt[0], -vt[1].number))[1]
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The best complete trial (a one-item list), the Pareto front with several objectives,
-    or `[]` while no trial is complete."""
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return []
+    """The best trial (a one-item list), the Pareto front with several objectives, or `[]`
+    while there is none."""
     if len(study.directions) > 1:
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            return []
         return sorted(study.best_trials, key=lambda t: t.number)
-    return [study.best_trial]
+    best = best_trial(study)
+    return [best] if best is not None else []
 
 
 def pareto_front(study: optuna.Study) -> list[dict[str, Any]]:
@@ -32,7 +62,9 @@ def best_text(study: optuna.Study) -> str:
     if not best:
         return "no trial completed"
     if len(study.directions) == 1:
-        return f"best trial #{best[0].number} with value {best[0].value:.6g} and params {best[0].params}"
+        value = best_value(best[0], study.direction)
+        stopped = " (its best epoch; stopped by Stop & Save)" if best[0].state != TrialState.COMPLETE else ""
+        return f"best trial #{best[0].number} with value {value:.6g}{stopped} and params {best[0].params}"
     directions = ", ".join(d.name.lower() for d in study.directions)
     front = "; ".join(
         f"#{t.number} ({', '.join(f'{v:.6g}' for v in t.values)}) with {t.params}" for t in best

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.study.results import STOPPED_ATTR
 from prefect_intermission.study.state import STOP_ATTR, StudyState, open_storage, utc_now_iso
 
 #: How often a running study reads its storage for a stop request.
@@ -95,6 +96,7 @@ def prune_unfinished(state: StudyState) -> dict[int, Any]:
     """Record every unfinished trial PRUNED at its last epoch; return each one's value."""
     pruned = {}
     for trial in state.unfinished_trials():
+        state.study._storage.set_trial_system_attr(trial._trial_id, STOPPED_ATTR, True)
         with state.sampler_lock:
             frozen = state.study.tell(trial.number, state=TrialState.PRUNED)
             state.save_sampler()

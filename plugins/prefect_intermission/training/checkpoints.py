@@ -161,6 +161,14 @@ class TrialCheckpoints:
         epochs = self.epochs()
         return epochs[-1] if epochs else None
 
+    def best_path(self) -> str | None:
+        """Where the checkpoint marked as the best epoch's lives, or None when none is marked."""
+        try:
+            marked = [e for e in self.entries() if e.get("best")]
+        except CheckpointError:
+            return None
+        return self.path(int(marked[-1]["epoch"])) if marked else None
+
     def exists(self) -> bool:
         """Whether this trial has a manifest or any checkpoint file at all."""
         fs = self.store.fs
