@@ -83,7 +83,7 @@ def test_sigterm_under_flow_run_execute_reschedules_and_the_next_pod_continues_e
               if t.state == TrialState.RUNNING}
     assert paused, "a trial was mid-training when SIGTERM came"
     assert pause["trials"] == {str(n): e for n, e in paused.items()}
-    assert "rescheduled" in run_logs(run.id)
+    assert "SIGTERM from `prefect flow-run execute` (reschedule): pausing" in run_logs(run.id)
 
     again = subprocess.run(
         [sys.executable, "-m", "prefect", "flow-run", "execute", str(run.id)],
