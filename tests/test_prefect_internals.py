@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sys
 import time
+import typing
 from uuid import uuid4
 
 import pytest
@@ -25,7 +27,7 @@ from prefect_intermission._prefect_internals import (
     is_prefect_sigterm_handler,
 )
 from prefect_intermission.pausing import interrupts
-from prefect_intermission.pausing.interrupts import PauseOnSignals
+from prefect_intermission.pausing.interrupts import PauseOnSignals, supervisor_intent
 from prefect_intermission.pausing.signal import PauseSignal
 
 
@@ -97,6 +99,53 @@ def test_a_cancellation_sigterm_under_pause_on_signals_reaches_prefect_as_a_canc
     assert sigterm_recorder == [] and not pause.is_requested()
 
 
+@pytest.fixture
+def control_socket():
+    """Both ends of a connection like the one between `prefect flow-run execute` and the flow's process."""
+    ours, supervisor = socket.socketpair()
+    supervisor.settimeout(1)
+    try:
+        yield ours, supervisor
+    finally:
+        ours.close()
+        supervisor.close()
+
+
+def _acknowledges(control_socket, intent: str) -> bytes | None:
+    """The byte the flow's process answers a supervisor's `intent` with, or None if it refuses it."""
+    ours, supervisor = control_socket
+    if not control_listener._acknowledge_intent(ours, intent):
+        return None
+    return supervisor.recv(1)
+
+
+def test_a_supervisors_reschedule_is_acknowledged_while_pause_on_signals_handles_sigterm(
+    sigterm_recorder, control_socket
+):
+    with capture_sigterm():
+        prefect_ack = _acknowledges(control_socket, "reschedule")  # as Prefect itself answers
+        control_listener.clear_intent()
+    assert prefect_ack is not None
+
+    with capture_sigterm(), PauseOnSignals(PauseSignal(), uuid4()):
+        # Unacknowledged, `prefect flow-run execute` kills the process at once, with nothing stored.
+        assert _acknowledges(control_socket, "reschedule") == prefect_ack
+        assert control_intent() == supervisor_intent() == "reschedule"
+        control_listener.clear_intent()
+        assert _acknowledges(control_socket, "cancel") is None, "a runner's cancel stays Prefect's to answer"
+    assert _acknowledges(control_socket, "relinquish") is None, "acknowledged with no study to pause"
+
+
+def test_a_sigterm_after_a_supervisors_reschedule_pauses_the_study(sigterm_recorder, monkeypatch):
+    monkeypatch.setattr(interrupts, "flow_run_is_cancelling", lambda flow_run_id: False)
+    pause = PauseSignal()
+    with capture_sigterm(), PauseOnSignals(pause, uuid4()):
+        control_listener._set_intent("reschedule")
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert pause.wait(10), "SIGTERM requested no pause"
+    assert pause.reason == "signal" and sigterm_recorder == []
+
+
 # -- the check fails loudly, naming what changed --------------------------------------------
 
 
@@ -105,6 +154,7 @@ def test_a_cancellation_sigterm_under_pause_on_signals_reaches_prefect_as_a_canc
     [
         (control_listener, "get_intent"),
         (control_listener, "_set_intent"),
+        (control_listener, "clear_intent"),
         (prefect_engine, "_prefect_sigterm_handler"),
     ],
 )
@@ -139,4 +189,10 @@ def test_a_private_module_that_is_gone_is_named(monkeypatch):
 def test_an_intent_type_without_cancel_is_named(monkeypatch):
     monkeypatch.setattr(attempt_control, "Intent", str)
     with pytest.raises(PrefectInternalsChanged, match=r"Intent no longer includes 'cancel'"):
+        check_prefect_internals()
+
+
+def test_an_intent_type_without_reschedule_is_named(monkeypatch):
+    monkeypatch.setattr(attempt_control, "Intent", typing.Literal["cancel", "relinquish"])
+    with pytest.raises(PrefectInternalsChanged, match=r"Intent no longer includes 'reschedule'"):
         check_prefect_internals()

@@ -1,10 +1,11 @@
 """The one module that uses Prefect's private API.
 
 `PauseOnSignals` (pausing/interrupts.py) shares SIGTERM with Prefect's engine, which
-needs three things Prefect does not publish: the control intent its runner committed,
-a way to commit the intent "cancel" as Prefect's control listener would, and Prefect's
-own SIGTERM handler, to recognise it. Each is wrapped here in a small function, checked
-against Prefect `CHECKED_PREFECT_VERSION`.
+needs four things Prefect does not publish: the control intent its runner committed,
+a way to commit the intent "cancel" as Prefect's control listener would, Prefect's
+own SIGTERM handler, to recognise it, and a way to have the control listener acknowledge
+a `prefect flow-run execute` supervisor's intent while our handler is installed. Each is
+wrapped here in a small function, checked against Prefect `CHECKED_PREFECT_VERSION`.
 
 `check_prefect_internals()` verifies that each private name still exists and can be
 called as this module calls it; tests/test_prefect_internals.py runs it and exercises
@@ -17,6 +18,9 @@ import importlib
 import inspect
 import signal
 import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from socket import socket
 
 import prefect
 from prefect._internal import control_listener
@@ -31,7 +35,14 @@ _PRIVATE_CALLABLES: tuple[tuple[str, str, tuple[object, ...]], ...] = (
     ("prefect._internal.control_listener", "get_intent", ()),
     ("prefect._internal.control_listener", "_set_intent", ("cancel",)),
     ("prefect.utilities.engine", "_prefect_sigterm_handler", (signal.SIGTERM, None)),
+    ("prefect._internal.control_listener", "_acknowledge_intent", (None, "reschedule")),
+    ("prefect._internal.control_listener", "clear_intent", ()),
 )
+
+#: The intents of a `prefect flow-run execute` supervisor stopped by SIGTERM, as
+#: `PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR` names them: "reschedule" (the supervisor puts
+#: the run back to Scheduled) and "relinquish" (it leaves the run to the infrastructure's retry).
+SUPERVISOR_INTENTS = frozenset({"reschedule", "relinquish"})
 
 
 class PrefectInternalsChanged(IntermissionError):
@@ -70,6 +81,54 @@ def is_prefect_sigterm_handler(handler: object) -> bool:
     return handler is prefect_engine._prefect_sigterm_handler
 
 
+_intent_takers: list[Callable[..., object]] = []
+_prefect_acknowledge: Callable[[socket, str], bool] | None = None
+
+
+@contextmanager
+def acknowledging_supervisor_intents(handler: Callable[..., object]) -> Iterator[None]:
+    """While `handler` is the SIGTERM handler, acknowledge a supervisor's "reschedule" or "relinquish".
+
+    `prefect flow-run execute` sends its SIGTERM behaviour as a control intent to the flow's
+    process before passing SIGTERM on. Prefect's control listener acknowledges it only while
+    Prefect's own SIGTERM handler is installed; unacknowledged, the supervisor kills the
+    process at once (SIGKILL), with no time to store anything. Inside this context the
+    listener acknowledges these two intents, and commits them as it would, while `handler` is
+    installed; every other intent, or another handler, is left to Prefect's own rule.
+
+    Relies on `prefect._internal.control_listener._acknowledge_intent(sock, intent)`, which is
+    replaced by a function that sends the acknowledgement byte itself; checked against
+    Prefect 3.8.8.
+    """
+    global _prefect_acknowledge
+    if _prefect_acknowledge is None:
+        _prefect_acknowledge = control_listener._acknowledge_intent
+        control_listener._acknowledge_intent = _acknowledge_intent
+    _intent_takers.append(handler)
+    try:
+        yield
+    finally:
+        _intent_takers.remove(handler)
+
+
+def _acknowledge_intent(sock: socket, intent: str) -> bool:
+    """Prefect's control listener's acknowledgement, extended to the handlers taking supervisor intents."""
+    assert _prefect_acknowledge is not None
+    try:
+        installed = signal.getsignal(signal.SIGTERM)
+    except ValueError:
+        installed = None
+    if intent not in SUPERVISOR_INTENTS or installed not in _intent_takers:
+        return _prefect_acknowledge(sock, intent)
+    control_listener._set_intent(intent)  # type: ignore[arg-type]
+    try:
+        sock.sendall(b"a")  # the acknowledgement byte of Prefect's control protocol
+    except OSError:
+        control_listener.clear_intent()
+        return False
+    return True
+
+
 def check_prefect_internals() -> None:
     """Verify that the installed Prefect still has each private name, callable as used here.
 
@@ -79,10 +138,11 @@ def check_prefect_internals() -> None:
     """
     problems = [p for module, name, args in _PRIVATE_CALLABLES if (p := _problem(module, name, args))]
     intents = _control_intents()
-    if "cancel" not in intents:
-        problems.append(
-            f"prefect._internal.attempt_control.Intent no longer includes 'cancel' (it is {intents!r})"
-        )
+    for intent in ("cancel", *sorted(SUPERVISOR_INTENTS)):
+        if intent not in intents:
+            problems.append(
+                f"prefect._internal.attempt_control.Intent no longer includes {intent!r} (it is {intents!r})"
+            )
     if problems:
         raise PrefectInternalsChanged(
             f"The installed Prefect ({prefect.__version__}) changed private API prefect-intermission "

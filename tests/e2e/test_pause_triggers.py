@@ -1,6 +1,6 @@
-"""Ways to pause and resume with a pause policy: notifications, a timed resume, the pause file,
-the policy's resume schedule, the control deployments, two resume requests at once, and a
-pause rule."""
+"""Ways to pause and resume with a pause policy: notifications, a timed resume, the pause file
+(deleting it resumes a suspended run), the policy's resume schedule, the control deployments,
+two resume requests at once, and a pause rule."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from deployments.ui_actions import (
     wait_until_mid_training,
 )
 from prefect_intermission import PausePolicy, request_resume
-from prefect_intermission.flows.control import resume_paused_studies
+from prefect_intermission.flows.control import resume_deleted_pause_files_flow, resume_paused_studies
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from tests.e2e.studies import paused_line, run_logs, trained_epochs, trials
@@ -146,6 +146,28 @@ def test_a_pause_file_pauses_and_the_policy_schedule_resumes(prefect_stack, tmp_
         history = client.read_flow_run_states(run.id)
     started_again = [s.timestamp for s in history if s.is_running()][-1]
     assert started_again >= resume_at
+    _check_complete(storage, name, run)
+
+
+def test_deleting_the_pause_file_resumes_the_suspended_run_it_paused(prefect_stack, tmp_path):
+    name = f"file-deleted-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    pause_file = tmp_path / "pause-now"
+    PausePolicy(pause_file=str(pause_file)).save(name)
+    run = start_deployment_run("pausable-study/digits-demo", _parameters(name, tmp_path, name))
+    wait_until_mid_training(storage, name, min_epochs=2)
+    pause_file.touch()
+    _suspended_by_study(run.id)
+    assert pause_history(optuna.load_study(study_name=name, storage=storage))[0]["reason"] == "file"
+
+    # What the resume-deleted-pause-files deployment runs every 5 minutes.
+    assert name not in resume_deleted_pause_files_flow(), "resumed while its pause file is still there"
+    time.sleep(2)
+    assert read_run(run.id).state.is_paused()
+    pause_file.unlink()
+    assert name in resume_deleted_pause_files_flow()
+    wait_for_state(run.id, "Completed", timeout=300)
+    assert _executions(run.id) == 2
     _check_complete(storage, name, run)
 
 

@@ -1,7 +1,7 @@
 """Control flows: pause a study, stop it early (Stop & Save), and resume paused studies, as deployments.
 
 Deployed from prefect.yaml, they are buttons on the UI's deployment pages and
-`prefect deployment run` commands; the nightly one runs on a cron schedule.
+`prefect deployment run` commands; the nightly, hourly and five-minute ones run on cron schedules.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
 from prefect_intermission.pausing.abandonment import abandon_expired_pauses
+from prefect_intermission.pausing.pause_files import resume_deleted_pause_files
 from prefect_intermission.errors import FlowRunControlError
 from prefect_intermission.study.flow_runs import read_study_runs
 from prefect_intermission.pausing.run_control import request_pause, request_resume
@@ -70,6 +71,16 @@ def abandon_expired_pauses_flow() -> list[str]:
     print(f"Abandoned {len(abandoned)} stud{'y' if len(abandoned) == 1 else 'ies'}: "
           f"{', '.join(a.study_name for a in abandoned) or 'none'}.")
     return [a.study_name for a in abandoned]
+
+
+@flow(name="resume-deleted-pause-files", log_prints=True)
+def resume_deleted_pause_files_flow() -> list[str]:
+    """Resume suspended studies paused by their policy's pause file once that file is deleted
+    (the file must be visible where this flow runs)."""
+    resumed = resume_deleted_pause_files(_study_runs(StateType.PAUSED))
+    print(f"Resumed {len(resumed)} stud{'y' if len(resumed) == 1 else 'ies'} whose pause file was deleted: "
+          f"{', '.join(resumed) or 'none'}.")
+    return resumed
 
 
 @flow(name="resume-paused-studies", log_prints=True)

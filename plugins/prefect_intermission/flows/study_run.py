@@ -22,7 +22,7 @@ from prefect_intermission.errors import IntermissionError
 from prefect_intermission.flows import suspension
 from prefect_intermission.flows._how_to_continue import continue_markdown, epochs_text
 from prefect_intermission.pausing.holds import TrialHolds
-from prefect_intermission.pausing.interrupts import PauseOnSignals, StopNow
+from prefect_intermission.pausing.interrupts import PauseOnSignals, StopNow, supervisor_intent
 from prefect_intermission.pausing.keys import PauseKeys
 from prefect_intermission.pausing.reasons import PauseReason, describe
 from prefect_intermission.pausing.run_control import read_flow_run
@@ -155,6 +155,8 @@ class StudyRun:
             return
         where = "" if self.scheduler.executor.trains_here else " in their own runs"
         then = "the run suspends" if self.in_deployment else "the run ends, paused"
+        if supervisor_intent() is not None:
+            then = "the run is left to `prefect flow-run execute`, which sent SIGTERM"
         if reason == PauseReason.STOP:
             then = "they are recorded pruned and the study completes with its best trial"
         self.logger.info(
@@ -199,19 +201,27 @@ class StudyRun:
         raise IntermissionError(message)
 
     def pause(self, result: ScheduleResult) -> State:
-        """Record the pause, publish its summary, and suspend the run (or end it, outside a deployment)."""
+        """Record the pause, publish its summary, and suspend the run (or end it, outside a
+        deployment; or, after a `prefect flow-run execute` supervisor's SIGTERM, leave it to it)."""
         entry = self.record_stop(self.signal.reason or PauseReason.UNKNOWN, result)
-        resume_at = self._resume_time()
-        summary = self.publish_summary(entry, resume_at, self.how_to_resume())
+        handed_back = supervisor_intent()
+        if handed_back is not None:
+            resume_at, how_to_resume = suspension.handed_back_resume(self, handed_back)
+        else:
+            resume_at, how_to_resume = self._resume_time(), self.how_to_resume()
+        summary = self.publish_summary(entry, resume_at, how_to_resume)
         emit_study_event(
             "paused", self.study_name, self.flow_run.id,
             {"reason": entry["reason"], "trials": entry["trials"],
              "resume_at": resume_at.isoformat() if resume_at else None},
         )
-        return self.suspend(
-            result, resume_at=resume_at,
-            on_stopped=lambda: notify(self.policy, f"Study {self.study_name} paused", summary),
-        )
+
+        def on_stopped() -> None:
+            notify(self.policy, f"Study {self.study_name} paused", summary)
+
+        if handed_back is not None:
+            suspension.hand_back(self, result, handed_back, on_stopped=on_stopped)
+        return self.suspend(result, resume_at=resume_at, on_stopped=on_stopped)
 
     def suspend(
         self, result: ScheduleResult, *, resume_at: datetime | None, on_stopped: Callable[[], object]

@@ -1,15 +1,18 @@
-"""Carrying out a study's pause once everything is stored: suspend the run, stop at once,
-or wait in the process for the pause file to go.
+"""Carrying out a study's pause once everything is stored: suspend the run, hand it back to
+the `prefect flow-run execute` that got SIGTERM, stop at once, or wait in the process for the
+pause file to go.
 
 A suspended run frees its machine; Resume (or `intermission resume`) executes it again
 from the top. A run outside a deployment cannot be suspended: it ends Completed named
-"Paused", and running it again continues the study.
+"Paused", and running it again continues the study. A run handed back is Scheduled again
+by that supervisor (or run again by its infrastructure), and continues the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -18,7 +21,7 @@ from uuid import uuid4
 
 from prefect.client.orchestration import get_client
 from prefect.events.worker import EventsWorker
-from prefect.exceptions import Pause
+from prefect.exceptions import Pause, TerminationSignal
 from prefect.flow_runs import suspend_flow_run
 from prefect.logging.handlers import APILogWorker
 from prefect.states import Completed, Running, State, Suspended
@@ -27,7 +30,7 @@ from prefect_intermission._faults import fault_point
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.flows._how_to_continue import continue_instruction, epochs_text
 from prefect_intermission.pausing.reasons import PauseReason
-from prefect_intermission.pausing.run_control import schedule_resume
+from prefect_intermission.pausing.run_control import read_flow_run, schedule_resume
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.pausing.triggers import wait_until_removed
 from prefect_intermission.reporting.events import emit_study_event
@@ -84,6 +87,43 @@ def suspend(
         on_stopped()
         raise
     raise IntermissionError(f"Flow run {flow_run.id} could not be suspended; it is still running.")
+
+
+_HANDED_BACK = {
+    "reschedule": (
+        "`prefect flow-run execute` got SIGTERM (its pod or machine is stopping) and Prefect "
+        "rescheduled this run: a worker starts it again, on another pod, and it continues every "
+        "trial from its checkpoint. Nothing to do."
+    ),
+    "relinquish": (
+        "`prefect flow-run execute` got SIGTERM and left this run to its infrastructure "
+        "(`PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR=relinquish`), which runs it again; that "
+        "execution continues every trial from its checkpoint."
+    ),
+}
+
+
+def handed_back_resume(run: StudyRun, intent: str) -> tuple[datetime | None, str]:
+    """When a run handed back to its supervisor (`intent`) runs again, and how its pause summary says so."""
+    state = read_flow_run(run.flow_run.id).state
+    scheduled = state.state_details.scheduled_time if state is not None and state.is_scheduled() else None
+    return scheduled, _HANDED_BACK[intent]
+
+
+def hand_back(run: StudyRun, result: ScheduleResult, intent: str, *, on_stopped: Callable[[], object]) -> NoReturn:
+    """End this execution, once everything is stored, as Prefect's engine ends it for a
+    `prefect flow-run execute` supervisor's SIGTERM: that supervisor owns the run's next state.
+
+    Under "reschedule" it has put the run back to Scheduled (AwaitingRetry) for the next pod;
+    under "relinquish" the infrastructure runs it again. `TerminationSignal`, what Prefect's
+    own SIGTERM handler raises, makes the engine exit without proposing a state.
+    """
+    run.say(
+        f"Study {run.study_name!r} paused: trials {epochs_text(result.paused)}; checkpoints and study "
+        f"state stored. {_HANDED_BACK[intent]}"
+    )
+    on_stopped()
+    raise TerminationSignal(signal.SIGTERM)
 
 
 def _take_back_the_pause(run: StudyRun, summary: str) -> None:

@@ -7,8 +7,14 @@ raises `StopNow` in the main thread; the study flow then stores what can be stor
 and the process exits without waiting for the epoch in progress.
 
 A SIGTERM that comes from a Prefect cancellation is not a pause: when the flow run
-is Cancelling or Cancelled (or Prefect's control channel committed an intent), the
-handler that was installed before (Prefect's) gets the signal.
+is Cancelling or Cancelled (or Prefect's runner announced a cancel), the handler that
+was installed before (Prefect's) gets the signal.
+
+Under `prefect flow-run execute` (the command of Prefect's kubernetes worker's pods) with
+`PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR=reschedule` or `relinquish`, the supervisor
+announces that behaviour before it passes SIGTERM on (`supervisor_intent()`): the SIGTERM
+still pauses the study, which then leaves the run to the supervisor (rescheduled, or retried
+by the infrastructure) instead of suspending it.
 
 The signal handlers themselves only record the signal and wake a helper thread,
 which reads the flow run's state and requests the pause: a handler runs in the
@@ -23,6 +29,7 @@ import signal
 import threading
 from collections import deque
 from collections.abc import Callable
+from contextlib import ExitStack
 from types import FrameType, TracebackType
 from typing import Any
 from uuid import UUID
@@ -31,6 +38,8 @@ from prefect.client.orchestration import get_client
 
 from prefect_intermission._logging import run_logger
 from prefect_intermission._prefect_internals import (
+    SUPERVISOR_INTENTS,
+    acknowledging_supervisor_intents,
     commit_cancel_intent,
     control_intent,
     is_prefect_sigterm_handler,
@@ -42,6 +51,13 @@ Handler = Callable[[int, FrameType | None], Any] | int | None
 
 class StopNow(KeyboardInterrupt):
     """Raised in the main thread by a second Ctrl+C: stop without finishing the epoch."""
+
+
+def supervisor_intent() -> str | None:
+    """What the `prefect flow-run execute` supervisor that sent SIGTERM does with the run:
+    "reschedule" (it is Scheduled again), "relinquish" (the infrastructure runs it again), or None."""
+    intent = control_intent()
+    return intent if intent in SUPERVISOR_INTENTS else None
 
 
 def flow_run_is_cancelling(flow_run_id: UUID) -> bool:
@@ -75,6 +91,8 @@ class PauseOnSignals:
         self._stop = threading.Event()
         self._interrupts = 0
         self._defer_sigterm = False
+        self._sigterm_handler = self._on_sigterm  # the one object installed, to recognise it
+        self._exits = ExitStack()
         # The thread runs in a copy of this context: Prefect's settings (API URL) live there.
         self._thread = threading.Thread(
             target=contextvars.copy_context().run, args=(self._handle_received,),
@@ -85,7 +103,8 @@ class PauseOnSignals:
         if not self.enabled:
             return self
         self._thread.start()
-        for signum, handler in ((signal.SIGINT, self._on_sigint), (signal.SIGTERM, self._on_sigterm)):
+        self._exits.enter_context(acknowledging_supervisor_intents(self._sigterm_handler))
+        for signum, handler in ((signal.SIGINT, self._on_sigint), (signal.SIGTERM, self._sigterm_handler)):
             self._previous[signum] = signal.signal(signum, handler)
         return self
 
@@ -101,6 +120,7 @@ class PauseOnSignals:
             if signum == signal.SIGINT and self._interrupts >= 2:
                 handler = signal.SIG_IGN  # stopping: a third Ctrl+C must not cut the saving short
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._exits.close()
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=5)
@@ -116,9 +136,7 @@ class PauseOnSignals:
         self._wake.set()
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        if control_intent() is not None:
-            self._chain(signum, frame)  # Prefect's runner already told the engine what this is
-        elif self._defer_sigterm:
+        if self._defer_sigterm:
             if is_prefect_sigterm_handler(self._previous.get(signum)):
                 # The runner sent its cancel intent before this SIGTERM, but Prefect's control
                 # listener acknowledges one only while Prefect's own handler is installed, so it
@@ -126,6 +144,8 @@ class PauseOnSignals:
                 # (Cancelling -> Cancelled) instead of marking it crashed.
                 commit_cancel_intent()
             self._chain(signum, frame)
+        elif control_intent() is not None and supervisor_intent() is None:
+            self._chain(signum, frame)  # Prefect's runner already told the engine it cancels
         else:
             self._received.append(signum)
             self._wake.set()
@@ -167,5 +187,12 @@ class PauseOnSignals:
             self._defer_sigterm = True
             os.kill(os.getpid(), signal.SIGTERM)  # delivered to the main thread, which chains it
             return
-        self._log.info("SIGTERM: pausing. Every trial stops at its next epoch boundary after its checkpoint.")
+        if (intent := supervisor_intent()) is not None:
+            self._log.info(
+                "SIGTERM from `prefect flow-run execute` (%s): pausing. Every trial stops at its next "
+                "epoch boundary after its checkpoint; then the run is left to Prefect to %s.",
+                intent, "reschedule" if intent == "reschedule" else "run again on new infrastructure",
+            )
+        else:
+            self._log.info("SIGTERM: pausing. Every trial stops at its next epoch boundary after its checkpoint.")
         self.signal.request("signal")
