@@ -61,7 +61,7 @@ _READABLE_MANIFESTS = (1, 2)
 #: The checksum new entries list, and every one an entry may list.
 _WRITTEN_DIGEST = XXH3_128
 _DIGESTS = (XXH3_128, SHA256)
-_EPOCH_FILE = re.compile(r"^epoch-(\d{5,})\.pt$")
+_EPOCH_FILE = re.compile(r"^epoch-(\d{5,})(-mid)?\.pt$")
 _MANIFEST = "manifest.json"
 
 
@@ -107,9 +107,9 @@ class TrialCheckpoints:
         """Where the manifest of this trial's checkpoints lives."""
         return f"{self.folder}/{_MANIFEST}"
 
-    def path(self, epoch: int) -> str:
-        """Where the checkpoint written after `epoch` lives."""
-        return f"{self.folder}/epoch-{epoch:05d}.pt"
+    def path(self, epoch: int, *, mid_epoch: bool = False) -> str:
+        """Where the checkpoint written after `epoch` lives (with `mid_epoch`: written within it)."""
+        return f"{self.folder}/epoch-{epoch:05d}{'-mid' if mid_epoch else ''}.pt"
 
     def entries(self) -> list[dict[str, Any]]:
         """The manifest's checkpoints, oldest first (empty when there is no manifest).
@@ -153,8 +153,8 @@ class TrialCheckpoints:
             raise CheckpointError(f"Manifest {self.manifest_path!r} is unreadable: {e}") from e
 
     def epochs(self) -> list[int]:
-        """Epochs with a checkpoint in the manifest, oldest first."""
-        return [int(e["epoch"]) for e in self.entries()]
+        """Finished epochs with a checkpoint in the manifest, oldest first."""
+        return [int(e["epoch"]) for e in self.entries() if not e.get("mid_epoch")]
 
     def last_epoch(self) -> int | None:
         """The newest epoch with a checkpoint, the one a continuation starts after; None if none."""
@@ -177,14 +177,16 @@ class TrialCheckpoints:
         except FileNotFoundError:
             return False
 
-    def save(self, epoch: int, state: dict[str, Any], *, best: bool = False) -> str:
+    def save(self, epoch: int, state: dict[str, Any], *, best: bool = False, mid_epoch: bool = False) -> str:
         """Store the checkpoint of `epoch`, list it in the manifest, prune older ones.
 
         With `best`, it is marked as the best epoch's: kept besides the last `keep_last`
-        until a later one is marked.
+        until a later one is marked. With `mid_epoch`, it was taken within `epoch` (a
+        step boundary): kept besides the epochs' checkpoints until the next one, and
+        the first a continuation loads.
         """
         payload = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
-        path = self.path(epoch)
+        path = self.path(epoch, mid_epoch=mid_epoch)
         try:
             with without_zip_crc32():
                 size, checksum = self._write_complete(path, lambda f: torch.save(payload, f))
@@ -197,27 +199,37 @@ class TrialCheckpoints:
         entry = {"epoch": epoch, "file": os.path.basename(path), "size": size, _WRITTEN_DIGEST.key: checksum}
         if best:
             entry["best"] = True
+        if mid_epoch:
+            entry["mid_epoch"] = True
         first_save = self._listed is None
         if self._listed is None:
             try:
                 self._listed = self.entries()
             except CheckpointError:
                 self._listed = []  # a damaged manifest is replaced by one that lists what is verified
-        # Checkpoints of this epoch or later are from an attempt that was cut off: obsolete.
-        previous = sorted((e for e in self._listed if int(e["epoch"]) < epoch), key=lambda e: int(e["epoch"]))
+        # Checkpoints of this epoch or later are from an attempt that was cut off, and
+        # mid-epoch ones are superseded by any later checkpoint: obsolete.
+        previous = sorted(
+            (e for e in self._listed if int(e["epoch"]) < epoch and not e.get("mid_epoch")),
+            key=lambda e: int(e["epoch"]),
+        )
         if best:
             previous = [{k: v for k, v in e.items() if k != "best"} for e in previous]
-        listed = [*previous, entry]
-        # Kept: the last keep_last, and the one marked best (only the newest best is marked).
-        newest = len(listed) - self.store.keep_last
-        kept = [e for i, e in enumerate(listed) if i >= newest or e.get("best")]
+        finished = previous if mid_epoch else [*previous, entry]
+        # Kept: the last keep_last epochs, the one marked best (only the newest best is
+        # marked), and the mid-epoch one being written.
+        newest = len(finished) - self.store.keep_last
+        kept = [e for i, e in enumerate(finished) if i >= newest or e.get("best")]
+        if mid_epoch:
+            kept.append(entry)
+        dropped = [e for e in self._listed if e not in kept]
         manifest = json.dumps({"format_version": MANIFEST_FORMAT_VERSION, "checkpoints": kept})
         self._write_complete(self.manifest_path, lambda f: f.write(manifest.encode()))
         self._listed = kept
         if first_save:  # also clears what earlier writers left: unlisted files, partial writes
             self._delete_unlisted({e["file"] for e in kept})
         else:
-            self._delete_files({e["file"] for e in previous} - {e["file"] for e in kept})
+            self._delete_files({e["file"] for e in dropped} - {e["file"] for e in kept})
         return path
 
     def load_latest_valid(self) -> LoadResult:
