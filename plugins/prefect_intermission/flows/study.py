@@ -26,6 +26,7 @@ from prefect_intermission._import_path import import_objective
 from prefect_intermission.errors import ConfigurationError, IntermissionError
 from prefect_intermission.flows.study_run import StudyRun
 from prefect_intermission.pausing.reasons import PauseReason
+from prefect_intermission.pausing.run_control import read_flow_run
 from prefect_intermission.pausing.rules import PauseRule, attach_rules, load_rules
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.notify import send_held_notification
@@ -37,6 +38,7 @@ from prefect_intermission.study.executors.tasks import TaskExecutor
 from prefect_intermission.study.flow_runs import STUDY_FLOW_NAME
 from prefect_intermission.study.executors.trial_runs import FlowRunExecutor, check_trial_deployment
 from prefect_intermission.study.leases import StudyLease
+from prefect_intermission.study.location import check_location, record_location, warn_if_machine_local
 from prefect_intermission.study.scheduler import TrialScheduler
 from prefect_intermission.study.setup import load_policy, open_store, open_study, refuse_password_in_storage_url
 from prefect_intermission.study.state import StudyState
@@ -137,6 +139,7 @@ def optimize_study(
             flow run. Storage and checkpoints must then be reachable from every worker.
     """
     config = _config(locals())
+    flow_run = _current_flow_run()
     config.check()
     refuse_password_in_storage_url(config.storage)
     objective_fn = import_objective(config.objective)
@@ -145,10 +148,11 @@ def optimize_study(
     rules = load_rules(config.pause_rules)
     policy = load_policy(config.pause_policy)
     config = config.with_policy_location(policy)
+    warn_if_machine_local(config, flow_run)
+    first_execution = check_location(config, read_flow_run(flow_run.id))  # before the study can be created
     store = open_store(config)
     state = open_study(config)
     state.enqueue(config.enqueue)
-    flow_run = _current_flow_run()
     signal = PauseSignal()
     this_run = f"flow run {flow_run.id} "
     lease = StudyLease(
@@ -167,6 +171,8 @@ def optimize_study(
         flow_run_id=flow_run.id,
     )
     with lease:
+        if first_execution:
+            record_location(flow_run.id, config, state.uid())
         return StudyRun(
             config, state=state, store=store, signal=signal, flow_run=flow_run, lease=lease,
             policy=policy, scheduler=scheduler, progress=progress,
