@@ -90,11 +90,11 @@ def check_location(config: StudyConfig, flow_run: FlowRun) -> bool:
         f"Flow run {flow_run.id} cannot continue study {config.study_name!r} here: {problem}. "
         f"Its first execution ran the study with {first}; this execution, in the working "
         f"directory {os.getcwd()}, would use {here}. Nothing was created or changed. Relative "
-        "locations (the defaults) resolve against the working directory of the machine or "
-        "container that runs the flow. Run this flow run where its study is (a worker that "
-        "starts it in the same working directory on the same machine, or with the same volume "
-        "mounted at the same path), or continue the study in a new run whose storage and "
-        "checkpoints every worker reaches: PostgreSQL and s3:// (see " + GUIDE + ")."
+        "locations (the defaults) resolve against the working directory of whichever machine or "
+        "container runs the flow. To continue the study, start a new run of it with "
+        f"storage={first.storage!r} and checkpoints={first.checkpoints!r} where those are reachable "
+        "(that machine, or a volume mounted at that path). For a study that moves between machines, "
+        f"use locations every worker reaches, e.g. PostgreSQL and s3:// (see {GUIDE})."
     )
 
 
