@@ -140,6 +140,7 @@ def optimize_study(
     """
     config = _config(locals())
     flow_run = _current_flow_run()
+    _refuse_subflow(flow_run)
     config.check()
     refuse_password_in_storage_url(config.storage)
     objective_fn = import_objective(config.objective)
@@ -209,6 +210,24 @@ def _config(parameters: dict[str, Any]) -> StudyConfig:
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         raise ConfigurationError(f"Invalid study parameters: {problems}.") from e
+
+
+def _refuse_subflow(flow_run: FlowRun) -> None:
+    """A study cannot pause inside another flow run: refuse to start as a subflow.
+
+    Prefect suspends only a top-level run of a deployment (its server refuses to suspend
+    a subflow), and a pause of the parent run does not reach a subflow running in it.
+    """
+    if flow_run.parent_task_run_id is None:
+        return
+    raise ConfigurationError(
+        "optimize_study cannot run as a subflow of another flow run: Prefect cannot suspend a "
+        "subflow, and a pause of the parent run does not reach it, so a pause would leave the "
+        "study paused while the pipeline goes on and completes without it. From a pipeline, "
+        "start the study as a run of its own deployment: prefect.deployments.run_deployment("
+        "\"pausable-study/<deployment>\", parameters={...}, as_subflow=False, timeout=0) returns "
+        "at once; without timeout=0 it waits until the study's run has finished, pauses included."
+    )
 
 
 def _current_flow_run() -> FlowRun:
