@@ -216,14 +216,14 @@ def _refuse_subflow(flow_run: FlowRun) -> None:
     """A study cannot pause inside another flow run: refuse to start as a subflow.
 
     Prefect suspends only a top-level run of a deployment (its server refuses to suspend
-    a subflow), and a pause of the parent run does not reach a subflow running in it.
+    a subflow), and the study watches its own run's state, not its parent's.
     """
     if flow_run.parent_task_run_id is None:
         return
     raise ConfigurationError(
         "optimize_study cannot run as a subflow of another flow run: Prefect cannot suspend a "
-        "subflow, and a pause of the parent run does not reach it, so a pause would leave the "
-        "study paused while the pipeline goes on and completes without it. From a pipeline, "
+        "subflow, and the study watches its own run, not the parent's, so a pause would leave "
+        "the study paused while the pipeline goes on and completes without it. From a pipeline, "
         "start the study as a run of its own deployment: prefect.deployments.run_deployment("
         "\"pausable-study/<deployment>\", parameters={...}, as_subflow=False, timeout=0) returns "
         "at once; without timeout=0 it waits until the study's run has finished, pauses included."
