@@ -113,7 +113,7 @@ def warn_if_machine_local(config: StudyConfig, flow_run: FlowRun) -> None:
         return
     run_logger(__name__).warning(
         "Work pool %r is a %r pool, so a resumed run may start in a new container or on another "
-        "machine, where the study's %s, relative to the working directory, point to nothing: that "
+        "machine, where the study's %s, relative to the working directory, are not there: that "
         "run would stop without training. Give the deployment locations every run reaches: storage "
         "postgresql+psycopg://user@host/db and checkpoints s3://bucket/prefix, or absolute paths on "
         "a volume that every run mounts at the same path (see %s).",
@@ -129,12 +129,12 @@ def _why_not_here(config: StudyConfig, first: StudyLocation, here: StudyLocation
         return f"the SQLite file {missing} does not exist"
     storage = open_storage(config.storage)
     try:
-        study_id = storage.get_study_id_from_name(config.study_name)
+        found = study_uid(storage, storage.get_study_id_from_name(config.study_name))
     except KeyError:
         return f"the storage holds no study named {config.study_name!r}"
     finally:
         storage.engine.dispose()
-    if study_uid(storage, study_id) != uid:
+    if found != uid:
         return (
             f"the study named {config.study_name!r} there is another one than this run started "
             "(it was created again since)"
