@@ -1,8 +1,10 @@
-"""Secrets masked out of a command line before it is shown in logs, artifacts or messages."""
+"""Secrets masked out of a command line or a storage URL before it is shown in logs, artifacts or messages."""
 
 from __future__ import annotations
 
 import re
+
+from sqlalchemy.engine import make_url
 
 _SECRET_FLAG = re.compile(r"^--?[\w.-]*(token|secret|passw(or)?d|api[-_]?key|credential)[\w.-]*$", re.I)
 
@@ -21,3 +23,11 @@ def redact_arguments(argv: list[str]) -> list[str]:
         argument = re.sub(r"((?:ssl)?password=)[^&\s]+", r"\1***", argument, flags=re.I)
         redacted.append(argument)
     return redacted
+
+
+def hide_password(url: str) -> str:
+    """A storage URL safe to print: any password is replaced by `***`."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable storage URL>"

@@ -15,9 +15,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import column, inspect as sa_inspect, select, table
-from sqlalchemy.engine import make_url
 
 from prefect_intermission._counting import epochs_done
+from prefect_intermission._redaction import hide_password
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.cli._status_model import TrialProgress
 from prefect_intermission.errors import ConfigurationError, IntermissionError
@@ -35,14 +35,6 @@ from prefect_intermission.study.state import (
 from prefect_intermission.training.store import CheckpointStore
 
 LEASES_TABLE = "intermission_study_leases"
-
-
-def hide_password(url: str) -> str:
-    """A storage URL safe to print: any password is replaced by `***`."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable storage URL>"
 
 
 # -- the study and its lease ----------------------------------------------------

@@ -26,6 +26,7 @@ from prefect_intermission._import_path import import_objective
 from prefect_intermission.errors import ConfigurationError, IntermissionError
 from prefect_intermission.flows.study_run import StudyRun
 from prefect_intermission.pausing.reasons import PauseReason
+from prefect_intermission.pausing.run_control import read_flow_run
 from prefect_intermission.pausing.rules import PauseRule, attach_rules, load_rules
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.notify import send_held_notification
@@ -37,6 +38,7 @@ from prefect_intermission.study.executors.tasks import TaskExecutor
 from prefect_intermission.study.flow_runs import STUDY_FLOW_NAME
 from prefect_intermission.study.executors.trial_runs import FlowRunExecutor, check_trial_deployment
 from prefect_intermission.study.leases import StudyLease
+from prefect_intermission.study.location import check_location, record_location, warn_if_machine_local
 from prefect_intermission.study.scheduler import TrialScheduler
 from prefect_intermission.study.setup import load_policy, open_store, open_study, refuse_password_in_storage_url
 from prefect_intermission.study.state import StudyState
@@ -137,6 +139,8 @@ def optimize_study(
             flow run. Storage and checkpoints must then be reachable from every worker.
     """
     config = _config(locals())
+    flow_run = _current_flow_run()
+    _refuse_subflow(flow_run)
     config.check()
     refuse_password_in_storage_url(config.storage)
     objective_fn = import_objective(config.objective)
@@ -145,10 +149,11 @@ def optimize_study(
     rules = load_rules(config.pause_rules)
     policy = load_policy(config.pause_policy)
     config = config.with_policy_location(policy)
+    warn_if_machine_local(config, flow_run)
+    first_execution = check_location(config, read_flow_run(flow_run.id))  # before the study can be created
     store = open_store(config)
     state = open_study(config)
     state.enqueue(config.enqueue)
-    flow_run = _current_flow_run()
     signal = PauseSignal()
     this_run = f"flow run {flow_run.id} "
     lease = StudyLease(
@@ -167,6 +172,8 @@ def optimize_study(
         flow_run_id=flow_run.id,
     )
     with lease:
+        if first_execution:
+            record_location(flow_run.id, config, state.uid())
         return StudyRun(
             config, state=state, store=store, signal=signal, flow_run=flow_run, lease=lease,
             policy=policy, scheduler=scheduler, progress=progress,
@@ -203,6 +210,24 @@ def _config(parameters: dict[str, Any]) -> StudyConfig:
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         raise ConfigurationError(f"Invalid study parameters: {problems}.") from e
+
+
+def _refuse_subflow(flow_run: FlowRun) -> None:
+    """A study cannot pause inside another flow run: refuse to start as a subflow.
+
+    Prefect suspends only a top-level run of a deployment (its server refuses to suspend
+    a subflow), and the study watches its own run's state, not its parent's.
+    """
+    if flow_run.parent_task_run_id is None:
+        return
+    raise ConfigurationError(
+        "optimize_study cannot run as a subflow of another flow run: Prefect cannot suspend a "
+        "subflow, and the study watches its own run, not the parent's, so a pause would leave "
+        "the study paused while the pipeline goes on and completes without it. From a pipeline, "
+        "start the study as a run of its own deployment: prefect.deployments.run_deployment("
+        "\"pausable-study/<deployment>\", parameters={...}, as_subflow=False, timeout=0) returns "
+        "at once; without timeout=0 it waits until the study's run has finished, pauses included."
+    )
 
 
 def _current_flow_run() -> FlowRun:

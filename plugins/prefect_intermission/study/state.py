@@ -18,6 +18,7 @@ import time
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Any
+from uuid import uuid4
 
 import optuna
 from optuna.samplers import BaseSampler
@@ -33,6 +34,7 @@ SAMPLER_ATTR = "intermission:sampler"
 PAUSES_ATTR = "intermission:pauses"
 REFUSALS_ATTR = "intermission:refusals"
 SETTINGS_ATTR = "intermission:settings"
+STUDY_UID_ATTR = "intermission:study_uid"
 TRAINED_SECONDS_ATTR = "intermission:trained_seconds"
 TRIAL_FAILURE_ATTR = "intermission:failure"
 STOP_ATTR = "intermission:stop"
@@ -143,6 +145,12 @@ def missing_sqlite_file(url: str) -> str | None:
     return None if os.path.exists(parsed.database) else os.path.abspath(parsed.database)
 
 
+def study_uid(storage: optuna.storages.BaseStorage, study_id: int) -> str | None:
+    """The random id a study got when a run first opened it: a study created again under
+    the same name, here or elsewhere, has another. None for a study not opened by a run yet."""
+    return storage.get_study_system_attrs(study_id).get(STUDY_UID_ATTR)
+
+
 def utc_now_iso() -> str:
     """The current time as an ISO 8601 string in UTC."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -174,6 +182,14 @@ class StudyState:
         self._study_id = study._study_id
         self._key = signing_key
         self.sampler_lock: AbstractContextManager[Any] = threading.RLock()
+
+    def uid(self) -> str:
+        """The study's random id (see `study_uid`), given to it now if it has none yet."""
+        uid = study_uid(self._storage, self._study_id)
+        if uid is None:
+            uid = uuid4().hex
+            self._storage.set_study_system_attr(self._study_id, STUDY_UID_ATTR, uid)
+        return uid
 
     # -- sampler ---------------------------------------------------------------
     def stored_sampler(self) -> BaseSampler | None:
