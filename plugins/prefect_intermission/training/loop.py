@@ -35,6 +35,7 @@ from prefect_intermission._faults import fault_point
 from prefect_intermission._counting import epochs_done
 from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
 from prefect_intermission.training.checkpoints import TrialCheckpoints
+from prefect_intermission.training.context import TrialContext
 from prefect_intermission.training.direction import Direction, check_direction, is_better
 from prefect_intermission.errors import (
     CheckpointError,
@@ -90,6 +91,8 @@ class TrialLoop:
             checkpointed so a resumed trial sees the same shuffling.
         extra_state: Your own state to checkpoint (plain data and tensors).
         objective_params: The study's `objective_params` (an empty dict when none).
+        context: The trial as the study hands it to any training code (`TrialContext`):
+            what the Lightning and Transformers integrations take.
         epoch: The last finished epoch (-1 before the first).
         global_step: Steps counted with `step()` across epochs.
         best_metric: The best metric so far, or None.
@@ -138,6 +141,11 @@ class TrialLoop:
         self.generator = torch.Generator().manual_seed(seed)
         self.extra_state: dict[str, Any] = {}
         self.objective_params: dict[str, Any] = dict(objective_params or {})
+        self.context = TrialContext(
+            trial, checkpoints, seed=seed, max_epochs=max_epochs, direction=direction,
+            pause_signal=pause_signal, objective_params=self.objective_params,
+            logger=logger if logger is not None else logging.getLogger(__name__),
+        )
         self.epoch = -1
         self.global_step = 0
         self.best_metric: float | None = None

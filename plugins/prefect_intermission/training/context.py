@@ -1,0 +1,69 @@
+"""What an objective needs from the study, whatever trains it: the seam under every integration.
+
+`TrialLoop` is one way to train with it (a loop written by hand); the Lightning and
+Transformers integrations are others. Each reads the trial, asks whether to pause,
+reports to Optuna and checkpoints through the trial's verified store, from here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.training.checkpoints import TrialCheckpoints
+from prefect_intermission.training.direction import Direction
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """One trial as the study hands it to the training code.
+
+    Attributes:
+        trial: The Optuna trial (its parameters, `report`, `should_prune`).
+        checkpoints: The trial's checkpoints, verified against their manifest.
+        seed: The trial's seed (the study seed and the trial number fix it).
+        max_epochs: Epochs the trial trains at most.
+        direction: How the tracked metric compares (the first objective's direction).
+        pause_signal: Set when the study pauses; None outside a study run.
+        objective_params: The study's settings for the objective.
+        logger: Where the trial's lines go (the run's log in a study run).
+    """
+
+    trial: optuna.Trial
+    checkpoints: TrialCheckpoints
+    seed: int
+    max_epochs: int
+    direction: Direction = "minimize"
+    pause_signal: PauseSignal | None = None
+    objective_params: dict[str, Any] = field(default_factory=dict)
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = field(
+        default_factory=lambda: logging.getLogger("prefect_intermission.training")
+    )
+
+    @property
+    def several_objectives(self) -> bool:
+        """Whether the study has several objectives (Optuna then neither takes reports nor prunes)."""
+        return len(self.trial.study.directions) > 1
+
+    def should_pause(self) -> bool:
+        """Whether the study asked this trial to stop at its next boundary."""
+        return self.pause_signal is not None and self.pause_signal.pauses(self.trial.number)
+
+    def report(self, value: float, step: int) -> None:
+        """Report an intermediate value to Optuna (recorded as it is with several objectives)."""
+        if self.several_objectives:  # Optuna's report() refuses these; the value is still recorded
+            self.trial.storage.set_trial_intermediate_value(self.trial._trial_id, step, value)
+        else:
+            self.trial.report(value, step)
+
+    def should_prune(self) -> bool:
+        """Whether the pruner stops the trial now (never with several objectives)."""
+        return not self.several_objectives and self.trial.should_prune()
+
+    def reported_steps(self) -> set[int]:
+        """The steps already reported to Optuna by earlier attempts of this trial."""
+        return set(self.trial.storage.get_trial(self.trial._trial_id).intermediate_values)
