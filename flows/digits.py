@@ -8,7 +8,7 @@ import optuna
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from prefect_intermission import TrialLoop
 
@@ -48,7 +48,7 @@ def objective(trial: optuna.Trial, loop: TrialLoop) -> float:
     model = build_model(channels, dropout)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=loop.max_epochs)
-    loader = DataLoader(train_set, batch_size=32, shuffle=True, generator=loop.generator)
+    loader = loop.data_loader(train_set, batch_size=32, shuffle=True)  # its place in the epoch is checkpointed
     val_x, val_y = val_set.tensors
     loss_fn = nn.CrossEntropyLoss()
     for _epoch in loop.epochs(model, optimizer, scheduler):

@@ -155,3 +155,27 @@ def best_at_second_epoch(trial: optuna.Trial, loop: TrialLoop) -> float:
             torch.save(model.state_dict(), f"{os.environ['INTERMISSION_TEST_WEIGHTS']}/trial-{trial.number}.pt")
         loop.end_epoch(x if epoch == 1 else x + 1 + epoch)
     return loop.best_metric
+
+
+def stepped_classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
+    """`classifier` written to pause within an epoch: its loader made by the loop, its epoch's
+    running loss kept in `extra_state` (`objective_params["workers"]` data-loading workers)."""
+    lr = trial.suggest_float("lr", 1e-3, 0.3, log=True)
+    hidden = trial.suggest_int("hidden", 4, 32)
+    model = nn.Sequential(nn.Linear(8, hidden), nn.ReLU(), nn.Dropout(0.2), nn.Linear(hidden, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    loader = loop.data_loader(
+        _dataset(), batch_size=32, shuffle=True, num_workers=loop.objective_params.get("workers", 0)
+    )
+    loss_fn = nn.BCEWithLogitsLoss()
+    for _epoch in loop.epochs(model, optimizer):
+        model.train()
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            loop.extra_state["loss_sum"] = loop.extra_state.get("loss_sum", 0.0) + loss.item()
+            loop.step()
+        loop.end_epoch(loop.extra_state.pop("loss_sum") / len(loader))
+    return loop.best_metric

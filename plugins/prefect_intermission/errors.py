@@ -32,14 +32,17 @@ class FlowRunControlError(IntermissionError):
 
 
 class TrialPaused(BaseException):
-    """Raised inside an objective at an epoch boundary when a pause was requested.
+    """Raised inside an objective at a boundary when a pause was requested.
 
     It derives from `BaseException` (like `KeyboardInterrupt`) so that an objective's
-    own `except Exception:` blocks do not swallow it. The trial's checkpoint for
-    `epoch` is already stored when it is raised.
+    own `except Exception:` blocks do not swallow it. The trial's checkpoint is already
+    stored when it is raised: after `epoch` (the last finished one, -1 before the
+    first), plus `steps_into_epoch` steps of the next one when it paused within it.
     """
 
-    def __init__(self, trial_number: int, epoch: int) -> None:
-        super().__init__(f"Trial {trial_number} paused: {epoch + 1} epochs done.")
+    def __init__(self, trial_number: int, epoch: int, *, steps_into_epoch: int | None = None) -> None:
+        within = f", {steps_into_epoch} steps into epoch {epoch + 2}" if steps_into_epoch else ""
+        super().__init__(f"Trial {trial_number} paused: {epoch + 1} epochs done{within}.")
         self.trial_number = trial_number
         self.epoch = epoch
+        self.steps_into_epoch = steps_into_epoch

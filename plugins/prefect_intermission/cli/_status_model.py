@@ -15,6 +15,8 @@ class TrialProgress:
             (its execution stopped without pausing it, e.g. a crash).
         epochs_done: Epochs reported to Optuna; training continues with epoch `epochs_done`.
         paused_after_epoch: The epoch it paused after (0-based), when paused.
+        paused_steps_into_epoch: Steps of the next epoch it trained before pausing within
+            it (`pause_granularity="step"`), else None.
     """
 
     number: int
@@ -23,6 +25,7 @@ class TrialProgress:
     max_epochs: int
     last_metric: float | None
     paused_after_epoch: int | None
+    paused_steps_into_epoch: int | None
     params: dict[str, Any]
 
 

@@ -95,7 +95,9 @@ def details(s: StudyStatus) -> Group:
     for u in s.unfinished:
         metric = f"{u.last_metric:.6g}" if u.last_metric is not None else "-"
         lines.append(Text(
-            f"  trial #{u.number} {u.status}: {u.epochs_done} of {u.max_epochs} epochs done, last metric {metric}"
+            f"  trial #{u.number} {u.status}: {u.epochs_done} of {u.max_epochs} epochs done"
+            + (f" and {u.paused_steps_into_epoch} steps into epoch {u.epochs_done + 1}" if u.paused_steps_into_epoch else "")
+            + f", last metric {metric}"
         ))
     for p in s.pauses:
         stopped = ", ".join(f"#{n} ({epochs_done(e)} epochs done)" for n, e in p["trials"].items()) or "no trial"

@@ -27,6 +27,7 @@ from prefect_intermission.study.state import (
     TRIAL_ATTEMPT_STARTED_ATTR,
     TRIAL_EPOCH_SECONDS_ATTR,
     TRIAL_PAUSED_EPOCH_ATTR,
+    TRIAL_PAUSED_STEPS_ATTR,
     TRIAL_RESUMPTIONS_ATTR,
     TRIAL_STATUS_ATTR,
     missing_sqlite_file,
@@ -129,6 +130,7 @@ def _trial_progress(t: FrozenTrial, status: str, max_epochs: int) -> TrialProgre
         max_epochs=max_epochs,
         last_metric=values[last] if last is not None else None,
         paused_after_epoch=t.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR) if status == "paused" else None,
+        paused_steps_into_epoch=t.system_attrs.get(TRIAL_PAUSED_STEPS_ATTR) if status == "paused" else None,
         params=dict(t.params),
     )
 

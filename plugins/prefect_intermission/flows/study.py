@@ -75,6 +75,9 @@ def optimize_study(
     callbacks: list[str | dict[str, Any]] | None = None,
     enqueue: list[dict[str, Any]] | None = None,
     keep_checkpoints: int = _default("keep_checkpoints"),
+    pause_granularity: Literal["epoch", "step"] = _default("pause_granularity"),
+    checkpoint_every_steps: int | None = _default("checkpoint_every_steps"),
+    checkpoint_every_seconds: float | None = _default("checkpoint_every_seconds"),
     restart_trials_without_checkpoints: bool = _default("restart_trials_without_checkpoints"),
     pause_policy: str | None = _default("pause_policy"),
     pause_rules: list[dict[str, Any]] | None = None,
@@ -123,6 +126,13 @@ def optimize_study(
             `"package.module:factory"` or `{"callback": "package.module:factory", ...}`.
         enqueue: Parameter sets to try first, e.g. `[{"lr": 0.01}]` (each once).
         keep_checkpoints: Last checkpoints kept per trial (its best epoch's is kept besides).
+        pause_granularity: `"epoch"`: a pause waits for the end of each trial's epoch;
+            `"step"`: it stops at the next `loop.step()`, with a checkpoint holding the
+            data position (the loader made with `loop.data_loader(...)`).
+        checkpoint_every_steps: Also checkpoint within epochs every this many steps, so
+            a crash loses at most that many (needs `loop.data_loader(...)`).
+        checkpoint_every_seconds: Also checkpoint within epochs once this many seconds
+            passed since the last checkpoint.
         patience: Stop a trial early (it completes with its last value) after this many
             epochs in a row without a better metric; empty: trials train `max_epochs`.
         restart_trials_without_checkpoints: Retrain from the start, instead of failing,

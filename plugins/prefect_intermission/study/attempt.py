@@ -31,7 +31,7 @@ from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.failures import exception_types, failure_of_trial
 from prefect_intermission.study.state import TRIAL_STATUS_ATTR, StudyState
 from prefect_intermission.training.direction import Direction
-from prefect_intermission.training.loop import Restore, TrialLoop
+from prefect_intermission.training.loop import PauseGranularity, Restore, TrialLoop
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,9 @@ def attempt_settings(config: StudyConfig) -> dict[str, Any]:
         "objective_params": config.objective_params,
         "catch": exception_types(config.catch),
         "callbacks": load_callbacks(config.callbacks),
+        "pause_granularity": config.pause_granularity,
+        "checkpoint_every_steps": config.checkpoint_every_steps,
+        "checkpoint_every_seconds": config.checkpoint_every_seconds,
     }
 
 
@@ -96,6 +99,9 @@ def run_trial_attempt(
     objective_params: dict[str, Any] | None = None,
     catch: tuple[type[BaseException], ...] = (),
     callbacks: Sequence[TrialCallback] = (),
+    pause_granularity: PauseGranularity = "epoch",
+    checkpoint_every_steps: int | None = None,
+    checkpoint_every_seconds: float | None = None,
     progress: StudyProgress | None = None,
     hold_sampler_while_suggesting: bool = False,
 ) -> TrialOutcome:
@@ -131,6 +137,9 @@ def run_trial_attempt(
         direction=direction,
         patience=patience,
         objective_params=objective_params,
+        pause_granularity=pause_granularity,
+        checkpoint_every_steps=checkpoint_every_steps,
+        checkpoint_every_seconds=checkpoint_every_seconds,
         on_start=started,
         logger=run_logger(TrialLoop.__module__),
         on_epoch=(
@@ -227,10 +236,13 @@ def _stopped(
     """Record an attempt that ended with an exception: paused, pruned or failed (others propagate)."""
     number = trial.number
     if isinstance(stopped, TrialPaused):
-        state.mark_paused(trial._trial_id, stopped.epoch)
+        steps = stopped.steps_into_epoch
+        state.mark_paused(trial._trial_id, stopped.epoch, steps_into_epoch=steps)
+        within = f", {steps} steps into epoch {epochs_done(stopped.epoch) + 1}" if steps else ""
+        path = loop.checkpoints.path(stopped.epoch + 1, mid_epoch=True) if steps else loop.checkpoints.path(stopped.epoch)
         message = (
-            f"Trial {number} paused: {epochs_done(stopped.epoch)} of {loop.max_epochs} epochs done; "
-            f"checkpoint stored at {loop.checkpoints.path(stopped.epoch)}."
+            f"Trial {number} paused: {epochs_done(stopped.epoch)} of {loop.max_epochs} epochs done{within}; "
+            f"checkpoint stored at {path}."
         )
         run_logger(__name__).info(message)
         return TrialOutcome(number, "paused", epoch=stopped.epoch, message=message)

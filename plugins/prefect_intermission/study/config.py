@@ -55,6 +55,9 @@ class StudyConfig(BaseModel):
     callbacks: list[str | dict[str, Any]] = Field(default_factory=list)
     enqueue: list[dict[str, Any]] = Field(default_factory=list)
     keep_checkpoints: int = 2
+    pause_granularity: Literal["epoch", "step"] = "epoch"
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_seconds: float | None = None
     patience: int | None = None
     restart_trials_without_checkpoints: bool = False
     pause_policy: str | None = None
@@ -117,6 +120,15 @@ class StudyConfig(BaseModel):
         if self.keep_checkpoints < 1:
             raise ConfigurationError(
                 f"keep_checkpoints must be >= 1, but got keep_checkpoints={self.keep_checkpoints}."
+            )
+        if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
+            raise ConfigurationError(
+                f"checkpoint_every_steps must be >= 1 or empty, but got checkpoint_every_steps={self.checkpoint_every_steps}."
+            )
+        if self.checkpoint_every_seconds is not None and not self.checkpoint_every_seconds > 0:
+            raise ConfigurationError(
+                "checkpoint_every_seconds must be > 0 or empty, but got "
+                f"checkpoint_every_seconds={self.checkpoint_every_seconds}."
             )
         if self.max_failed_trials < 1:
             raise ConfigurationError(

@@ -40,6 +40,7 @@ TRIAL_FAILURE_ATTR = "intermission:failure"
 STOP_ATTR = "intermission:stop"
 TRIAL_STATUS_ATTR = "intermission:status"
 TRIAL_PAUSED_EPOCH_ATTR = "intermission:paused_epoch"
+TRIAL_PAUSED_STEPS_ATTR = "intermission:paused_steps_into_epoch"
 TRIAL_SEED_ATTR = "intermission:seed"
 TRIAL_RESUMPTIONS_ATTR = "intermission:resumptions"
 TRIAL_EPOCH_SECONDS_ATTR = "intermission:epoch_seconds"
@@ -314,9 +315,11 @@ class StudyState:
             trial_id, TRIAL_FAILURE_ATTR, {"error": error, "study_goes_on": study_goes_on}
         )
 
-    def mark_paused(self, trial_id: int, epoch: int | None) -> None:
-        """Record that a trial stopped for a pause after `epoch` (None: before its first)."""
+    def mark_paused(self, trial_id: int, epoch: int | None, *, steps_into_epoch: int | None = None) -> None:
+        """Record that a trial stopped for a pause after `epoch` (None: before its first), and
+        `steps_into_epoch` steps into the next one when it paused within it."""
         self._storage.set_trial_system_attr(trial_id, TRIAL_PAUSED_EPOCH_ATTR, epoch)
+        self._storage.set_trial_system_attr(trial_id, TRIAL_PAUSED_STEPS_ATTR, steps_into_epoch)
         self._storage.set_trial_system_attr(trial_id, TRIAL_STATUS_ATTR, "paused")
 
     # -- study -----------------------------------------------------------------

@@ -20,13 +20,16 @@ restores the latest checkpoint and continues with the next epoch.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 import torch
@@ -36,6 +39,7 @@ from prefect_intermission._counting import epochs_done
 from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
 from prefect_intermission.training.checkpoints import TrialCheckpoints
 from prefect_intermission.training.context import TrialContext
+from prefect_intermission.training.data import ResumableDataLoader
 from prefect_intermission.training.direction import Direction, check_direction, is_better
 from prefect_intermission.errors import (
     CheckpointError,
@@ -47,6 +51,15 @@ from prefect_intermission.errors import (
 from prefect_intermission.pausing.signal import PauseSignal
 
 _COMPONENTS = ("model", "optimizer", "scheduler", "scaler")
+
+PauseGranularity = Literal["epoch", "step"]
+
+
+def _init_worker(user_init: Callable[[int], object] | None, worker_id: int) -> None:
+    """A data-loading worker of `loop.data_loader`: `TrialLoop.worker_init_fn`, then the user's."""
+    TrialLoop.worker_init_fn(worker_id)
+    if user_init is not None:
+        user_init(worker_id)
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,11 @@ class TrialLoop:
             tracks (best checkpoint, patience): the first objective's, in its direction.
         patience: Stop early after this many epochs without improvement (None: never).
         objective_params: The study's settings for the objective (a data path, a model name).
+        pause_granularity: `"epoch"`: a pause waits for the end of the epoch; `"step"`:
+            it stops at the next `step()`, with a checkpoint holding the data position
+            (the loader must come from `data_loader()`, or be registered with `track_data()`).
+        checkpoint_every_steps: Also checkpoint within an epoch every this many steps.
+        checkpoint_every_seconds: Also checkpoint within an epoch once this long has passed.
         on_start: Called once the checkpoint is restored, before the first epoch.
         on_epoch: Called with `(epoch, metric)` after each epoch's checkpoint is stored.
         logger: Where each epoch's line goes (the study passes Prefect's run logger).
@@ -95,6 +113,7 @@ class TrialLoop:
             what the Lightning and Transformers integrations take.
         epoch: The last finished epoch (-1 before the first).
         global_step: Steps counted with `step()` across epochs.
+        steps_in_epoch: Steps counted with `step()` in the current epoch.
         best_metric: The best metric so far, or None.
         last_metric: The metric of the last finished epoch, or None.
         epochs_without_improvement: The early-stopping counter.
@@ -104,11 +123,15 @@ class TrialLoop:
 
     @staticmethod
     def worker_init_fn(worker_id: int) -> None:
-        """`DataLoader(..., num_workers=N, worker_init_fn=TrialLoop.worker_init_fn)`: Ctrl+C
-        reaches every process of the terminal, and a data-loading worker started by
-        `spawn` or `forkserver` would die of it and fail the epoch; this leaves Ctrl+C
-        to the study, which pauses at the epoch boundary."""
+        """`DataLoader(..., num_workers=N, worker_init_fn=TrialLoop.worker_init_fn)`, for two
+        reasons. Ctrl+C reaches every process of the terminal, and a data-loading worker
+        would die of it and fail the epoch; this leaves Ctrl+C to the study, which pauses
+        at its boundary. And a worker forked from a Prefect flow run inherits the exit
+        hooks of Prefect's log and event services, which fail in the worker (Prefect
+        3.8.8), so it exits with code 1 and torch fails the epoch; they are dropped here
+        (the worker has none of those services' threads)."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        threading._threading_atexits.clear()  # type: ignore[attr-defined]
 
     def __init__(
         self,
@@ -121,6 +144,9 @@ class TrialLoop:
         direction: Direction = "minimize",
         patience: int | None = None,
         objective_params: dict[str, Any] | None = None,
+        pause_granularity: PauseGranularity = "epoch",
+        checkpoint_every_steps: int | None = None,
+        checkpoint_every_seconds: float | None = None,
         on_start: Callable[[Restore], None] | None = None,
         on_epoch: Callable[[int, float], None] | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
@@ -130,6 +156,16 @@ class TrialLoop:
         check_direction(direction)
         if patience is not None and patience < 1:
             raise ConfigurationError(f"patience must be >= 1 or None, but got {patience=}.")
+        if pause_granularity not in ("epoch", "step"):
+            raise ConfigurationError(f"pause_granularity must be 'epoch' or 'step', but got {pause_granularity=}.")
+        self.pause_granularity = pause_granularity
+        self.checkpoint_every_steps = checkpoint_every_steps
+        self.checkpoint_every_seconds = checkpoint_every_seconds
+        self.steps_in_epoch = 0
+        self._data: list[Any] = []
+        self._steps_since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._resuming_within: dict[str, Any] | None = None
         self.trial = trial
         self.checkpoints = checkpoints
         self.max_epochs = max_epochs
@@ -183,7 +219,9 @@ class TrialLoop:
         first = 0 if restore.from_epoch is None else restore.from_epoch + 1
         for epoch in range(self.max_epochs if self._stopped_early else first, self.max_epochs):
             self._epoch_ended = False
-            self._epoch_started = time.perf_counter()
+            within, self._resuming_within = self._resuming_within, None
+            self.steps_in_epoch = within["steps"] if within else 0
+            self._epoch_started = time.perf_counter() - (within["seconds"] if within else 0.0)
             yield epoch
             if not self._epoch_ended:
                 raise IntermissionError(
@@ -194,8 +232,83 @@ class TrialLoop:
                 return
 
     def step(self, n: int = 1) -> None:
-        """Count `n` optimisation steps towards `global_step`."""
+        """Count `n` optimisation steps: a step boundary.
+
+        With `pause_granularity="step"` a requested pause stops the trial here, after a
+        checkpoint holding the data position; with `checkpoint_every_steps` or
+        `checkpoint_every_seconds` a checkpoint is also taken here when one is due.
+
+        Raises:
+            TrialPaused: A pause was requested; the checkpoint is already stored.
+        """
         self.global_step += n
+        self.steps_in_epoch += n
+        self._steps_since_checkpoint += n
+        pausing = (
+            self.pause_granularity == "step" and self.pause_signal is not None
+            and self.pause_signal.pauses(self.trial.number)
+        )
+        if pausing or self._checkpoint_due():
+            self._save_within_epoch()
+            if pausing:
+                raise TrialPaused(self.trial.number, self.epoch, steps_into_epoch=self.steps_in_epoch)
+
+    def data_loader(self, dataset: Any, *, batch_size: int = 1, shuffle: bool = False, **kwargs: Any) -> ResumableDataLoader:
+        """A `DataLoader` over `dataset` whose place in the epoch is checkpointed with the trial.
+
+        Takes `DataLoader`'s arguments (not `sampler`, `batch_sampler` or `generator`);
+        shuffling draws from `generator`. Make it before `epochs()`: a trial resumed
+        within an epoch continues with the next batch, in the same order.
+        """
+        if kwargs.get("num_workers"):
+            kwargs["worker_init_fn"] = functools.partial(_init_worker, kwargs.get("worker_init_fn"))
+        loader = ResumableDataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=self.generator, **kwargs)
+        return self.track_data(loader)
+
+    def track_data(self, data: Any) -> Any:
+        """Checkpoint `data`'s position within the epoch: anything with `state_dict()` and
+        `load_state_dict()` (an iterable dataset of your own, torchdata's StatefulDataLoader).
+
+        Register it before `epochs()`; returns it.
+        """
+        if not (callable(getattr(data, "state_dict", None)) and callable(getattr(data, "load_state_dict", None))):
+            raise ConfigurationError(
+                f"loop.track_data() needs an object with state_dict() and load_state_dict(), but got "
+                f"{type(data).__name__}; use loop.data_loader(dataset, ...) for a map-style dataset."
+            )
+        self._data.append(data)
+        return data
+
+    def _checkpoint_due(self) -> bool:
+        every_steps, every_seconds = self.checkpoint_every_steps, self.checkpoint_every_seconds
+        return bool(
+            (every_steps and self._steps_since_checkpoint >= every_steps)
+            or (every_seconds and time.monotonic() - self._last_checkpoint >= every_seconds)
+        )
+
+    def _save_within_epoch(self) -> None:
+        """Store a checkpoint within the epoch in progress: the state now, plus the data position."""
+        if not self._data:
+            raise ConfigurationError(
+                f"Trial {self.trial.number} cannot checkpoint within an epoch: the data position is "
+                "unknown. Build the loader with loop.data_loader(dataset, ...) (or register your "
+                "own with loop.track_data(...)) before loop.epochs(), or use pause_granularity='epoch' "
+                "without checkpoint_every_steps/seconds."
+            )
+        state = self._checkpoint_state()
+        state["within_epoch"] = {
+            "steps": self.steps_in_epoch,
+            "seconds": time.perf_counter() - self._epoch_started,
+            "data": [data.state_dict() for data in self._data],
+        }
+        recording = self.pause_signal.recording(self.trial.number, self.epoch) if self.pause_signal else nullcontext()
+        with recording:
+            path = self.checkpoints.save(self.epoch + 1, state, mid_epoch=True)
+        self._steps_since_checkpoint, self._last_checkpoint = 0, time.monotonic()
+        self._log.info(
+            "Trial %d: checkpoint within epoch %d of %d, %d steps in, stored at %s.",
+            self.trial.number, epochs_done(self.epoch) + 1, self.max_epochs, self.steps_in_epoch, path,
+        )
 
     def end_epoch(self, metric: float) -> None:
         """Finish the current epoch: report, maybe prune, checkpoint, maybe pause.
@@ -236,6 +349,7 @@ class TrialLoop:
         improved = self._track(epoch, metric)
         if not several_objectives and self.trial.should_prune():
             raise optuna.TrialPruned(f"Pruned after {epochs_done(epoch)} epochs with metric {metric}.")
+        self._steps_since_checkpoint, self._last_checkpoint = 0, time.monotonic()
         self.checkpoints.save(epoch, self._checkpoint_state(), best=improved)
         self._log.info(
             "Trial %d finished epoch %d of %d: metric %.6g (best %.6g); checkpoint stored.",
@@ -292,7 +406,8 @@ class TrialLoop:
                     "the same parameters.", self.trial.number,
                 )
             return Restore(None, loaded.fallbacks, sorted(self._reported))
-        where = self.checkpoints.path(state["epoch"])
+        within = state.get("within_epoch")
+        where = self.checkpoints.path(state["epoch"] + 1 if within else state["epoch"], mid_epoch=bool(within))
         saved = state["components"]
         if set(saved) != set(self._components):
             raise CheckpointError(
@@ -320,9 +435,25 @@ class TrialLoop:
         self._stopped_early = state["stopped_early"]
         self.epoch_seconds = list(state["epoch_seconds"])
         self.resumed_from_epoch = self.epoch
+        steps_in = ""
+        if within is not None:
+            self._restore_data_position(within, where)
+            steps_in = f", and {within['steps']} steps into epoch {epochs_done(self.epoch) + 1}"
         self._log.info(
-            "Trial %d continues from its checkpoint: %d of %d epochs done.",
-            self.trial.number, epochs_done(self.epoch), self.max_epochs,
+            "Trial %d continues from its checkpoint: %d of %d epochs done%s.",
+            self.trial.number, epochs_done(self.epoch), self.max_epochs, steps_in,
         )
         lost = sorted(e for e in self._reported if e > self.epoch)
         return Restore(self.epoch, loaded.fallbacks, lost)
+
+    def _restore_data_position(self, within: dict[str, Any], where: str) -> None:
+        """Put the tracked data back where the checkpoint within the epoch left it."""
+        if len(within["data"]) != len(self._data):
+            raise CheckpointError(
+                f"Checkpoint {where!r} holds the position of {len(within['data'])} data loader(s), but "
+                f"{len(self._data)} are tracked now; make them with loop.data_loader()/track_data() "
+                "before loop.epochs(), the same way as when the trial started."
+            )
+        for data, position in zip(self._data, within["data"]):
+            data.load_state_dict(position)
+        self._resuming_within = within
