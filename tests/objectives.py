@@ -179,3 +179,17 @@ def stepped_classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
             loop.step()
         loop.end_epoch(loop.extra_state.pop("loss_sum") / len(loader))
     return loop.best_metric
+
+
+def slow_stepped_classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
+    """`stepped_classifier` with each step stretched by `INTERMISSION_TEST_STEP_SECONDS` (0.2 s),
+    so that a pause or a kill lands within an epoch."""
+    original_step = loop.step
+    seconds = float(os.environ.get("INTERMISSION_TEST_STEP_SECONDS", "0.2"))
+
+    def step(n: int = 1) -> None:
+        time.sleep(seconds)
+        original_step(n)
+
+    loop.step = step  # type: ignore[method-assign]
+    return stepped_classifier(trial, loop)
