@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
@@ -155,6 +157,7 @@ class IntermissionCallback(Checkpoint):
         self._checked_safe = False
         self._said_epoch_end = False
         self._check_val: tuple[Any] | None = None
+        self._sigterm: Any = None  # the study's SIGTERM handler, kept from Lightning's
         self._fitted = False
         self._paused_after: int | None = None
         self._pruned: str | None = None
@@ -255,9 +258,16 @@ class IntermissionCallback(Checkpoint):
         if self._rng is not None:
             restore_rng_state(self._rng)
             self._rng = None
+        if self.context.pause_signal is not None and threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.getsignal(signal.SIGTERM)
+
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Leave SIGTERM to the study."""
+        self._keep_sigterm()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Check that Lightning continued from the trial's checkpoint."""
+        """Leave SIGTERM to the study; check that Lightning continued from the trial's checkpoint."""
+        self._keep_sigterm()
         if self._ckpt_path is not None and (self._io is None or self._io.staged is not None):
             raise ConfigurationError(
                 f"Trial {self.context.trial.number} continues from {self._ckpt_path!r}, but "
@@ -471,6 +481,17 @@ class IntermissionCallback(Checkpoint):
             # uninterrupted run would not have (nor its time), so no epoch is checked now.
             self._check_val = (trainer.check_val_every_n_epoch,)
             trainer.check_val_every_n_epoch = trainer.current_epoch + 2
+
+    def _keep_sigterm(self) -> None:
+        """Put the study's SIGTERM handler back in place of Lightning's.
+
+        Lightning's handler (installed on the main thread) ends `fit` with SystemExit after
+        the current step; in a study, SIGTERM asks for a pause, which this callback carries
+        out at that very step, and the study records the trial as paused. Lightning puts
+        the same handler back when `fit` ends.
+        """
+        if self._sigterm is not None and signal.getsignal(signal.SIGTERM) is not self._sigterm:
+            signal.signal(signal.SIGTERM, self._sigterm)
 
     def _recording(self) -> contextlib.AbstractContextManager[None]:
         """Around storing a checkpoint: a study stopped at once stores nothing more."""
