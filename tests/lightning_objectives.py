@@ -31,9 +31,11 @@ def _data() -> tuple[TensorDataset, TensorDataset]:
 
 
 class MLP(L.LightningModule):
-    """Two layers with dropout, SGD with momentum and a step LR schedule; counts its validation batches."""
+    """Two layers with dropout, SGD with momentum and a step LR schedule (or, with `plateau`, one
+    that halves the LR after every epoch without a 90% better validation loss); counts its
+    validation batches."""
 
-    def __init__(self, lr: float, hidden: int) -> None:
+    def __init__(self, lr: float, hidden: int, plateau: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = nn.Sequential(nn.Linear(8, hidden), nn.ReLU(), nn.Dropout(0.2), nn.Linear(hidden, 1))
@@ -53,6 +55,9 @@ class MLP(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
+        if self.hparams.plateau:
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=0, threshold=0.9)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss"}}
         return [optimizer], [torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.8)]
 
 
@@ -84,7 +89,7 @@ def classifier(trial: optuna.Trial, loop: TrialLoop, *, trained: list[MLP] | Non
 
     `loop.objective_params["pause_at"] = {"trial": n, "step": s}` asks for a pause when
     trial n has taken s steps, `"sigterm_at"` sends SIGTERM instead; `"plain_loader": true`
-    shuffles with a plain `DataLoader`.
+    shuffles with a plain `DataLoader`; `"plateau": true` schedules with `ReduceLROnPlateau`.
     Each model built is appended to `trained`, when given.
     """
     lr = trial.suggest_float("lr", 1e-2, 0.3, log=True)
@@ -99,7 +104,7 @@ def classifier(trial: optuna.Trial, loop: TrialLoop, *, trained: list[MLP] | Non
     callbacks: list[L.Callback] = [PauseAtStep(loop, pause["step"])] if pause.get("trial") == trial.number else []
     if params.get("sigterm_at") is not None:
         callbacks.append(SigtermAtStep(params["sigterm_at"]))
-    model = MLP(lr, hidden)
+    model = MLP(lr, hidden, plateau=bool(params.get("plateau")))
     if trained is not None:
         trained.append(model)
     return fit(

@@ -101,6 +101,20 @@ def test_with_a_plain_data_loader_the_pause_waits_for_the_epoch_end(tmp_path):
     _same(result, reference)
 
 
+@pytest.mark.parametrize(
+    ("loader", "step", "paused_after"), [("resumable", STEPS_PER_EPOCH + 3, 0), ("plain", 3, 0)],
+    ids=["mid-epoch", "epoch-end"],
+)
+def test_a_plateau_schedule_continues_exactly(tmp_path, loader, step, paused_after):
+    """Lightning steps ReduceLROnPlateau after the hook that checkpoints an epoch, and not for an
+    epoch it continues: the callback takes those steps itself."""
+    settings = {"plateau": True, "plain_loader": loader == "plain"}
+    reference = _trial(tmp_path / "straight", "straight", **settings)
+    result = _trial(tmp_path / "paused", "paused", pause_at={"trial": 0, "step": step}, **settings)
+    assert result["paused_after"] == [paused_after]
+    _same(result, reference)
+
+
 def test_sigterm_on_the_main_thread_pauses_the_trial_instead_of_ending_the_process(tmp_path, straight):
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: _current_signal[0].request("signal: SIGTERM"))
     try:

@@ -157,6 +157,7 @@ class IntermissionCallback(Checkpoint):
         self._checked_safe = False
         self._said_epoch_end = False
         self._check_val: tuple[Any] | None = None
+        self._plateau_due: list[tuple[int, Any]] = []  # (scheduler, metric) Lightning has yet to step
         self._sigterm: Any = None  # the study's SIGTERM handler, kept from Lightning's
         self._fitted = False
         self._paused_after: int | None = None
@@ -266,8 +267,11 @@ class IntermissionCallback(Checkpoint):
         self._keep_sigterm()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Leave SIGTERM to the study; check that Lightning continued from the trial's checkpoint."""
+        """Leave SIGTERM to the study; check that Lightning continued from the trial's checkpoint,
+        and give plateau schedulers the step of the epoch the checkpoint ended."""
         self._keep_sigterm()
+        _step_plateaus(trainer, self._plateau_due)
+        self._plateau_due = []
         if self._ckpt_path is not None and (self._io is None or self._io.staged is not None):
             raise ConfigurationError(
                 f"Trial {self.context.trial.number} continues from {self._ckpt_path!r}, but "
@@ -321,7 +325,11 @@ class IntermissionCallback(Checkpoint):
                     self._sync_loop()
                     self._stop(trainer)
                     return
-            self._save(trainer, epoch, best=improved)
+            plateau_due = _plateau_steps_due(trainer)
+            if trainer.fit_loop.restarting:  # Lightning steps none for an epoch it resumed within
+                _step_plateaus(trainer, plateau_due)
+                plateau_due = []
+            self._save(trainer, epoch, best=improved, plateau_due=plateau_due)
             self._sync_loop()
             context.logger.info(
                 "Trial %d finished epoch %d of %d: %s %.6g (best %.6g); checkpoint stored.",
@@ -420,11 +428,14 @@ class IntermissionCallback(Checkpoint):
             self._without_improvement += 1
         return improved
 
-    def _save(self, trainer: pl.Trainer, epoch: int, *, best: bool = False, mid_epoch: bool = False) -> None:
+    def _save(
+        self, trainer: pl.Trainer, epoch: int, *, best: bool = False, mid_epoch: bool = False,
+        plateau_due: list[tuple[int, Any]] | None = None,
+    ) -> None:
         """Store Lightning's checkpoint and ours under `epoch` in the trial's verified store."""
         assert self._io is not None
         checkpoints = self.context.checkpoints
-        ours = self._own_state(trainer, mid_epoch=mid_epoch)
+        ours = self._own_state(trainer, mid_epoch=mid_epoch, plateau_due=plateau_due or [])
 
         def write(checkpoint: dict[str, Any]) -> None:
             payload = {**checkpoint, STATE_KEY: ours}
@@ -436,8 +447,11 @@ class IntermissionCallback(Checkpoint):
         with self._io.routing(checkpoints.path(epoch, mid_epoch=mid_epoch), write):
             trainer.save_checkpoint(checkpoints.path(epoch, mid_epoch=mid_epoch), weights_only=False)
 
-    def _own_state(self, trainer: pl.Trainer, *, mid_epoch: bool) -> dict[str, Any]:
-        """What a checkpoint holds besides Lightning's: the generators and this callback's counts."""
+    def _own_state(
+        self, trainer: pl.Trainer, *, mid_epoch: bool, plateau_due: list[tuple[int, Any]]
+    ) -> dict[str, Any]:
+        """What a checkpoint holds besides Lightning's: the generators, the plateau schedulers'
+        steps still due, and this callback's counts."""
         seconds = self._seconds_before + time.perf_counter() - self._epoch_started if mid_epoch else 0.0
         return {
             "trial_number": self.context.trial.number,
@@ -450,6 +464,7 @@ class IntermissionCallback(Checkpoint):
             "epoch_seconds": list(self._epoch_seconds),
             "seconds_into_epoch": round(seconds, 4),
             "validated": self._validated and mid_epoch,
+            "plateau_steps_due": plateau_due,
             "rng": capture_rng_state(),
             "generator": self.loop.generator.get_state(),
         }
@@ -462,6 +477,7 @@ class IntermissionCallback(Checkpoint):
         self._epoch_seconds = list(ours["epoch_seconds"])
         self._seconds_before = ours["seconds_into_epoch"]
         self._validated = ours["validated"]
+        self._plateau_due = list(ours["plateau_steps_due"])
         self.loop.generator.set_state(ours["generator"])
         self._rng = ours["rng"]  # set back once Lightning is about to train (on_fit_start)
 
@@ -499,6 +515,30 @@ class IntermissionCallback(Checkpoint):
         if signal is None:
             return contextlib.nullcontext()
         return signal.recording(self.context.trial.number, self._epoch)
+
+
+def _plateau_steps_due(trainer: pl.Trainer) -> list[tuple[int, Any]]:
+    """The `ReduceLROnPlateau` steps due at this epoch's end, as (index, metric).
+
+    Lightning takes them right after `on_train_epoch_end`, where the epoch's checkpoint is
+    taken, and neither for the epoch a checkpoint ended nor for one it resumed within
+    (it does not checkpoint the metrics): the callback takes those itself.
+    """
+    if not trainer.lightning_module.automatic_optimization:
+        return []
+    due = []
+    for index, config in enumerate(trainer.lr_scheduler_configs):
+        if config.reduce_on_plateau and config.interval == "epoch" and (trainer.current_epoch + 1) % config.frequency == 0:
+            metric = trainer.callback_metrics.get(config.monitor) if config.monitor else None
+            if metric is not None:
+                due.append((index, metric.detach().clone() if isinstance(metric, torch.Tensor) else metric))
+    return due
+
+
+def _step_plateaus(trainer: pl.Trainer, steps: list[tuple[int, Any]]) -> None:
+    """Take plateau schedulers' steps as Lightning does (through the module's `lr_scheduler_step`)."""
+    for index, metric in steps:
+        trainer.lightning_module.lr_scheduler_step(trainer.lr_scheduler_configs[index].scheduler, metric)
 
 
 class _TrialCheckpointIO(CheckpointIO):
