@@ -43,8 +43,6 @@ import math
 import signal
 import threading
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import optuna
@@ -52,7 +50,6 @@ import torch
 
 try:
     import lightning.pytorch as pl
-    from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
     from lightning.pytorch.callbacks import Checkpoint
     from lightning.pytorch.utilities.combined_loader import CombinedLoader
 except ImportError as e:  # the optional extra is not installed
@@ -69,6 +66,8 @@ from prefect_intermission.errors import (
     MetricNotFinite,
     TrialPaused,
 )
+from prefect_intermission.integrations._lightning_io import TrialCheckpointIO
+from prefect_intermission.integrations._weights_only import refuse_unsafe
 from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
 from prefect_intermission.training.direction import is_better
 from prefect_intermission.training.loop import Restore, TrialLoop
@@ -144,7 +143,7 @@ class IntermissionCallback(Checkpoint):
         self._ckpt_path: str | None = None
         self._staged: dict[str, Any] | None = None
         self._rng: dict[str, Any] | None = None
-        self._io: _TrialCheckpointIO | None = None
+        self._io: TrialCheckpointIO | None = None
         self._reported: set[int] = set()
         self._epoch = -1  # the last finished epoch
         self._best: float | None = None
@@ -247,7 +246,7 @@ class IntermissionCallback(Checkpoint):
                 f"Trial {self.context.trial.number} has a checkpoint to continue from: pass "
                 "trainer.fit(..., ckpt_path=callback.ckpt_path())."
             )
-        self._io = _TrialCheckpointIO(trainer.strategy.checkpoint_io)
+        self._io = TrialCheckpointIO(trainer.strategy.checkpoint_io)
         if self._staged is not None:
             assert self._ckpt_path is not None
             self._io.stage(self._ckpt_path, self._staged)
@@ -440,7 +439,7 @@ class IntermissionCallback(Checkpoint):
         def write(checkpoint: dict[str, Any]) -> None:
             payload = {**checkpoint, STATE_KEY: ours}
             if not self._checked_safe:
-                _refuse_unsafe(payload, checkpoints.path(epoch, mid_epoch=mid_epoch))
+                refuse_unsafe(payload, checkpoints.path(epoch, mid_epoch=mid_epoch))
                 self._checked_safe = True
             checkpoints.save(epoch, payload, best=best, mid_epoch=mid_epoch)
 
@@ -539,97 +538,3 @@ def _step_plateaus(trainer: pl.Trainer, steps: list[tuple[int, Any]]) -> None:
     """Take plateau schedulers' steps as Lightning does (through the module's `lr_scheduler_step`)."""
     for index, metric in steps:
         trainer.lightning_module.lr_scheduler_step(trainer.lr_scheduler_configs[index].scheduler, metric)
-
-
-class _TrialCheckpointIO(CheckpointIO):
-    """The trainer's checkpoint IO, with the trial's own checkpoints routed through its verified store.
-
-    A save to the path being routed goes to the callback's writer; a load of the staged
-    path gets the checkpoint the callback already loaded and verified. Every other path
-    (a `ModelCheckpoint`'s) goes to the IO it wraps.
-    """
-
-    def __init__(self, wrapped: CheckpointIO) -> None:
-        self.wrapped = wrapped
-        self.staged: tuple[str, dict[str, Any]] | None = None
-        self._route: tuple[str, Callable[[dict[str, Any]], None]] | None = None
-
-    def stage(self, path: str, checkpoint: dict[str, Any]) -> None:
-        """Hand `checkpoint` to Lightning when it loads `path`."""
-        self.staged = (path, checkpoint)
-
-    @contextlib.contextmanager
-    def routing(self, path: str, write: Callable[[dict[str, Any]], None]) -> Iterator[None]:
-        """Within, a save to `path` goes to `write`; it must happen."""
-        self._route = (path, write)
-        try:
-            yield
-            if self._route is not None:
-                raise IntermissionError(
-                    f"Lightning's strategy did not save {path!r} through its checkpoint IO; strategies "
-                    "that write checkpoints themselves (DeepSpeed, sharded FSDP) cannot pause a trial."
-                )
-        finally:
-            self._route = None
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        if self._route is not None and str(path) == self._route[0]:
-            write, self._route = self._route[1], None
-            write(checkpoint)
-        else:
-            self.wrapped.save_checkpoint(checkpoint, path, storage_options=storage_options)
-
-    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
-        if self.staged is not None and str(path) == self.staged[0]:
-            checkpoint, self.staged = self.staged[1], None
-            return checkpoint
-        where = {} if map_location is None else {"map_location": map_location}
-        return self.wrapped.load_checkpoint(path, weights_only=weights_only, **where)
-
-    def remove_checkpoint(self, path: Any) -> None:
-        self.wrapped.remove_checkpoint(path)
-
-    def teardown(self) -> None:
-        self.wrapped.teardown()
-
-
-_PLAIN = (str, bytes, bytearray, int, float, complex, bool, type(None), torch.dtype, torch.device, torch.Size)
-_MAPPINGS = (dict, OrderedDict, Counter)
-_SEQUENCES = (list, tuple, set)
-
-
-def _refuse_unsafe(checkpoint: dict[str, Any], path: str) -> None:
-    """Refuse a checkpoint that `torch.load(weights_only=True)` would not read back.
-
-    Raises:
-        CheckpointError: It holds another type (hyperparameters are the usual place).
-    """
-    safe = {g[0] if isinstance(g, tuple) else g for g in torch.serialization.get_safe_globals()}
-    found = _first_unsafe(checkpoint, "", safe)
-    if found is not None:
-        where, kind = found
-        raise CheckpointError(
-            f"Trial checkpoint {path!r} would hold {kind} at {where!r}, which loads only with "
-            "weights_only=False. Keep hyperparameters (save_hyperparameters) and checkpointed state to "
-            "numbers, strings, lists, dicts and tensors, or register the type with "
-            "torch.serialization.add_safe_globals([...])."
-        )
-
-
-def _first_unsafe(value: Any, where: str, safe: set[Any]) -> tuple[str, str] | None:
-    """The first value under `value` (its place and type) that weights_only cannot load."""
-    kind = type(value)
-    if isinstance(value, torch.Tensor) or kind in _PLAIN or kind in safe:
-        return None
-    if kind in _MAPPINGS:
-        for key, item in value.items():
-            found = _first_unsafe(key, where, safe) or _first_unsafe(item, f"{where}.{key}".lstrip("."), safe)
-            if found:
-                return found
-        return None
-    if kind in _SEQUENCES:
-        for i, item in enumerate(value):
-            if found := _first_unsafe(item, f"{where}[{i}]", safe):
-                return found
-        return None
-    return where, f"a {kind.__module__}.{kind.__qualname__}"
