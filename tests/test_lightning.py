@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pathlib
 import signal
+import subprocess
+import sys
 from typing import Any
 
 import lightning as L
@@ -125,11 +127,35 @@ def test_sigterm_on_the_main_thread_pauses_the_trial_instead_of_ending_the_proce
     _same(result, straight)
 
 
-def _loop(tmp_path, max_epochs: int = MAX_EPOCHS) -> TrialLoop:
+def _loop(tmp_path, max_epochs: int = MAX_EPOCHS, **options: Any) -> TrialLoop:
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", study_name="s")
     return TrialLoop(
-        study.ask(), CheckpointStore(str(tmp_path / "ckpt")).for_trial("s", 0), max_epochs=max_epochs, seed=0
+        study.ask(), CheckpointStore(str(tmp_path / "ckpt")).for_trial("s", 0), max_epochs=max_epochs, seed=0,
+        **options,
     )
+
+
+class _Stalled(MLP):
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.log("val_loss", 1.0)
+
+
+def test_the_study_patience_stops_a_lightning_trial_early(tmp_path):
+    loop = _loop(tmp_path, max_epochs=5, patience=2)
+    train, val = _data()
+    value = fit(loop, _Stalled(0.1, 4), train_dataloaders=torch.utils.data.DataLoader(train, batch_size=64),
+                val_dataloaders=torch.utils.data.DataLoader(val), **QUIET)
+    assert value == 1.0
+    assert loop.trial.study.trials[0].intermediate_values == {0: 1.0, 1: 1.0, 2: 1.0}
+    assert loop.checkpoints.last_epoch() == 2
+
+
+def test_without_lightning_the_integration_says_which_extra_to_install():
+    code = "import sys; sys.modules['lightning'] = None; import prefect_intermission.integrations.lightning"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "ImportError: prefect_intermission.integrations.lightning needs PyTorch Lightning" in done.stderr
+    assert "pip install 'prefect-intermission[lightning]'" in done.stderr
 
 
 def test_a_trainer_with_other_epochs_than_the_study_is_refused(tmp_path):
