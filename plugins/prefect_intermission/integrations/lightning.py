@@ -29,7 +29,10 @@ step whose gradients are still accumulating, an epoch's last step and a step fol
 by a validation are no boundary: the pause waits for the next one. `outcome()` then
 raises `TrialPaused`, and the resumed trial continues through Lightning's own
 `ckpt_path`: Lightning restores everything from the verified checkpoint, which reaches
-it through a `CheckpointIO` wrapper, and the callback sets the generators back.
+it through a `CheckpointIO` wrapper, and the callback sets the generators back (and
+takes the `ReduceLROnPlateau` steps Lightning takes outside its checkpoints). In a study,
+SIGTERM on the main thread stays the study's: a pause at the next step, not Lightning's
+exit after it.
 
 Shuffle with `loop.generator` (`DataLoader(..., shuffle=True, generator=loop.generator)`),
 so that the order of later epochs is part of the checkpoint. Random augmentation in a
