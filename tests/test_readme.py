@@ -31,3 +31,18 @@ def test_the_readme_objective_example_runs_a_study(prefect_stack, tmp_path):
     assert len(study.trials) == 5
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)
+
+
+def test_the_readme_lightning_example_runs_a_study(prefect_stack, tmp_path):
+    (tmp_path / "my_lightning_objective.py").write_text(_example("my_lightning_objective.py"))
+    done = subprocess.run(
+        [sys.executable, "my_lightning_objective.py"], cwd=tmp_path, env=prefect_stack.env,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(
+        study_name="my-lightning-search", storage=f"sqlite:///{tmp_path}/.intermission/studies.db"
+    )
+    assert len(study.trials) == 3
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    assert all(len(t.intermediate_values) >= 1 for t in study.trials)

@@ -1,0 +1,543 @@
+"""PyTorch Lightning: an objective that trains with `lightning.Trainer`, pausable at its next step.
+
+    from prefect_intermission.integrations.lightning import fit
+
+    def objective(trial: optuna.Trial, loop: TrialLoop) -> float:
+        model = MyModule(lr=trial.suggest_float("lr", 1e-4, 1e-1, log=True))
+        return fit(loop, model, datamodule=MyData(generator=loop.generator), monitor="val_loss")
+
+or, with a `Trainer` of your own:
+
+    pausable = IntermissionCallback(loop, monitor="val_loss")
+    trainer = lightning.Trainer(max_epochs=loop.max_epochs, callbacks=[pausable])
+    trainer.fit(model, datamodule=data, ckpt_path=pausable.ckpt_path())
+    return pausable.outcome()
+
+At the end of every epoch (after its validation) the callback reports the monitored
+metric to Optuna, with the epoch as the step, and asks the pruner (it replaces
+optuna-integration's pruning callback); then it stores the epoch's checkpoint through
+the trial's verified store (manifest, checksum, fallback to an older one, loaded with
+`weights_only=True`). A checkpoint is Lightning's own (`Trainer.save_checkpoint`: model,
+optimizers, schedulers, callbacks, loop progress, the data loaders' position) plus what
+Lightning leaves out: the global Python, NumPy and torch generators, and `loop.generator`.
+
+A pause stops the trainer at its next step boundary through `trainer.should_stop`,
+after a mid-epoch checkpoint, when every training data loader can say where it is
+(`state_dict()`/`load_state_dict()`: `ResumableDataLoader(..., generator=loop.generator)`,
+or torchdata's `StatefulDataLoader`); with other loaders, at the end of the epoch. A
+step whose gradients are still accumulating, an epoch's last step and a step followed
+by a validation are no boundary: the pause waits for the next one. `outcome()` then
+raises `TrialPaused`, and the resumed trial continues through Lightning's own
+`ckpt_path`: Lightning restores everything from the verified checkpoint, which reaches
+it through a `CheckpointIO` wrapper, and the callback sets the generators back (and
+takes the `ReduceLROnPlateau` steps Lightning takes outside its checkpoints). In a study,
+SIGTERM on the main thread stays the study's: a pause at the next step, not Lightning's
+exit after it.
+
+Shuffle with `loop.generator` (`DataLoader(..., shuffle=True, generator=loop.generator)`),
+so that the order of later epochs is part of the checkpoint. Random augmentation in a
+dataset should draw from the sample index and `torch.utils.data.get_worker_info().seed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from typing import Any
+
+import optuna
+import torch
+
+try:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import Checkpoint
+    from lightning.pytorch.utilities.combined_loader import CombinedLoader
+except ImportError as e:  # the optional extra is not installed
+    raise ImportError(
+        f"prefect_intermission.integrations.lightning needs PyTorch Lightning ({e}). "
+        "Install the extra: pip install 'prefect-intermission[lightning]'"
+    ) from e
+
+from prefect_intermission._counting import epochs_done
+from prefect_intermission.errors import (
+    CheckpointError,
+    ConfigurationError,
+    IntermissionError,
+    MetricNotFinite,
+    TrialPaused,
+)
+from prefect_intermission.integrations._lightning_io import TrialCheckpointIO
+from prefect_intermission.integrations._weights_only import refuse_unsafe
+from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
+from prefect_intermission.training.direction import is_better
+from prefect_intermission.training.loop import Restore, TrialLoop
+
+__all__ = ["IntermissionCallback", "fit"]
+
+#: Where a checkpoint holds what Lightning leaves out (and the callback's own state).
+STATE_KEY = "prefect_intermission"
+
+
+def fit(
+    loop: TrialLoop,
+    model: pl.LightningModule,
+    *,
+    monitor: str = "val_loss",
+    datamodule: pl.LightningDataModule | None = None,
+    train_dataloaders: Any = None,
+    val_dataloaders: Any = None,
+    **trainer_kwargs: Any,
+) -> float:
+    """Train `model` as one pausable trial with a `lightning.Trainer`; the best `monitor` value.
+
+    Args:
+        loop: The objective's `TrialLoop`.
+        model: The `LightningModule` to train.
+        monitor: The logged metric reported to Optuna at the end of every epoch.
+        datamodule: The data, as a `LightningDataModule`, or:
+        train_dataloaders: The training data loader(s), and
+        val_dataloaders: the validation ones.
+        **trainer_kwargs: `lightning.Trainer`'s arguments (`callbacks` included);
+            `max_epochs` is the study's.
+
+    Raises:
+        TrialPaused: A pause stopped the trial; its checkpoint is stored.
+        optuna.TrialPruned: The pruner stopped the trial.
+    """
+    if trainer_kwargs.get("enable_checkpointing") is False:
+        raise ConfigurationError(
+            "fit() checkpoints every trial (IntermissionCallback is a Lightning Checkpoint "
+            "callback); leave out enable_checkpointing=False."
+        )
+    pausable = IntermissionCallback(loop, monitor=monitor)
+    callbacks = [*(trainer_kwargs.pop("callbacks", None) or []), pausable]
+    trainer = pl.Trainer(**{"max_epochs": loop.max_epochs, **trainer_kwargs, "callbacks": callbacks})
+    trainer.fit(
+        model, train_dataloaders=train_dataloaders, val_dataloaders=val_dataloaders,
+        datamodule=datamodule, ckpt_path=pausable.ckpt_path(),
+    )
+    return pausable.outcome()
+
+
+class IntermissionCallback(Checkpoint):
+    """Makes a `lightning.Trainer` train one trial of a pausable study.
+
+    It is a Lightning `Checkpoint` callback: Lightning calls it after the other
+    callbacks (`EarlyStopping` included) and the module's hooks, so its checkpoints
+    hold their state, and adds no `ModelCheckpoint` of its own (add one to keep
+    Lightning's files too).
+
+    Args:
+        loop: The objective's `TrialLoop`: the trial, its checkpoints, the pause
+            signal (`loop.context`), and `loop.generator`, checkpointed with the trial.
+        monitor: The logged metric reported to Optuna at the end of every epoch
+            (the last value logged in it), compared in the study's direction. An
+            epoch without a validation reports nothing.
+    """
+
+    def __init__(self, loop: TrialLoop, *, monitor: str = "val_loss") -> None:
+        if not monitor:
+            raise ConfigurationError(f"monitor must name a logged metric, but got {monitor=}.")
+        self.loop, self.context, self.monitor = loop, loop.context, monitor
+        self._prepared = False
+        self._ckpt_path: str | None = None
+        self._staged: dict[str, Any] | None = None
+        self._rng: dict[str, Any] | None = None
+        self._io: TrialCheckpointIO | None = None
+        self._reported: set[int] = set()
+        self._epoch = -1  # the last finished epoch
+        self._best: float | None = None
+        self._last: float | None = None
+        self._without_improvement = 0
+        self._epoch_seconds: list[float] = []
+        self._seconds_before = 0.0  # of the epoch in progress, in earlier attempts
+        self._epoch_started = time.perf_counter()
+        self._validated = False  # in the epoch in progress
+        self._checked_safe = False
+        self._said_epoch_end = False
+        self._check_val: tuple[Any] | None = None
+        self._plateau_due: list[tuple[int, Any]] = []  # (scheduler, metric) Lightning has yet to step
+        self._sigterm: Any = None  # the study's SIGTERM handler, kept from Lightning's
+        self._fitted = False
+        self._paused_after: int | None = None
+        self._pruned: str | None = None
+
+    def ckpt_path(self) -> str | None:
+        """The checkpoint to pass as `trainer.fit(..., ckpt_path=...)`: None starts afresh.
+
+        Loads the trial's latest valid checkpoint, verified, and says the trial
+        started (the study stores its sampler then): call it after the objective's
+        suggestions, right before `trainer.fit`. Later calls return the same path.
+
+        Raises:
+            CheckpointError: The latest valid checkpoint was not written by this callback.
+        """
+        if self._prepared:
+            return self._ckpt_path
+        self._prepared = True
+        context, number = self.context, self.context.trial.number
+        self._reported = context.reported_steps()
+        loaded = context.checkpoints.load_latest_valid()
+        for fallback in loaded.fallbacks:
+            context.logger.warning(
+                "Trial %d: skipping checkpoint of epoch %s: %s", number, fallback["epoch"], fallback["problem"]
+            )
+        state = loaded.state
+        if state is None:
+            if self._reported:
+                context.logger.warning(
+                    "Trial %d has no valid checkpoint: training again from the start with the same "
+                    "parameters.", number,
+                )
+        else:
+            assert loaded.epoch is not None
+            ours = state.get(STATE_KEY)
+            if not isinstance(ours, dict):
+                raise CheckpointError(
+                    f"{context.checkpoints.path(loaded.epoch)!r} holds no {STATE_KEY!r} entry: trial "
+                    f"{number} was started by another training loop. Continue it with that one, or "
+                    "delete its checkpoints to train it again from the start."
+                )
+            self._resume_from(ours)
+            self._ckpt_path = context.checkpoints.path(loaded.epoch, mid_epoch=ours["mid_epoch"])
+            self._staged = state
+            context.logger.info(
+                "Trial %d continues from its checkpoint: %d of %d epochs done%s.",
+                number, epochs_done(self._epoch), context.max_epochs,
+                f", and {ours['global_step']} steps" if ours["mid_epoch"] else "",
+            )
+        from_epoch = None if state is None else self._epoch
+        lost = sorted(e for e in self._reported if from_epoch is None or e > from_epoch)
+        self.loop.resumed_from_epoch = from_epoch
+        self._sync_loop()
+        if self.loop.on_start is not None:
+            self.loop.on_start(Restore(from_epoch, loaded.fallbacks, lost))
+        return self._ckpt_path
+
+    def outcome(self) -> float:
+        """How `trainer.fit` ended: the best `monitor` value, or the pause or pruning.
+
+        Raises:
+            TrialPaused: A pause stopped the trial; its checkpoint is stored.
+            optuna.TrialPruned: The pruner stopped the trial.
+        """
+        if not self._fitted:
+            raise IntermissionError("outcome() says how trainer.fit() ended: call it after trainer.fit().")
+        if self._pruned is not None:
+            raise optuna.TrialPruned(self._pruned)
+        if self._paused_after is not None:
+            raise TrialPaused(self.context.trial.number, self._paused_after)
+        if self._best is None:
+            raise IntermissionError(
+                f"Trial {self.context.trial.number} trained {epochs_done(self._epoch)} epochs without "
+                f"a value of {self.monitor!r}: log it in validation_step (self.log({self.monitor!r}, loss))."
+            )
+        return self._best
+
+    # --- Lightning's hooks ---------------------------------------------------------------
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Check the trainer, and route the trial's checkpoints through its verified store."""
+        if stage != "fit":
+            return
+        self._check_trainer(trainer)
+        if not self._prepared and self.ckpt_path() is not None:
+            raise ConfigurationError(
+                f"Trial {self.context.trial.number} has a checkpoint to continue from: pass "
+                "trainer.fit(..., ckpt_path=callback.ckpt_path())."
+            )
+        self._io = TrialCheckpointIO(trainer.strategy.checkpoint_io)
+        if self._staged is not None:
+            assert self._ckpt_path is not None
+            self._io.stage(self._ckpt_path, self._staged)
+            self._staged = None
+        trainer.strategy.checkpoint_io = self._io
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Set the global generators back to where the checkpoint was taken."""
+        if self._rng is not None:
+            restore_rng_state(self._rng)
+            self._rng = None
+        if self.context.pause_signal is not None and threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.getsignal(signal.SIGTERM)
+
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Leave SIGTERM to the study."""
+        self._keep_sigterm()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Leave SIGTERM to the study; check that Lightning continued from the trial's checkpoint,
+        and give plateau schedulers the step of the epoch the checkpoint ended."""
+        self._keep_sigterm()
+        _step_plateaus(trainer, self._plateau_due)
+        self._plateau_due = []
+        if self._ckpt_path is not None and (self._io is None or self._io.staged is not None):
+            raise ConfigurationError(
+                f"Trial {self.context.trial.number} continues from {self._ckpt_path!r}, but "
+                f"trainer.fit() was given ckpt_path={trainer.ckpt_path!r}: pass "
+                "ckpt_path=callback.ckpt_path()."
+            )
+        self._epoch_started = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Start timing the epoch."""
+        self._epoch_started, self._seconds_before, self._validated = time.perf_counter(), 0.0, False
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Note that the epoch was validated (the sanity check does not count)."""
+        if not trainer.sanity_checking:
+            self._validated = True
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """With a pause requested, stop at this step if it is a boundary, after a checkpoint."""
+        if trainer.should_stop or not self.context.should_pause() or not self._step_boundary(trainer, batch_idx):
+            return
+        with self._recording():
+            self._save(trainer, trainer.current_epoch, mid_epoch=True)
+        self._paused_after = self._epoch
+        self._stop(trainer, validate=False)
+        self.context.logger.info(
+            "Trial %d pauses within epoch %d, after step %d: checkpoint stored.",
+            self.context.trial.number, epochs_done(trainer.current_epoch), trainer.global_step,
+        )
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Report the epoch to Optuna, maybe prune, checkpoint it, maybe pause."""
+        if self._paused_after is not None:
+            return  # paused within the epoch: Lightning ends the epoch early, but it is not finished
+        context, epoch = self.context, trainer.current_epoch
+        seconds = round(self._seconds_before + time.perf_counter() - self._epoch_started, 4)
+        metric = self._monitored(trainer, epoch)
+        with self._recording():
+            self._epoch = epoch
+            self._epoch_seconds.append(seconds)
+            improved = False
+            if metric is not None:
+                if epoch not in self._reported:  # an epoch trained again after a crash keeps its report
+                    context.report(metric, epoch)
+                    self._reported.add(epoch)
+                improved = self._track(metric)
+                if context.should_prune():
+                    self._pruned = f"Pruned after {epochs_done(epoch)} epochs with {self.monitor} {metric}."
+                    self._sync_loop()
+                    self._stop(trainer)
+                    return
+            plateau_due = _plateau_steps_due(trainer)
+            if trainer.fit_loop.restarting:  # Lightning steps none for an epoch it resumed within
+                _step_plateaus(trainer, plateau_due)
+                plateau_due = []
+            self._save(trainer, epoch, best=improved, plateau_due=plateau_due)
+            self._sync_loop()
+            context.logger.info(
+                "Trial %d finished epoch %d of %d: %s %.6g (best %.6g); checkpoint stored.",
+                context.trial.number, epochs_done(epoch), context.max_epochs, self.monitor,
+                math.nan if metric is None else metric, math.nan if self._best is None else self._best,
+            )
+            if metric is not None and self.loop.on_epoch is not None:
+                self.loop.on_epoch(epoch, metric)
+        patience = self.loop.patience
+        if patience is not None and self._without_improvement >= patience:
+            self._stop(trainer)  # stopped early: the trial is complete
+        elif epoch + 1 < context.max_epochs and not trainer.should_stop and context.should_pause():
+            self._paused_after = epoch
+            self._stop(trainer)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Give the trainer its settings and checkpoint IO back."""
+        if stage != "fit":
+            return
+        self._fitted = True
+        if self._check_val is not None:
+            trainer.check_val_every_n_epoch = self._check_val[0]
+            self._check_val = None
+        if self._io is not None and trainer.strategy.checkpoint_io is self._io:
+            trainer.strategy.checkpoint_io = self._io.wrapped
+
+    # --- What the hooks share ------------------------------------------------------------
+
+    def _check_trainer(self, trainer: pl.Trainer) -> None:
+        """Refuse settings under which the study's epochs or a pause would not hold."""
+        max_epochs = self.context.max_epochs
+        if trainer.max_epochs != max_epochs:
+            raise ConfigurationError(
+                f"The Trainer's max_epochs must be the study's, {max_epochs} (loop.max_epochs), but "
+                f"got max_epochs={trainer.max_epochs}."
+            )
+        if trainer.max_steps != -1:
+            raise ConfigurationError(
+                f"A trial trains for the study's max_epochs; leave out max_steps (got {trainer.max_steps})."
+            )
+        if trainer.min_epochs or trainer.min_steps:
+            raise ConfigurationError(
+                "Lightning keeps training until min_epochs/min_steps whatever stops it, a pause "
+                f"included; leave them out (got min_epochs={trainer.min_epochs}, min_steps={trainer.min_steps})."
+            )
+
+    def _step_boundary(self, trainer: pl.Trainer, batch_idx: int) -> bool:
+        """Whether training can stop after this step and continue exactly from a checkpoint."""
+        loaders = CombinedLoader(trainer.train_dataloader).flattened
+        if not all(callable(getattr(d, "state_dict", None)) and callable(getattr(d, "load_state_dict", None))
+                   for d in loaders):
+            if not self._said_epoch_end:
+                self._said_epoch_end = True
+                self.context.logger.info(
+                    "Trial %d pauses at the end of its epoch: its training data loader cannot say where it "
+                    "is (use ResumableDataLoader(..., generator=loop.generator) to pause at the next step).",
+                    self.context.trial.number,
+                )
+            return False
+        done = batch_idx + 1
+        if done >= trainer.num_training_batches or done % trainer.accumulate_grad_batches:
+            return False  # the epoch's end comes next, or gradients are still accumulating
+        every = trainer.val_check_batch
+        if trainer.enable_validation and isinstance(every, int) and every > 0:
+            counted = done if trainer.check_val_every_n_epoch is not None else trainer.fit_loop.total_batch_idx + 1
+            if counted % every == 0:
+                return False  # a validation follows: the pause waits for the step after it
+        return True
+
+    def _monitored(self, trainer: pl.Trainer, epoch: int) -> float | None:
+        """The epoch's value of `monitor`; None when the epoch was not validated."""
+        if trainer.enable_validation and not self._validated:
+            return None
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            raise ConfigurationError(
+                f"IntermissionCallback(monitor={self.monitor!r}) found no such metric after epoch "
+                f"{epochs_done(epoch)}; logged: {sorted(trainer.callback_metrics)}. Log it with "
+                f"self.log({self.monitor!r}, ...) in validation_step, or monitor one of those."
+            )
+        metric = float(value)
+        if not math.isfinite(metric):
+            raise MetricNotFinite(
+                f"Trial {self.context.trial.number} logged {self.monitor} {metric} in epoch "
+                f"{epochs_done(epoch)}; nothing of that epoch was stored"
+            )
+        return metric
+
+    def _track(self, metric: float) -> bool:
+        """Count the metric; whether it is the best so far."""
+        self._last = metric
+        improved = is_better(metric, self._best, self.context.direction)
+        if improved:
+            self._best, self._without_improvement = metric, 0
+        else:
+            self._without_improvement += 1
+        return improved
+
+    def _save(
+        self, trainer: pl.Trainer, epoch: int, *, best: bool = False, mid_epoch: bool = False,
+        plateau_due: list[tuple[int, Any]] | None = None,
+    ) -> None:
+        """Store Lightning's checkpoint and ours under `epoch` in the trial's verified store."""
+        assert self._io is not None
+        checkpoints = self.context.checkpoints
+        ours = self._own_state(trainer, mid_epoch=mid_epoch, plateau_due=plateau_due or [])
+
+        def write(checkpoint: dict[str, Any]) -> None:
+            payload = {**checkpoint, STATE_KEY: ours}
+            if not self._checked_safe:
+                refuse_unsafe(payload, checkpoints.path(epoch, mid_epoch=mid_epoch))
+                self._checked_safe = True
+            checkpoints.save(epoch, payload, best=best, mid_epoch=mid_epoch)
+
+        with self._io.routing(checkpoints.path(epoch, mid_epoch=mid_epoch), write):
+            trainer.save_checkpoint(checkpoints.path(epoch, mid_epoch=mid_epoch), weights_only=False)
+
+    def _own_state(
+        self, trainer: pl.Trainer, *, mid_epoch: bool, plateau_due: list[tuple[int, Any]]
+    ) -> dict[str, Any]:
+        """What a checkpoint holds besides Lightning's: the generators, the plateau schedulers'
+        steps still due, and this callback's counts."""
+        seconds = self._seconds_before + time.perf_counter() - self._epoch_started if mid_epoch else 0.0
+        return {
+            "trial_number": self.context.trial.number,
+            "epoch": self._epoch,
+            "mid_epoch": mid_epoch,
+            "global_step": trainer.global_step,
+            "best_metric": self._best,
+            "last_metric": self._last,
+            "epochs_without_improvement": self._without_improvement,
+            "epoch_seconds": list(self._epoch_seconds),
+            "seconds_into_epoch": round(seconds, 4),
+            "validated": self._validated and mid_epoch,
+            "plateau_steps_due": plateau_due,
+            "rng": capture_rng_state(),
+            "generator": self.loop.generator.get_state(),
+        }
+
+    def _resume_from(self, ours: dict[str, Any]) -> None:
+        """Take back this callback's counts and the generators' states from a checkpoint."""
+        self._epoch = ours["epoch"]
+        self._best, self._last = ours["best_metric"], ours["last_metric"]
+        self._without_improvement = ours["epochs_without_improvement"]
+        self._epoch_seconds = list(ours["epoch_seconds"])
+        self._seconds_before = ours["seconds_into_epoch"]
+        self._validated = ours["validated"]
+        self._plateau_due = list(ours["plateau_steps_due"])
+        self.loop.generator.set_state(ours["generator"])
+        self._rng = ours["rng"]  # set back once Lightning is about to train (on_fit_start)
+
+    def _sync_loop(self) -> None:
+        """Keep the loop's counts, which the study reads, in step with the callback's."""
+        loop = self.loop
+        loop.epoch, loop.best_metric, loop.last_metric = self._epoch, self._best, self._last
+        loop.epochs_without_improvement = self._without_improvement
+        loop.epoch_seconds = list(self._epoch_seconds)
+
+    def _stop(self, trainer: pl.Trainer, *, validate: bool = True) -> None:
+        """Stop training through Lightning's own flag."""
+        trainer.should_stop = True
+        if not validate and self._check_val is None:
+            # Lightning validates once more when a callback stops training mid-epoch (for
+            # EarlyStopping's sake). A pause does not end training: no validation the
+            # uninterrupted run would not have (nor its time), so no epoch is checked now.
+            self._check_val = (trainer.check_val_every_n_epoch,)
+            trainer.check_val_every_n_epoch = trainer.current_epoch + 2
+
+    def _keep_sigterm(self) -> None:
+        """Put the study's SIGTERM handler back in place of Lightning's.
+
+        Lightning's handler (installed on the main thread) ends `fit` with SystemExit after
+        the current step; in a study, SIGTERM asks for a pause, which this callback carries
+        out at that very step, and the study records the trial as paused. Lightning puts
+        the same handler back when `fit` ends.
+        """
+        if self._sigterm is not None and signal.getsignal(signal.SIGTERM) is not self._sigterm:
+            signal.signal(signal.SIGTERM, self._sigterm)
+
+    def _recording(self) -> contextlib.AbstractContextManager[None]:
+        """Around storing a checkpoint: a study stopped at once stores nothing more."""
+        signal = self.context.pause_signal
+        if signal is None:
+            return contextlib.nullcontext()
+        return signal.recording(self.context.trial.number, self._epoch)
+
+
+def _plateau_steps_due(trainer: pl.Trainer) -> list[tuple[int, Any]]:
+    """The `ReduceLROnPlateau` steps due at this epoch's end, as (index, metric).
+
+    Lightning takes them right after `on_train_epoch_end`, where the epoch's checkpoint is
+    taken, and neither for the epoch a checkpoint ended nor for one it resumed within
+    (it does not checkpoint the metrics): the callback takes those itself.
+    """
+    if not trainer.lightning_module.automatic_optimization:
+        return []
+    due = []
+    for index, config in enumerate(trainer.lr_scheduler_configs):
+        if config.reduce_on_plateau and config.interval == "epoch" and (trainer.current_epoch + 1) % config.frequency == 0:
+            metric = trainer.callback_metrics.get(config.monitor) if config.monitor else None
+            if metric is not None:
+                due.append((index, metric.detach().clone() if isinstance(metric, torch.Tensor) else metric))
+    return due
+
+
+def _step_plateaus(trainer: pl.Trainer, steps: list[tuple[int, Any]]) -> None:
+    """Take plateau schedulers' steps as Lightning does (through the module's `lr_scheduler_step`)."""
+    for index, metric in steps:
+        trainer.lightning_module.lr_scheduler_step(trainer.lr_scheduler_configs[index].scheduler, metric)
