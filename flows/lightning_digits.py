@@ -19,7 +19,6 @@ from torch.utils.data import DataLoader
 from flows.digits import build_model, digits_split
 from prefect_intermission import TrialLoop
 from prefect_intermission.integrations.lightning import fit
-from prefect_intermission.training.data import ResumableDataLoader
 
 # 1,437 images of 8x8 pixels load fastest in the training process itself.
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -60,7 +59,7 @@ def objective(trial: optuna.Trial, loop: TrialLoop) -> float:
     return fit(
         loop,
         DigitsClassifier(lr, channels, dropout, epochs=loop.max_epochs),
-        train_dataloaders=ResumableDataLoader(train_set, batch_size=32, shuffle=True, generator=loop.generator),
+        train_dataloaders=loop.data_loader(train_set, batch_size=32, shuffle=True),
         val_dataloaders=DataLoader(val_set, batch_size=len(val_set)),
         monitor="val_loss",
         accelerator="auto",
