@@ -163,6 +163,7 @@ class IntermissionCallback(Checkpoint):
         self._sigterm: Any = None  # the study's SIGTERM handler, kept from Lightning's
         self._fitted = False
         self._paused_after: int | None = None
+        self._paused_steps: int | None = None  # steps into the next epoch, when paused within it
         self._pruned: str | None = None
 
     def ckpt_path(self) -> str | None:
@@ -229,7 +230,7 @@ class IntermissionCallback(Checkpoint):
         if self._pruned is not None:
             raise optuna.TrialPruned(self._pruned)
         if self._paused_after is not None:
-            raise TrialPaused(self.context.trial.number, self._paused_after)
+            raise TrialPaused(self.context.trial.number, self._paused_after, steps_into_epoch=self._paused_steps)
         if self._best is None:
             raise IntermissionError(
                 f"Trial {self.context.trial.number} trained {epochs_done(self._epoch)} epochs without "
@@ -299,7 +300,7 @@ class IntermissionCallback(Checkpoint):
             return
         with self._recording():
             self._save(trainer, trainer.current_epoch, mid_epoch=True)
-        self._paused_after = self._epoch
+        self._paused_after, self._paused_steps = self._epoch, batch_idx + 1
         self._stop(trainer, validate=False)
         self.context.logger.info(
             "Trial %d pauses within epoch %d, after step %d: checkpoint stored.",
