@@ -99,12 +99,15 @@ def two_objectives(trial: optuna.Trial, loop: TrialLoop) -> tuple[float, int]:
 
 
 def fails_some_trials(trial: optuna.Trial, loop: TrialLoop) -> float:
-    """Trial 1 reports NaN after its first epoch, trial 3 raises ValueError; others train."""
+    """Trial 1 reports NaN after its first epoch, trial 3 raises ValueError, trial 4 runs out of
+    GPU memory; others train."""
     if trial.number == 1:
         for _epoch in loop.epochs(torch.nn.Linear(1, 1)):
             loop.end_epoch(float("nan"))
     if trial.number == 3:
         raise ValueError("bad batch in trial 3")
+    if trial.number == 4:  # as CUDA raises it when a trial's parameters ask for too much
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
     return classifier(trial, loop)
 
 

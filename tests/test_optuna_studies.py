@@ -97,17 +97,19 @@ def test_two_objectives_pause_resume_and_complete_with_a_pareto_front(tmp_path, 
     assert f"Pareto front #{front[0]}:" in table.stdout
 
 
-def test_nan_and_listed_exceptions_fail_their_trial_and_the_study_goes_on(tmp_path):
+def test_nan_listed_exceptions_and_gpu_memory_fail_their_trial_and_the_study_goes_on(tmp_path):
     result = _run(tmp_path, objective="tests.objectives:fails_some_trials", n_trials=4, max_epochs=2,
                   catch=["ValueError"])
     assert result["status"] == "completed" and result["finished_trials"] == 4
+    assert result["failed_trials"] == 3
     study = _study(tmp_path)
     states = {t.number: t.state for t in study.trials}
-    assert [n for n, s in states.items() if s == TrialState.FAIL] == [1, 3]
+    assert [n for n, s in states.items() if s == TrialState.FAIL] == [1, 3, 4]
     assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states.values()) == 4
     failures = {t.number: t.system_attrs[TRIAL_FAILURE_ATTR]["error"] for t in study.trials if t.state == TrialState.FAIL}
     assert "reported metric nan after epoch 1" in failures[1]
     assert "ValueError: bad batch in trial 3 (listed in catch)" in failures[3]
+    assert "ran out of GPU memory" in failures[4] and "the study goes on" in failures[4]
     assert all(not math.isnan(v) for t in study.trials for v in t.intermediate_values.values())
 
 
