@@ -5,22 +5,31 @@ Tiny models built from a config, generated data; nothing is downloaded.
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
+import sys
+import textwrap
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import optuna
 import pytest
 import torch
+from transformers import Trainer
 
-from prefect_intermission import CheckpointStore, optimize_study
+from prefect_intermission import CheckpointStore, ConfigurationError, PauseSignal, TrialLoop, TrialPaused, optimize_study
+from prefect_intermission.cli.best import export_best
+from prefect_intermission.integrations.transformers import IntermissionCallback
 from prefect_intermission.study.state import pause_history
+from prefect_intermission.training._rng import seed_everything
+from tests.transformers_objectives import classifier, tiny_bert, token_data
 
 pytestmark = [
-    pytest.mark.usefixtures("prefect_stack"),
     # Raised inside Transformers and PEFT by their own calls, on every training run.
     pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning"),
 ]
+in_a_study_run = pytest.mark.usefixtures("prefect_stack")
 
 OBJECTIVE = "tests.transformers_objectives:classifier"
 
@@ -57,6 +66,7 @@ def _assert_same_weights(paused, straight, trials: int) -> None:
         assert different == [], f"trial {number}: {different}"
 
 
+@in_a_study_run
 def test_a_trainer_paused_at_an_epoch_end_and_within_an_epoch_continues_bit_for_bit(tmp_path):
     straight = tmp_path / "straight"
     assert _run(straight)["status"] == "completed"
@@ -76,7 +86,16 @@ def test_a_trainer_paused_at_an_epoch_end_and_within_an_epoch_continues_bit_for_
     assert _trials(_study(paused)) == _trials(_study(straight))
     _assert_same_weights(paused, straight, trials=3)
 
+    # `intermission best` writes the best epoch's weights, which load into the model as they are.
+    best = _study(paused).best_trial
+    exported = export_best(
+        "hf", str(tmp_path / "best.pt"), storage=f"sqlite:///{paused}/s.db", checkpoints=str(paused / "ckpt"),
+    )
+    assert (exported.trial, exported.epoch) == (best.number, min(best.intermediate_values, key=best.intermediate_values.get))
+    tiny_bert(0.0).load_state_dict(torch.load(exported.path, weights_only=True))  # strict: every weight, no other
 
+
+@in_a_study_run
 def test_a_lora_adapter_paused_within_an_epoch_continues_bit_for_bit(tmp_path):
     settings = {"n_trials": 2}
     straight = tmp_path / "straight"
@@ -93,9 +112,102 @@ def test_a_lora_adapter_paused_within_an_epoch_continues_bit_for_bit(tmp_path):
     assert any("lora_A" in k for k in adapter) and not any("word_embeddings" in k for k in adapter)
 
 
+@in_a_study_run
 def test_the_pruner_stops_a_trainer_after_the_epoch_it_reported(tmp_path):
     pruner = {"name": "ThresholdPruner", "upper": 0.0}  # every loss is above it
     assert _run(tmp_path, pruner=pruner, n_trials=2)["status"] == "completed"
     study = _study(tmp_path)
     assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
     assert [list(t.intermediate_values) for t in study.trials] == [[0], [0]]
+
+
+# ---- One trial driven directly, as the study drives its attempts -------------------------------
+
+SEED = 5
+
+
+def _attempt(study: optuna.Study, store: CheckpointStore, objective_params: dict) -> tuple[TrialLoop, object]:
+    """One attempt of the study's only trial; the loop, and the value or the exception it ended with."""
+    seed_everything(SEED)  # as the study does before every attempt
+    trial = optuna.Trial(study, study.trials[0]._trial_id)
+    loop = TrialLoop(
+        trial, store.for_trial("direct", 0), max_epochs=2, seed=SEED, pause_signal=PauseSignal(),
+        objective_params=objective_params,
+    )
+    try:
+        return loop, classifier(trial, loop)
+    except TrialPaused as paused:
+        return loop, paused
+
+
+def _new_study() -> optuna.Study:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.ask()
+    return study
+
+
+def test_a_damaged_step_checkpoint_is_skipped_and_the_epochs_one_continues_exactly(tmp_path, caplog):
+    straight = CheckpointStore(str(tmp_path / "straight"))
+    reference = _new_study()
+    _loop, value = _attempt(reference, straight, {})
+
+    store = CheckpointStore(str(tmp_path / "paused"))
+    study = _new_study()
+    _loop, paused = _attempt(study, store, {"pause": {"trial": 0, "step": 8}})
+    assert isinstance(paused, TrialPaused) and paused.epoch == 0
+    trial = store.for_trial("direct", 0)
+    damaged = trial.path(1, mid_epoch=True)
+    with open(damaged, "r+b") as f:  # a few bytes in the middle of the step checkpoint change
+        f.seek(os.path.getsize(damaged) // 2)
+        f.write(b"\x00\xff" * 8)
+
+    with caplog.at_level(logging.WARNING):
+        loop, resumed = _attempt(study, store, {})
+    assert "skipping checkpoint of epoch 1" in caplog.text
+    assert loop.resumed_from_epoch == 0  # from the first epoch's checkpoint, not from scratch
+    assert resumed == value
+    assert study.trials[0].intermediate_values == reference.trials[0].intermediate_values
+    a = trial.load_latest_valid().state["components"]["model"]
+    b = straight.for_trial("direct", 0).load_latest_valid().state["components"]["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
+
+
+def _trainer(tmp_path, **arguments) -> tuple[IntermissionCallback, Trainer]:
+    study = _new_study()
+    loop = TrialLoop(optuna.Trial(study, study.trials[0]._trial_id),
+                     CheckpointStore(str(tmp_path)).for_trial("direct", 0), max_epochs=2, seed=SEED)
+    pausable = IntermissionCallback(loop)
+    args = pausable.training_arguments(use_cpu=True, disable_tqdm=True, **arguments)
+    return pausable, Trainer(model=tiny_bert(0.0), args=args, train_dataset=token_data(8, 0),
+                             eval_dataset=token_data(8, 1), callbacks=[pausable])
+
+
+def test_arguments_a_pause_could_not_survive_are_refused_before_training(tmp_path):
+    pausable, trainer = _trainer(tmp_path, num_train_epochs=5, save_only_model=True)
+    with pytest.raises(ConfigurationError) as refused:
+        pausable.train(trainer)
+    assert "num_train_epochs must be the study's max_epochs (2), but got 5" in str(refused.value)
+    assert "save_only_model leaves out the optimizer and RNG states a resume needs" in str(refused.value)
+    assert trainer.state.global_step == 0
+
+
+def test_a_trainer_started_without_looking_for_the_checkpoint_is_refused(tmp_path):
+    _pausable, trainer = _trainer(tmp_path)
+    with pytest.raises(ConfigurationError, match=r"Train with pausable.train\(trainer\)"):
+        trainer.train()
+    assert trainer.state.global_step == 0
+
+
+def test_without_the_extra_the_import_names_it():
+    code = textwrap.dedent(
+        """
+        import sys
+        import prefect_intermission.integrations
+        assert "transformers" not in sys.modules  # the subpackage itself loads no integration
+        sys.modules["transformers"] = None  # as if it were not installed
+        import prefect_intermission.integrations.transformers
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "needs Hugging Face Transformers: pip install 'prefect-intermission[transformers]'" in done.stderr
