@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import optuna
+import torch
 
 try:
     from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -113,8 +114,9 @@ class IntermissionCallback(TrainerCallback):
 
     def training_arguments(self, **kwargs: Any) -> TrainingArguments:
         """`TrainingArguments` for this trial: `kwargs` over `output_dir`, `num_train_epochs`
-        (the study's `max_epochs`), `seed`, `eval_strategy="epoch"` and `save_strategy="no"`
-        (this callback saves at every epoch end and at a pause)."""
+        (the study's `max_epochs`), `seed`, `eval_strategy="epoch"`, `save_strategy="no"` (this
+        callback saves at every epoch end and at a pause), and memory pinned only for an
+        accelerator to copy from."""
         defaults: dict[str, Any] = {
             "output_dir": self.output_dir,
             "num_train_epochs": self.context.max_epochs,
@@ -122,6 +124,7 @@ class IntermissionCallback(TrainerCallback):
             "eval_strategy": "epoch",
             "save_strategy": "no",
             "report_to": "none",
+            "dataloader_pin_memory": torch.accelerator.is_available(),
         }
         return TrainingArguments(**{**defaults, **kwargs})
 
