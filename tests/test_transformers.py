@@ -127,7 +127,8 @@ SEED = 5
 
 
 def _attempt(study: optuna.Study, store: CheckpointStore, objective_params: dict) -> tuple[TrialLoop, object]:
-    """One attempt of the study's only trial; the loop, and the value or the exception it ended with."""
+    """One attempt of the study's only trial; the loop, and the value, `TrialPaused` or
+    `RuntimeError` it ended with."""
     seed_everything(SEED)  # as the study does before every attempt
     trial = optuna.Trial(study, study.trials[0]._trial_id)
     loop = TrialLoop(
@@ -136,8 +137,8 @@ def _attempt(study: optuna.Study, store: CheckpointStore, objective_params: dict
     )
     try:
         return loop, classifier(trial, loop)
-    except TrialPaused as paused:
-        return loop, paused
+    except (TrialPaused, RuntimeError) as stopped:
+        return loop, stopped
 
 
 def _new_study() -> optuna.Study:
@@ -170,6 +171,27 @@ def test_a_damaged_step_checkpoint_is_skipped_and_the_epochs_one_continues_exact
     a = trial.load_latest_valid().state["components"]["model"]
     b = straight.for_trial("direct", 0).load_latest_valid().state["components"]["model"]
     assert all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
+
+
+def test_step_checkpoints_every_n_steps_bound_what_a_crash_loses(tmp_path):
+    every_4_steps = {"arguments": {"save_strategy": "steps", "save_steps": 4}}
+    reference = _new_study()
+    _loop, value = _attempt(reference, CheckpointStore(str(tmp_path / "straight")), every_4_steps)
+
+    store = CheckpointStore(str(tmp_path / "crashed"))
+    study = _new_study()
+    _loop, crashed = _attempt(study, store, {**every_4_steps, "crash_at_step": 11})
+    assert isinstance(crashed, RuntimeError)
+    assert study.trials[0].intermediate_values == {0: reference.trials[0].intermediate_values[0]}
+    latest = store.for_trial("direct", 0).load_latest_valid()
+    assert (latest.epoch, latest.state["global_step"]) == (1, 8)  # within the second epoch of 6 steps
+    loop, resumed = _attempt(study, store, every_4_steps)  # trains steps 9 and 10 again
+    assert loop.resumed_from_epoch == 0
+    assert resumed == value
+    assert study.trials[0].intermediate_values == reference.trials[0].intermediate_values
+    a = store.for_trial("direct", 0).load_latest_valid().state["components"]["model"]
+    b = CheckpointStore(str(tmp_path / "straight")).for_trial("direct", 0).load_latest_valid().state["components"]["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _trainer(tmp_path, **arguments) -> tuple[IntermissionCallback, Trainer]:

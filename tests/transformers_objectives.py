@@ -35,6 +35,17 @@ def tiny_bert(dropout: float) -> BertForSequenceClassification:
     return BertForSequenceClassification(config)
 
 
+class CrashAtStep(TrainerCallback):
+    """Fails the first attempt of the trial once optimizer step `step` ends, as a lost machine would."""
+
+    def __init__(self, pausable: IntermissionCallback, step: int) -> None:
+        self.pausable, self.step = pausable, step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step and self.pausable.resumed_from_step is None:
+            raise RuntimeError(f"the machine went away after step {self.step}")
+
+
 class RequestPauseAtStep(TrainerCallback):
     """Asks the study to pause once trial `trial` ends optimizer step `step`, as a UI click would."""
 
@@ -48,7 +59,8 @@ class RequestPauseAtStep(TrainerCallback):
 
 def classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
     """A one-layer BERT (or, with `objective_params["lora"]`, a LoRA adapter on it) classifying
-    token sequences; `objective_params["pause"]` = `{"trial": T, "step": S}` pauses the study there."""
+    token sequences; `objective_params["pause"]` = `{"trial": T, "step": S}` pauses the study there,
+    `"crash_at_step"` fails the first attempt there, `"arguments"` add to the `TrainingArguments`."""
     lr = trial.suggest_float("lr", 1e-3, 1e-1, log=True)
     dropout = trial.suggest_float("dropout", 0.0, 0.3)
     model = tiny_bert(dropout)
@@ -62,11 +74,15 @@ def classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
     pausable = IntermissionCallback(loop)
     args = pausable.training_arguments(
         learning_rate=lr, per_device_train_batch_size=8, warmup_steps=2, use_cpu=True,
-        disable_tqdm=True, logging_strategy="no",
+        disable_tqdm=True, logging_strategy="no", **loop.objective_params.get("arguments", {}),
     )
-    pause = loop.objective_params.get("pause")
+    callbacks: list[TrainerCallback] = []
+    if "pause" in loop.objective_params:
+        callbacks.append(RequestPauseAtStep(loop, **loop.objective_params["pause"]))
+    if "crash_at_step" in loop.objective_params:
+        callbacks.append(CrashAtStep(pausable, loop.objective_params["crash_at_step"]))
     trainer = Trainer(
         model=model, args=args, train_dataset=token_data(44, 0), eval_dataset=token_data(16, 1),
-        callbacks=[RequestPauseAtStep(loop, **pause)] if pause else [],
+        callbacks=callbacks,
     )
     return pausable.train(trainer)
