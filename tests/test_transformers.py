@@ -126,14 +126,16 @@ def test_the_pruner_stops_a_trainer_after_the_epoch_it_reported(tmp_path):
 SEED = 5
 
 
-def _attempt(study: optuna.Study, store: CheckpointStore, objective_params: dict) -> tuple[TrialLoop, object]:
+def _attempt(
+    study: optuna.Study, store: CheckpointStore, objective_params: dict, **loop_settings
+) -> tuple[TrialLoop, object]:
     """One attempt of the study's only trial; the loop, and the value, `TrialPaused` or
     `RuntimeError` it ended with."""
     seed_everything(SEED)  # as the study does before every attempt
     trial = optuna.Trial(study, study.trials[0]._trial_id)
     loop = TrialLoop(
-        trial, store.for_trial("direct", 0), max_epochs=2, seed=SEED, pause_signal=PauseSignal(),
-        objective_params=objective_params,
+        trial, store.for_trial("direct", 0), seed=SEED, pause_signal=PauseSignal(),
+        objective_params=objective_params, **{"max_epochs": 2, **loop_settings},
     )
     try:
         return loop, classifier(trial, loop)
@@ -192,6 +194,21 @@ def test_step_checkpoints_every_n_steps_bound_what_a_crash_loses(tmp_path):
     a = store.for_trial("direct", 0).load_latest_valid().state["components"]["model"]
     b = CheckpointStore(str(tmp_path / "straight")).for_trial("direct", 0).load_latest_valid().state["components"]["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_patience_stops_a_trainer_that_no_longer_improves_and_a_rerun_does_not_train_on(tmp_path):
+    store = CheckpointStore(str(tmp_path))
+    study = _new_study()
+    settings = {"max_epochs": 4, "patience": 2}
+    _loop, value = _attempt(study, store, {"metric": "constant"}, **settings)  # 1.0 after every epoch
+    assert value == 1.0
+    assert study.trials[0].intermediate_values == {0: 1.0, 1: 1.0, 2: 1.0}  # 2 epochs without a better one
+    trial = store.for_trial("direct", 0)
+    assert trial.epochs() == [0, 1, 2]  # the best (the first) and the two last: no fourth epoch
+
+    # The process stopped before Optuna heard the value: the trial is run again, and trains no more.
+    _loop, again = _attempt(study, store, {"metric": "constant"}, **settings)
+    assert again == 1.0 and trial.epochs() == [0, 1, 2]
 
 
 def _trainer(tmp_path, **arguments) -> tuple[IntermissionCallback, Trainer]:

@@ -67,10 +67,15 @@ class IntermissionCallback(TrainerCallback):
         metric: The evaluation metric reported to Optuna, `"eval_loss"` by default; a name
             without the `eval_` prefix gets it. Compared in the study's direction.
 
+    With the study's `patience`, training stops (and the trial completes) after that many
+    epochs in a row without a better metric, as with `TrialLoop`.
+
     Attributes:
         epoch: The last finished epoch (-1 before the first).
         best_metric: The best epoch metric so far, or None.
         last_metric: The last finished epoch's metric, or None.
+        epochs_without_improvement: The early-stopping counter.
+        stopped_early: Whether `patience` ended the training.
         resumed_from_step: The optimizer step the run continued after, or None.
     """
 
@@ -83,6 +88,9 @@ class IntermissionCallback(TrainerCallback):
         self.epoch = -1
         self.best_metric: float | None = None
         self.last_metric: float | None = None
+        self.patience = self._loop.patience if self._loop is not None else None
+        self.epochs_without_improvement = 0
+        self.stopped_early = False
         self.resumed_from_step: int | None = None
         self._epoch_seconds: list[float] = []
         self._epoch_started = 0.0
@@ -147,7 +155,9 @@ class IntermissionCallback(TrainerCallback):
                 f"reports {self.metric} to Optuna after every epoch. Pass Trainer(eval_dataset=...)."
             )
         try:
-            trainer.train(resume_from_checkpoint=self.resume_from_checkpoint(trainer.args.output_dir), **train_kwargs)
+            checkpoint = self.resume_from_checkpoint(trainer.args.output_dir)
+            if not self.stopped_early:  # else it stopped early, then the process did before telling Optuna
+                trainer.train(resume_from_checkpoint=checkpoint, **train_kwargs)
         finally:
             self._clean_up()
         return self.finish()
@@ -186,6 +196,7 @@ class IntermissionCallback(TrainerCallback):
             )
         self.epoch = state["last_finished_epoch"]
         self.best_metric, self.last_metric = state["best_metric"], state["last_metric"]
+        self.epochs_without_improvement, self.stopped_early = state["epochs_without_improvement"], state["stopped_early"]
         self._epoch_seconds = list(state["epoch_seconds"])
         self._seconds_before = state["seconds_into_epoch"]
         self.resumed_from_step = state["global_step"]
@@ -271,6 +282,10 @@ class IntermissionCallback(TrainerCallback):
         self._improved = is_better(metric, self.best_metric, context.direction)
         if self._improved:
             self.best_metric = metric
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+        self.stopped_early = self.patience is not None and self.epochs_without_improvement >= self.patience
         self._epoch_seconds.append(round(time.perf_counter() - self._epoch_started, 4))
         self._mirror()
         if context.should_prune():
@@ -294,6 +309,8 @@ class IntermissionCallback(TrainerCallback):
             "global_step": state.global_step,
             "best_metric": self.best_metric,
             "last_metric": self.last_metric,
+            "epochs_without_improvement": self.epochs_without_improvement,
+            "stopped_early": self.stopped_early,
             "epoch_seconds": list(self._epoch_seconds),
             "seconds_into_epoch": seconds_into_epoch,
             **pack_folder(folder),
@@ -323,7 +340,12 @@ class IntermissionCallback(TrainerCallback):
         )
         if self._loop is not None and self._loop.on_epoch is not None:
             self._loop.on_epoch(epoch, self.last_metric)  # the study's progress and pause rules
-        if state.global_step < state.max_steps and context.should_pause():
+        if self.stopped_early:
+            context.logger.info(
+                "Trial %d stops early: %d epochs in a row without a better metric.", number, self.epochs_without_improvement
+            )
+            control.should_training_stop = True
+        elif state.global_step < state.max_steps and context.should_pause():
             control.should_training_stop = True
             self._paused_after = epoch
 
