@@ -37,7 +37,9 @@ def tokenizer() -> PreTrainedTokenizerFast:
     words = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
     words.pre_tokenizer = Whitespace()
     words.post_processor = TemplateProcessing(single="[CLS] $A", special_tokens=[("[CLS]", vocab["[CLS]"])])
-    return PreTrainedTokenizerFast(tokenizer_object=words, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=words, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]"
+    )
 
 
 def review(rng: random.Random) -> tuple[str, int]:
@@ -59,7 +61,9 @@ def reviews(n: int, seed: int) -> list[dict[str, torch.Tensor]]:
     """`n` tokenized reviews with their labels, the same for the same seed."""
     rng = random.Random(seed)
     texts, labels = zip(*(review(rng) for _ in range(n)))
-    encoded = tokenizer()(list(texts), padding="max_length", max_length=MAX_LENGTH, truncation=True, return_tensors="pt")
+    encoded = tokenizer()(
+        list(texts), padding="max_length", max_length=MAX_LENGTH, truncation=True, return_tensors="pt"
+    )
     return [
         {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor(label)}
         for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], labels)

@@ -18,7 +18,14 @@ import pytest
 import torch
 from transformers import Trainer
 
-from prefect_intermission import CheckpointStore, ConfigurationError, PauseSignal, TrialLoop, TrialPaused, optimize_study
+from prefect_intermission import (
+    CheckpointStore,
+    ConfigurationError,
+    PauseSignal,
+    TrialLoop,
+    TrialPaused,
+    optimize_study,
+)
 from prefect_intermission.cli.best import export_best
 from prefect_intermission.integrations.transformers import IntermissionCallback
 from prefect_intermission.study.state import pause_history
@@ -91,8 +98,10 @@ def test_a_trainer_paused_at_an_epoch_end_and_within_an_epoch_continues_bit_for_
     exported = export_best(
         "hf", str(tmp_path / "best.pt"), storage=f"sqlite:///{paused}/s.db", checkpoints=str(paused / "ckpt"),
     )
-    assert (exported.trial, exported.epoch) == (best.number, min(best.intermediate_values, key=best.intermediate_values.get))
-    tiny_bert(0.0).load_state_dict(torch.load(exported.path, weights_only=True))  # strict: every weight, no other
+    best_epoch = min(best.intermediate_values, key=best.intermediate_values.get)
+    assert (exported.trial, exported.epoch) == (best.number, best_epoch)
+    # Strict: every weight of the model, and no other.
+    tiny_bert(0.0).load_state_dict(torch.load(exported.path, weights_only=True))
 
 
 @in_a_study_run
@@ -192,7 +201,8 @@ def test_step_checkpoints_every_n_steps_bound_what_a_crash_loses(tmp_path):
     assert resumed == value
     assert study.trials[0].intermediate_values == reference.trials[0].intermediate_values
     a = store.for_trial("direct", 0).load_latest_valid().state["components"]["model"]
-    b = CheckpointStore(str(tmp_path / "straight")).for_trial("direct", 0).load_latest_valid().state["components"]["model"]
+    straight = CheckpointStore(str(tmp_path / "straight")).for_trial("direct", 0)
+    b = straight.load_latest_valid().state["components"]["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -43,7 +43,9 @@ def _parameters(study_name: str, tmp_path) -> dict:
     }
 
 
-def test_the_transformers_demo_paused_from_the_ui_within_an_epoch_matches_an_uninterrupted_run(prefect_stack, tmp_path):
+def test_the_transformers_demo_paused_from_the_ui_within_an_epoch_matches_an_uninterrupted_run(
+    prefect_stack, tmp_path
+):
     tag = uuid.uuid4().hex[:6]
     storage, checkpoints = f"sqlite:///{tmp_path}/studies.db", str(tmp_path / "checkpoints")
     reference_name, paused_name = f"reference-{tag}", f"paused-{tag}"

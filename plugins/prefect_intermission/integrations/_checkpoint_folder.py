@@ -49,7 +49,7 @@ def pack_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
             components["model"] = load_safetensors(data)
             weights = {"file": name, "metadata": _safetensors_metadata(data)}
         else:
-            files[name] = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+            files[name] = _as_tensor(data)
     return {"files": files, "components": components, "weights": weights}
 
 
@@ -66,15 +66,23 @@ def unpack_folder(state: dict[str, Any], folder: str | os.PathLike[str]) -> Path
     contents = {name: tensor.numpy().tobytes() for name, tensor in state["files"].items()}
     weights = state.get("weights")
     if weights is not None:
-        contents[weights["file"]] = save_safetensors(state["components"]["model"], metadata=weights["metadata"])
+        model, metadata = state["components"]["model"], weights["metadata"]
+        contents[weights["file"]] = save_safetensors(model, metadata=metadata)
     for name, data in contents.items():
         relative = PurePosixPath(name)
         if relative.is_absolute() or ".." in relative.parts:
-            raise CheckpointError(f"The checkpoint names a file outside its folder: {name!r}; it was not restored.")
+            raise CheckpointError(
+                f"The checkpoint names a file outside its folder: {name!r}; it was not restored."
+            )
         target = root.joinpath(*relative.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     return root
+
+
+def _as_tensor(data: bytes) -> torch.Tensor:
+    """The bytes as a uint8 tensor (`torch.frombuffer` refuses an empty buffer)."""
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str] | None:

@@ -196,7 +196,8 @@ class IntermissionCallback(TrainerCallback):
             )
         self.epoch = state["last_finished_epoch"]
         self.best_metric, self.last_metric = state["best_metric"], state["last_metric"]
-        self.epochs_without_improvement, self.stopped_early = state["epochs_without_improvement"], state["stopped_early"]
+        self.epochs_without_improvement = state["epochs_without_improvement"]
+        self.stopped_early = state["stopped_early"]
         self._epoch_seconds = list(state["epoch_seconds"])
         self._seconds_before = state["seconds_into_epoch"]
         self.resumed_from_step = state["global_step"]
@@ -206,8 +207,8 @@ class IntermissionCallback(TrainerCallback):
             "Trial %d continues from its checkpoint at step %d: %d of %d epochs done.",
             number, state["global_step"], epochs_done(self.epoch), context.max_epochs,
         )
-        from_epoch = None if self.epoch < 0 else self.epoch
-        self._started(Restore(from_epoch, loaded.fallbacks, sorted(e for e in self._reported if e > self.epoch)))
+        lost = sorted(e for e in self._reported if e > self.epoch)  # reported, then lost in a crash
+        self._started(Restore(None if self.epoch < 0 else self.epoch, loaded.fallbacks, lost))
         return self._resume_folder
 
     def finish(self) -> float:
@@ -219,7 +220,9 @@ class IntermissionCallback(TrainerCallback):
         """
         number = self.context.trial.number
         if self._pruned:
-            raise optuna.TrialPruned(f"Pruned after {epochs_done(self.epoch)} epochs with metric {self.last_metric}.")
+            raise optuna.TrialPruned(
+                f"Pruned after {epochs_done(self.epoch)} epochs with metric {self.last_metric}."
+            )
         if self._paused_after is not None:
             raise TrialPaused(number, self._paused_after)
         if self.best_metric is None:
@@ -231,19 +234,25 @@ class IntermissionCallback(TrainerCallback):
 
     # ---- TrainerCallback events -----------------------------------------------------------
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         """Refuse settings a pause could not survive, before the first step."""
         self._check(args)
         self._stopped_at_step = False
         self._paused_after = None
         self._pruned = False
 
-    def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_epoch_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         """Start the epoch's clock (a resumed epoch counts the time trained before its pause)."""
         self._epoch_started = time.perf_counter() - self._seconds_before
         self._seconds_before = 0.0
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         """Stop after this step, saving it, when the study pauses (an epoch's last step ends
         the epoch first)."""
         within_epoch = not float(state.epoch).is_integer()
@@ -252,7 +261,9 @@ class IntermissionCallback(TrainerCallback):
             control.should_training_stop = True
             self._stopped_at_step = True
 
-    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_epoch_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         """Have the epoch evaluated and saved, unless training stopped within it."""
         if self._stopped_at_step:  # the step's checkpoint is stored; half an epoch is not evaluated
             control.should_evaluate = control.should_save = False
@@ -262,7 +273,12 @@ class IntermissionCallback(TrainerCallback):
         control.should_save = True
 
     def on_evaluate(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: dict[str, float], **kwargs: Any
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float],
+        **kwargs: Any,
     ) -> None:
         """Report an epoch's metric to Optuna and ask the pruner."""
         epoch = self._evaluating_epoch
@@ -272,8 +288,8 @@ class IntermissionCallback(TrainerCallback):
         metric = float(self._metric_of(metrics))
         if not math.isfinite(metric):
             raise MetricNotFinite(
-                f"Trial {number} reported metric {metric} after epoch {epochs_done(epoch)}; nothing of that "
-                "epoch was stored"
+                f"Trial {number} reported metric {metric} after epoch {epochs_done(epoch)}; nothing of "
+                "that epoch was stored"
             )
         with self._recording():
             if epoch not in self._reported:  # an epoch trained again after a crash keeps its report
@@ -294,7 +310,9 @@ class IntermissionCallback(TrainerCallback):
             control.should_save = False
             self._evaluating_epoch = None
 
-    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         """Store the checkpoint folder the `Trainer` just wrote, then pause if asked to."""
         folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
         at_epoch_end = self._evaluating_epoch is not None
@@ -319,8 +337,7 @@ class IntermissionCallback(TrainerCallback):
             path = self.context.checkpoints.save(
                 epoch, payload, best=at_epoch_end and self._improved, mid_epoch=not at_epoch_end
             )
-        if not args.load_best_model_at_end:
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)  # the store has it
         if at_epoch_end:
             self._epoch_recorded(epoch, state, control)
         else:
@@ -342,7 +359,8 @@ class IntermissionCallback(TrainerCallback):
             self._loop.on_epoch(epoch, self.last_metric)  # the study's progress and pause rules
         if self.stopped_early:
             context.logger.info(
-                "Trial %d stops early: %d epochs in a row without a better metric.", number, self.epochs_without_improvement
+                "Trial %d stops early: %d epochs in a row without a better metric.",
+                number, self.epochs_without_improvement,
             )
             control.should_training_stop = True
         elif state.global_step < state.max_steps and context.should_pause():
@@ -366,35 +384,14 @@ class IntermissionCallback(TrainerCallback):
         )
 
     def _check(self, args: TrainingArguments) -> None:
-        """Refuse arguments a pause could not survive or that make epochs other than the study's."""
+        """Refuse a trainer started without its checkpoint, and arguments it could not pause with."""
         if not self._restored:
             raise ConfigurationError(
                 "IntermissionCallback: the trial's checkpoint was not looked for before training. "
-                "Train with pausable.train(trainer), or call "
-                "trainer.train(resume_from_checkpoint=pausable.resume_from_checkpoint(args.output_dir))."
+                "Train with pausable.train(trainer), or call trainer.train(resume_from_checkpoint="
+                "pausable.resume_from_checkpoint(args.output_dir))."
             )
-        max_epochs = self.context.max_epochs
-        problems = {
-            "num_train_epochs": (
-                args.max_steps <= 0 and args.num_train_epochs != max_epochs,
-                f"must be the study's max_epochs ({max_epochs}), but got {args.num_train_epochs}",
-            ),
-            "max_steps": (args.max_steps > 0, f"must be unset: the study counts epochs (got {args.max_steps})"),
-            "save_strategy": (
-                args.save_strategy == "best",
-                "'best' saves only improving epochs; a paused trial needs every epoch's checkpoint "
-                "(the study marks the best one itself)",
-            ),
-            "save_only_model": (args.save_only_model, "leaves out the optimizer and RNG states a resume needs"),
-            "ignore_data_skip": (args.ignore_data_skip, "would train the batches before a pause again"),
-            "load_best_model_at_end": (
-                args.load_best_model_at_end,
-                "cannot see the best checkpoint of an earlier attempt; `intermission best` writes a "
-                "trial's best weights",
-            ),
-            "world_size": (args.world_size > 1, "one process trains a trial"),
-        }
-        wrong = [f"{name} {why}" for name, (bad, why) in problems.items() if bad]
+        wrong = refused_arguments(args, self.context.max_epochs)
         if wrong:
             raise ConfigurationError(
                 f"TrainingArguments of trial {self.context.trial.number}: {'; '.join(wrong)}. "
@@ -435,3 +432,29 @@ class IntermissionCallback(TrainerCallback):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
         self._resume_folder = self._output_dir = None
+
+
+def refused_arguments(args: TrainingArguments, max_epochs: int) -> list[str]:
+    """What is wrong with `args` for a trial of `max_epochs` epochs that must pause and resume
+    exactly: each as `"<argument> <why>"`; empty when nothing is."""
+    rules = {
+        "num_train_epochs": (
+            args.max_steps <= 0 and args.num_train_epochs != max_epochs,
+            f"must be the study's max_epochs ({max_epochs}), but got {args.num_train_epochs}",
+        ),
+        "max_steps": (args.max_steps > 0, f"must be unset: the study counts epochs (got {args.max_steps})"),
+        "save_strategy": (
+            args.save_strategy == "best",
+            "'best' saves only improving epochs; a paused trial needs every epoch's checkpoint "
+            "(the study marks the best one itself)",
+        ),
+        "save_only_model": (args.save_only_model, "leaves out the optimizer and RNG states a resume needs"),
+        "ignore_data_skip": (args.ignore_data_skip, "would train the batches before a pause again"),
+        "load_best_model_at_end": (
+            args.load_best_model_at_end,
+            "cannot see the best checkpoint of an earlier attempt; `intermission best` writes a "
+            "trial's best weights",
+        ),
+        "world_size": (args.world_size > 1, "one process trains a trial"),
+    }
+    return [f"{name} {why}" for name, (wrong, why) in rules.items() if wrong]
