@@ -28,7 +28,7 @@ from prefect_intermission import (
 )
 from prefect_intermission.cli.best import export_best
 from prefect_intermission.integrations.transformers import IntermissionCallback
-from prefect_intermission.study.state import pause_history
+from prefect_intermission.study.state import TRIAL_EPOCH_SECONDS_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from prefect_intermission.training._rng import seed_everything
 from tests.transformers_objectives import classifier, tiny_bert, token_data
 
@@ -92,6 +92,15 @@ def test_a_trainer_paused_at_an_epoch_end_and_within_an_epoch_continues_bit_for_
 
     assert _trials(_study(paused)) == _trials(_study(straight))
     _assert_same_weights(paused, straight, trials=3)
+    # What `intermission status` shows of them: each continued after a pause, from its first
+    # epoch's end; the wall time of each of its epochs.
+    attrs = {t.number: t.system_attrs for t in _study(paused).trials}
+    resumed = {
+        n: [(r["reason"], r["from_epoch"]) for r in a.get(TRIAL_RESUMPTIONS_ATTR, [])] for n, a in attrs.items()
+    }
+    assert resumed == {0: [("pause", 0)], 1: [("pause", 0)], 2: []}
+    seconds = [a[TRIAL_EPOCH_SECONDS_ATTR] for a in attrs.values()]
+    assert all(len(s) == 2 and min(s) > 0 for s in seconds)
 
     # `intermission best` writes the best epoch's weights, which load into the model as they are.
     best = _study(paused).best_trial
