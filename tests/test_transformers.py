@@ -19,6 +19,7 @@ import torch
 from transformers import Trainer
 
 from prefect_intermission import (
+    CheckpointError,
     CheckpointStore,
     ConfigurationError,
     PauseSignal,
@@ -27,6 +28,7 @@ from prefect_intermission import (
     optimize_study,
 )
 from prefect_intermission.cli.best import export_best
+from prefect_intermission.integrations._checkpoint_folder import pack_folder, unpack_folder
 from prefect_intermission.integrations.transformers import IntermissionCallback
 from prefect_intermission.study.state import TRIAL_EPOCH_SECONDS_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from prefect_intermission.training._rng import seed_everything
@@ -254,6 +256,31 @@ def test_a_trainer_started_without_looking_for_the_checkpoint_is_refused(tmp_pat
     with pytest.raises(ConfigurationError, match=r"Train with pausable.train\(trainer\)"):
         trainer.train()
     assert trainer.state.global_step == 0
+
+
+def test_a_checkpoint_folder_comes_back_byte_for_byte_and_stays_inside_its_folder(tmp_path):
+    folder = tmp_path / "checkpoint-8"
+    tiny_bert(0.1).save_pretrained(folder)  # model.safetensors and config.json
+    (folder / "adapter" / "nested").mkdir(parents=True)
+    (folder / "adapter" / "nested" / "optimizer.pt").write_bytes(bytes(range(256)) * 3)
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "training_args.bin").write_bytes(b"a pickle")
+    store = CheckpointStore(str(tmp_path / "store")).for_trial("folders", 0)
+    store.save(0, pack_folder(folder), mid_epoch=True)  # through torch.save and a verified load
+
+    state = store.load_latest_valid().state
+    assert set(state["components"]["model"]) == set(tiny_bert(0.1).state_dict())  # for `intermission best`
+    back = unpack_folder(state, tmp_path / "back")
+    kept = sorted(
+        p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and p.name != "training_args.bin"
+    )
+    assert sorted(p.relative_to(back) for p in back.rglob("*") if p.is_file()) == kept
+    assert all((back / name).read_bytes() == (folder / name).read_bytes() for name in kept)
+
+    state["files"]["../outside.txt"] = state["files"]["empty.txt"]
+    with pytest.raises(CheckpointError, match="names a file outside its folder: '../outside.txt'"):
+        unpack_folder(state, tmp_path / "again")
+    assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "again").exists()
 
 
 def test_without_the_extra_the_import_names_it():

@@ -59,22 +59,23 @@ def unpack_folder(state: dict[str, Any], folder: str | os.PathLike[str]) -> Path
     Raises:
         CheckpointError: A packed file would land outside `folder`.
     """
-    root = Path(folder)
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
     contents = {name: tensor.numpy().tobytes() for name, tensor in state["files"].items()}
     weights = state.get("weights")
     if weights is not None:
         model, metadata = state["components"]["model"], weights["metadata"]
         contents[weights["file"]] = save_safetensors(model, metadata=metadata)
-    for name, data in contents.items():
-        relative = PurePosixPath(name)
+    paths = {name: PurePosixPath(name) for name in contents}
+    for name, relative in paths.items():
         if relative.is_absolute() or ".." in relative.parts:
             raise CheckpointError(
-                f"The checkpoint names a file outside its folder: {name!r}; it was not restored."
+                f"The checkpoint names a file outside its folder: {name!r}; nothing was restored."
             )
-        target = root.joinpath(*relative.parts)
+    root = Path(folder)
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    for name, data in contents.items():
+        target = root.joinpath(*paths[name].parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     return root
