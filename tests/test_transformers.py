@@ -252,7 +252,7 @@ def test_arguments_a_pause_could_not_survive_are_refused_before_training(tmp_pat
 
 
 def test_a_trainer_started_without_looking_for_the_checkpoint_is_refused(tmp_path):
-    _pausable, trainer = _trainer(tmp_path)
+    _pausable, trainer = _trainer(tmp_path, output_dir=str(tmp_path / "output"))
     with pytest.raises(ConfigurationError, match=r"Train with pausable.train\(trainer\)"):
         trainer.train()
     assert trainer.state.global_step == 0

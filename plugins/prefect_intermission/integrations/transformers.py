@@ -126,7 +126,6 @@ class IntermissionCallback(TrainerCallback):
         callback saves at every epoch end and at a pause), and memory pinned only for an
         accelerator to copy from."""
         defaults: dict[str, Any] = {
-            "output_dir": self.output_dir,
             "num_train_epochs": self.context.max_epochs,
             "seed": self.seed,
             "eval_strategy": "epoch",
@@ -134,6 +133,8 @@ class IntermissionCallback(TrainerCallback):
             "report_to": "none",
             "dataloader_pin_memory": torch.accelerator.is_available(),
         }
+        if "output_dir" not in kwargs:
+            defaults["output_dir"] = self.output_dir
         return TrainingArguments(**{**defaults, **kwargs})
 
     # ---- Training a trial ---------------------------------------------------------------
