@@ -42,7 +42,9 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPre
     with stack, temporary_settings(
         {PREFECT_API_URL: stack.api_url, PREFECT_UI_URL: stack.env["PREFECT_UI_URL"]}
     ):
-        stack.deploy("digits-demo", "pause-study", "resume-paused-studies-at-night", "train-trial")
+        stack.deploy(
+            "digits-demo", "text-classification-demo", "pause-study", "resume-paused-studies-at-night", "train-trial"
+        )
         stack.start_worker(work_queues=("default",))
         yield stack
         APILogWorker.drain_all(timeout=5)  # send this process's run logs before the server stops

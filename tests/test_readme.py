@@ -1,4 +1,4 @@
-"""The README's objective example runs as written and completes its study."""
+"""The README's objective examples run as written and complete their studies."""
 
 from __future__ import annotations
 
@@ -46,3 +46,16 @@ def test_the_readme_lightning_example_runs_a_study(prefect_stack, tmp_path):
     assert len(study.trials) == 3
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)
+
+
+def test_the_readme_transformers_example_runs_a_study(prefect_stack, tmp_path):
+    (tmp_path / "my_transformers_objective.py").write_text(_example("my_transformers_objective.py"))
+    done = subprocess.run(
+        [sys.executable, "my_transformers_objective.py"], cwd=tmp_path,
+        env={**prefect_stack.env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="my-hf-search", storage=f"sqlite:///{tmp_path}/.intermission/studies.db")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert all(list(t.intermediate_values) == [0, 1] for t in study.trials)
+    assert all(t.value == min(t.intermediate_values.values()) for t in study.trials)  # the best eval_loss

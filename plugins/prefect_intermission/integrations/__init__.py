@@ -4,6 +4,8 @@ Each integration sits behind an optional extra and is imported only when an obje
 uses it; `import prefect_intermission` imports none of them:
 
 - `lightning`: PyTorch Lightning's `Trainer` (`pip install 'prefect-intermission[lightning]'`).
+- `transformers`: `IntermissionCallback`, for the Hugging Face `Trainer`, PEFT models included
+  (`pip install 'prefect-intermission[transformers]'`).
 
 Every integration builds on `TrialContext` (`loop.context`): it reports to Optuna,
 honours the pruner, pauses at the trainer's own boundaries and checkpoints through
