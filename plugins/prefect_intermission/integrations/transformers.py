@@ -103,6 +103,7 @@ class IntermissionCallback(TrainerCallback):
         self._improved = False
         self._stopped_at_step = False
         self._paused_after: int | None = None  # the last finished epoch when training paused
+        self._paused_steps: int | None = None  # and the steps into the next one
         self._pruned = False
 
     # ---- Setting a trainer up -----------------------------------------------------------
@@ -225,7 +226,7 @@ class IntermissionCallback(TrainerCallback):
                 f"Pruned after {epochs_done(self.epoch)} epochs with metric {self.last_metric}."
             )
         if self._paused_after is not None:
-            raise TrialPaused(number, self._paused_after)
+            raise TrialPaused(number, self._paused_after, steps_into_epoch=self._paused_steps)
         if self.best_metric is None:
             raise ConfigurationError(
                 f"Trial {number} trained no epoch to its end; train for the study's max_epochs "
@@ -241,7 +242,7 @@ class IntermissionCallback(TrainerCallback):
         """Refuse settings a pause could not survive, before the first step."""
         self._check(args)
         self._stopped_at_step = False
-        self._paused_after = None
+        self._paused_after = self._paused_steps = None
         self._pruned = False
 
     def on_epoch_begin(
@@ -345,6 +346,8 @@ class IntermissionCallback(TrainerCallback):
             self._log_step_checkpoint(state, path)
             if self._stopped_at_step:
                 self._paused_after = self.epoch
+                per_epoch = state.max_steps / state.num_train_epochs
+                self._paused_steps = state.global_step - round((self.epoch + 1) * per_epoch) or None
 
     # ---- Inside ------------------------------------------------------------------------
 
