@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from prefect_intermission import PauseSignal
-from prefect_intermission.errors import ConfigurationError
 from prefect_intermission.study.attempt import reattach_trial, run_trial_attempt
 from prefect_intermission.study.setup import load_study_state
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_PAUSED_STEPS_ATTR

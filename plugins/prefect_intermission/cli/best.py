@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from prefect_intermission.cli._study_facts import checkpoint_location, load_study
 from prefect_intermission.errors import CheckpointError, ConfigurationError

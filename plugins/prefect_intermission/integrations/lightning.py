@@ -181,19 +181,9 @@ class IntermissionCallback(Checkpoint):
         self._prepared = True
         context, number = self.context, self.context.trial.number
         self._reported = context.reported_steps()
-        loaded = context.checkpoints.load_latest_valid()
-        for fallback in loaded.fallbacks:
-            context.logger.warning(
-                "Trial %d: skipping checkpoint of epoch %s: %s", number, fallback["epoch"], fallback["problem"]
-            )
+        loaded = context.load_latest(self._reported)
         state = loaded.state
-        if state is None:
-            if self._reported:
-                context.logger.warning(
-                    "Trial %d has no valid checkpoint: training again from the start with the same "
-                    "parameters.", number,
-                )
-        else:
+        if state is not None:
             assert loaded.epoch is not None
             ours = state.get(STATE_KEY)
             if not isinstance(ours, dict):

@@ -175,19 +175,10 @@ class IntermissionCallback(TrainerCallback):
         """
         context, number = self.context, self.context.trial.number
         self._reported = context.reported_steps()
-        loaded = context.checkpoints.load_latest_valid()
-        for fallback in loaded.fallbacks:
-            context.logger.warning(
-                "Trial %d: skipping checkpoint of epoch %s: %s", number, fallback["epoch"], fallback["problem"]
-            )
+        loaded = context.load_latest(self._reported)
         self._restored = True
         state = loaded.state
         if state is None:
-            if self._reported:
-                context.logger.warning(
-                    "Trial %d has no valid checkpoint: training again from the start with the same "
-                    "parameters.", number,
-                )
             self._started(Restore(None, loaded.fallbacks, sorted(self._reported)))
             return None
         if state.get("trainer") != CHECKPOINT_KIND:

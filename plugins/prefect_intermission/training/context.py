@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 
 from prefect_intermission.pausing.signal import PauseSignal
-from prefect_intermission.training.checkpoints import TrialCheckpoints
+from prefect_intermission.training.checkpoints import LoadResult, TrialCheckpoints
 from prefect_intermission.training.direction import Direction
 
 
@@ -67,3 +67,19 @@ class TrialContext:
     def reported_steps(self) -> set[int]:
         """The steps already reported to Optuna by earlier attempts of this trial."""
         return set(self.trial.storage.get_trial(self.trial._trial_id).intermediate_values)
+
+    def load_latest(self, reported: set[int]) -> LoadResult:
+        """The trial's latest valid checkpoint, verified. Damaged newer ones are skipped, and a
+        trial that reported epochs (`reported`) but has no valid checkpoint trains again from
+        its start: both are said on the trial's log."""
+        number = self.trial.number
+        loaded = self.checkpoints.load_latest_valid()
+        for fallback in loaded.fallbacks:
+            self.logger.warning(
+                "Trial %d: skipping checkpoint of epoch %s: %s", number, fallback["epoch"], fallback["problem"]
+            )
+        if loaded.state is None and reported:
+            self.logger.warning(
+                "Trial %d has no valid checkpoint: training again from the start with the same parameters.", number
+            )
+        return loaded

@@ -392,19 +392,9 @@ class TrialLoop:
     def _restore(self) -> Restore:
         """Load the latest valid checkpoint, if any, into the tracked objects."""
         self._reported = set(self.trial.storage.get_trial(self.trial._trial_id).intermediate_values)
-        loaded = self.checkpoints.load_latest_valid()
-        for fallback in loaded.fallbacks:
-            self._log.warning(
-                "Trial %d: skipping checkpoint of epoch %s: %s",
-                self.trial.number, fallback["epoch"], fallback["problem"],
-            )
+        loaded = self.context.load_latest(self._reported)
         state = loaded.state
         if state is None:
-            if self._reported:
-                self._log.warning(
-                    "Trial %d has no valid checkpoint: training again from the start with "
-                    "the same parameters.", self.trial.number,
-                )
             return Restore(None, loaded.fallbacks, sorted(self._reported))
         within = state.get("within_epoch")
         where = self.checkpoints.path(state["epoch"] + 1 if within else state["epoch"], mid_epoch=bool(within))
