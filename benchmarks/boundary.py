@@ -26,10 +26,10 @@ from prefect_intermission.training.checkpoints import TrialCheckpoints
 class _TimedCheckpoints(TrialCheckpoints):
     writes: list[float] = field(default_factory=list)
 
-    def save(self, epoch: int, state: dict[str, Any]) -> str:
+    def save(self, epoch: int, state: dict[str, Any], **options: Any) -> str:
         start = time.perf_counter()
         try:
-            return super().save(epoch, state)
+            return super().save(epoch, state, **options)
         finally:
             self.writes.append(time.perf_counter() - start)
 

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import optuna
+from sqlalchemy.exc import SQLAlchemyError
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
@@ -103,7 +104,7 @@ def wait_until_mid_training(storage: str, study_name: str, *, min_epochs: int = 
     def mid_training() -> list[int]:
         try:
             study = optuna.load_study(study_name=study_name, storage=storage)
-        except KeyError:
+        except (KeyError, SQLAlchemyError):  # not created yet, or its schema is being created
             return []
         return [
             t.number

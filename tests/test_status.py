@@ -96,6 +96,7 @@ def test_while_paused_every_field_matches_the_study(study):
     assert shown == {
         "number": trial.number, "status": "paused", "epochs_done": done, "max_epochs": MAX_EPOCHS,
         "last_metric": trial.intermediate_values[done - 1], "paused_after_epoch": done - 1,
+        "paused_steps_into_epoch": None,  # paused at an epoch boundary
         "params": trial.params,
     }
 

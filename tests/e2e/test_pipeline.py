@@ -59,7 +59,8 @@ def test_a_pipeline_waits_for_its_study_through_a_ui_pause(prefect_stack, tmp_pa
     study_run = wait_for(lambda: _study_run(name), timeout=120, what="the pipeline to start the study")
     assert study_run.parent_task_run_id is None
     wait_until_mid_training(storage, name, min_epochs=1, timeout=180)
-    ui_pause(study_run.id, timeout_seconds=3)  # it resumes by itself when those 3 s have passed
+    # It resumes by itself when those seconds have passed: long enough to see it suspended.
+    ui_pause(study_run.id, timeout_seconds=20)
 
     def suspended_by_study() -> bool:
         key = _study_run(name).state.state_details.pause_key or ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import optuna
@@ -44,9 +45,10 @@ def _completion_logged(flow_run_id) -> str | None:
 def test_intermission_stop_ends_the_study_early_and_the_run_completes(prefect_stack, tmp_path, while_):
     name = f"stop-{while_}-{uuid.uuid4().hex[:6]}"
     storage = f"sqlite:///{tmp_path}/studies.db"
-    parameters = {**_parameters(name, tmp_path), "pause_policy": policy_waiting_for_resume()}
+    # Long trials: the stop lands while one trains.
+    parameters = {**_parameters(name, tmp_path), "max_epochs": 30, "pause_policy": policy_waiting_for_resume()}
     run = start_deployment_run("pausable-study/digits-demo", parameters)
-    in_flight = wait_until_mid_training(storage, name, min_epochs=2)
+    wait_until_mid_training(storage, name, min_epochs=2)
     if while_ == "suspended":
         ui_pause(run.id)
         _wait_suspended_by_study(run.id)
@@ -57,11 +59,13 @@ def test_intermission_stop_ends_the_study_early_and_the_run_completes(prefect_st
 
     done = wait_for_state(run.id, "Completed", timeout=180)
     assert done.state.is_completed()
-    _check_stopped(storage, name, in_flight)
-    assert len(trials(storage, name)) < parameters["n_trials"]  # it ended early
     logs = wait_for(lambda: _completion_logged(run.id), timeout=30, what="the completion line on the run's log")
     assert "stopped early (Stop & Save)" in logs
-    assert f"Stop & Save: trial(s) #{in_flight[0]} recorded pruned at their last epoch" in logs
+    pruned = re.search(r"Stop & Save: trial\(s\) (.*?) recorded pruned at their last epoch", logs)
+    assert pruned, "a trial was in flight when the stop landed"
+    in_flight = [int(n) for n in re.findall(r"#(\d+)", pruned.group(1))]
+    _check_stopped(storage, name, in_flight)
+    assert len(trials(storage, name)) < parameters["n_trials"]  # it ended early
 
     # The best trial's best epoch: reported with its path, and its weights taken out.
     best = best_trial(optuna.load_study(study_name=name, storage=storage))
