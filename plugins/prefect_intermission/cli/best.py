@@ -2,7 +2,7 @@
 
 The study and its checkpoints are found as `intermission status` finds them: from the
 study's latest flow run, unless `--storage` or `--checkpoints` say otherwise. The
-file holds the model's `state_dict`, for `model.load_state_dict(torch.load(path))`.
+file holds the model's `state_dict`, for `model.load_state_dict(torch.load(path, weights_only=True))`.
 """
 
 from __future__ import annotations

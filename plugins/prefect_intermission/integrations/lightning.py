@@ -438,6 +438,8 @@ class IntermissionCallback(Checkpoint):
             checkpoints.save(epoch, payload, best=best, mid_epoch=mid_epoch)
 
         with self._io.routing(checkpoints.path(epoch, mid_epoch=mid_epoch), write):
+            # Lightning's weights_only here means "model weights alone": the full training state
+            # is saved; every load goes through TrialCheckpoints with torch.load(weights_only=True).
             trainer.save_checkpoint(checkpoints.path(epoch, mid_epoch=mid_epoch), weights_only=False)
 
     def _own_state(
