@@ -202,10 +202,8 @@ class IntermissionCallback(Checkpoint):
             )
         from_epoch = None if state is None else self._epoch
         lost = sorted(e for e in self._reported if from_epoch is None or e > from_epoch)
-        self.loop.resumed_from_epoch = from_epoch
         self._sync_loop()
-        if self.loop.on_start is not None:
-            self.loop.on_start(Restore(from_epoch, loaded.fallbacks, lost))
+        self.loop.trainer_started(Restore(from_epoch, loaded.fallbacks, lost))
         return self._ckpt_path
 
     def outcome(self) -> float:
@@ -478,10 +476,10 @@ class IntermissionCallback(Checkpoint):
 
     def _sync_loop(self) -> None:
         """Keep the loop's counts, which the study reads, in step with the callback's."""
-        loop = self.loop
-        loop.epoch, loop.best_metric, loop.last_metric = self._epoch, self._best, self._last
-        loop.epochs_without_improvement = self._without_improvement
-        loop.epoch_seconds = list(self._epoch_seconds)
+        self.loop.trainer_progress(
+            epoch=self._epoch, best_metric=self._best, last_metric=self._last,
+            epoch_seconds=self._epoch_seconds, epochs_without_improvement=self._without_improvement,
+        )
 
     def _stop(self, trainer: pl.Trainer, *, validate: bool = True) -> None:
         """Stop training through Lightning's own flag."""

@@ -408,18 +408,16 @@ class IntermissionCallback(TrainerCallback):
         continuation), as `TrialLoop.epochs()` does."""
         self._mirror()
         if self._loop is not None:
-            self._loop.resumed_from_epoch = restore.from_epoch
-            if self._loop.on_start is not None:
-                self._loop.on_start(restore)
+            self._loop.trainer_started(restore)
 
     def _mirror(self) -> None:
         """Keep the loop's counters (what the study records of an attempt) in step with the trainer's."""
         if self._loop is None:
             return
-        self._loop.epoch = self.epoch
-        self._loop.best_metric = self.best_metric
-        self._loop.last_metric = self.last_metric
-        self._loop.epoch_seconds = list(self._epoch_seconds)
+        self._loop.trainer_progress(
+            epoch=self.epoch, best_metric=self.best_metric, last_metric=self.last_metric,
+            epoch_seconds=self._epoch_seconds, epochs_without_improvement=self.epochs_without_improvement,
+        )
 
     def _clean_up(self) -> None:
         """Remove the unpacked checkpoint folder, and this attempt's own output folder."""

@@ -231,6 +231,29 @@ class TrialLoop:
             if self._stopped_early:
                 return
 
+    def trainer_started(self, restore: Restore) -> None:
+        """For a trainer other than `epochs()` (an integration): it restored the trial's
+        checkpoint as `restore` says and is about to train; the study is told, as `epochs()`
+        tells it."""
+        self.resumed_from_epoch = restore.from_epoch
+        if self.on_start is not None:
+            self.on_start(restore)
+
+    def trainer_progress(
+        self,
+        *,
+        epoch: int,
+        best_metric: float | None,
+        last_metric: float | None,
+        epoch_seconds: list[float],
+        epochs_without_improvement: int | None = None,
+    ) -> None:
+        """For a trainer other than `epochs()`: its counts, which the study reads of an attempt."""
+        self.epoch, self.best_metric, self.last_metric = epoch, best_metric, last_metric
+        self.epoch_seconds = list(epoch_seconds)
+        if epochs_without_improvement is not None:
+            self.epochs_without_improvement = epochs_without_improvement
+
     def step(self, n: int = 1) -> None:
         """Count `n` optimisation steps: a step boundary.
 
