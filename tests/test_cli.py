@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -42,3 +45,19 @@ def test_an_unknown_flow_run_is_reported(prefect_stack, capsys):
 def test_a_malformed_id_is_reported(capsys):
     assert main(["resume", "not-a-uuid"]) == 1
     assert "'not-a-uuid' is not a flow-run id" in capsys.readouterr().err
+
+
+def test_a_prefect_api_that_cannot_be_reached_is_reported_with_what_to_do(tmp_path):
+    # As a user runs it: its own process, the API URL pointing at a port nothing listens on.
+    from deployments.local_stack import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/api"
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect_intermission.cli.commands", "status"],
+        env={**os.environ, "PREFECT_API_URL": url, "PREFECT_CLIENT_MAX_RETRIES": "0", "PREFECT_HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    assert f"cannot reach the Prefect API at {url}" in done.stderr
+    assert "prefect server start" in done.stderr and "PREFECT_API_URL" in done.stderr
+    assert "Traceback" not in done.stderr

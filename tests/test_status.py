@@ -198,6 +198,8 @@ def test_table_shows_the_study_at_a_glance(study):
     assert study.name in table
     assert "completed" in table
     assert f"{N_TRIALS}/{N_TRIALS} finished" in table
+    # Captured, not in a terminal: the row is whole (Rich's 80 columns cut names and states short).
+    assert any(study.name in line and "completed" in line for line in table.splitlines()), table
     assert f"{PREFECT_UI_URL.value()}/runs/flow-run/{study.flow_run_id}" in table
     assert "(ui)" in table  # the last pause and its reason
     assert "at pause: CPU" in table and "(average), memory" in table

@@ -10,6 +10,10 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import State, StateType
+
 from deployments.ui_actions import (
     policy_waiting_for_resume,
     start_deployment_run,
@@ -34,6 +38,13 @@ def _check_stopped(storage: str, name: str, in_flight: list[int]) -> None:
     for t in (t for t in study_trials if t.number in in_flight):
         assert t.state == TrialState.PRUNED
         assert t.value == t.intermediate_values[max(t.intermediate_values)]
+
+
+def _task_run_states(flow_run_id) -> dict[str, State]:
+    """The final state of each task run of a flow run, by task run name."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {run.name: run.state for run in runs}
 
 
 def _completion_logged(flow_run_id) -> str | None:
@@ -66,6 +77,12 @@ def test_intermission_stop_ends_the_study_early_and_the_run_completes(prefect_st
     in_flight = [int(n) for n in re.findall(r"#(\d+)", pruned.group(1))]
     _check_stopped(storage, name, in_flight)
     assert len(trials(storage, name)) < parameters["n_trials"]  # it ended early
+    if while_ == "running":  # the run page shows the trials in flight as stopped, not as errors
+        ended = _task_run_states(run.id)
+        for number in in_flight:
+            assert ended[f"trial-{number}"].type == StateType.COMPLETED, ended
+            assert ended[f"trial-{number}"].name == "Stopped"
+            assert ended[f"trial-{number}"].message.startswith(f"Trial {number} stopped by Stop & Save: ")
 
     # The best trial's best epoch: reported with its path, and its weights taken out.
     best = best_trial(optuna.load_study(study_name=name, storage=storage))

@@ -124,9 +124,18 @@ def details(s: StudyStatus) -> Group:
     return Group(*lines)
 
 
+_UNBOUNDED = 10_000  # columns: wider than any table, which then takes its natural width
+
+
 def print_statuses(statuses: list[StudyStatus], console: Console | None = None) -> None:
-    """Print the summary table, then each study's details."""
-    console = console or Console()
+    """Print the summary table, then each study's details.
+
+    Piped or captured (no terminal, so no width), the table keeps its natural width
+    rather than Rich's 80 columns, which cut study names and states short."""
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=_UNBOUNDED)
     console.print(summary_table(statuses))
     for s in statuses:
         console.print(details(s))

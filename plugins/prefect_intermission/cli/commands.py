@@ -195,7 +195,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IntermissionError as e:
         print(f"intermission: error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:
+        if (problem := _unreachable_api(e)) is None:
+            raise
+        print(f"intermission: error: {problem}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _unreachable_api(error: Exception) -> str | None:
+    """What to say when the Prefect API could not be reached, or None for any other error."""
+    import httpx
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if isinstance(error, httpx.TransportError) or "ephemeral Prefect API server" in str(error):
+        where = f"at {url}" if url else "(no PREFECT_API_URL is set, and no local server could be started)"
+        return (
+            f"cannot reach the Prefect API {where}: {type(error).__name__}: {error}. Start one with "
+            "`prefect server start`, or point this shell at yours with `prefect config set PREFECT_API_URL=...`."
+        )
+    return None
 
 
 if __name__ == "__main__":

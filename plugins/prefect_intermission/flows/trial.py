@@ -28,7 +28,7 @@ from prefect_intermission._import_path import import_objective
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.rules import attach_rules, load_rules
-from prefect_intermission.pausing.run_states import pause_reason_of_state, paused_trial_state
+from prefect_intermission.pausing.run_states import pause_reason_of_state, paused_trial_state, stopped_trial_state
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.pausing.study_run_watcher import StudyRunWatcher
 from prefect_intermission.reporting.progress import StudyProgress
@@ -141,6 +141,10 @@ def _final_state(
         message = f"Trial {number} of study {study_name!r} failed: {outcome.error}"
         _report_if_suspended(watcher, trial_run_id, Failed(message=message))
         raise IntermissionError(message)
+    if outcome.state == "paused" and outcome.stopping:
+        return _report_if_suspended(watcher, trial_run_id, stopped_trial_state(
+            outcome.message or f"Trial {number} stopped by Stop & Save."
+        ))
     if outcome.state == "paused":
         return _report_if_suspended(watcher, trial_run_id, paused_trial_state(
             f"{outcome.message or f'Trial {number} paused.'} Why: {signal.reason}."

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
-from prefect.states import Cancelled, Paused, State
+from prefect.states import Cancelled, Completed, Paused, State
 
 from prefect_intermission.pausing.reasons import PauseReason
 
@@ -73,3 +73,9 @@ def paused_trial_state(message: str) -> State:
     success (green), and offers no Resume on it: the study's run is what resumes.
     """
     return Cancelled(name="Paused", message=message)
+
+
+def stopped_trial_state(message: str) -> State:
+    """The final state of a trial's task run or flow run that Stop & Save ended: the trial is
+    recorded pruned at its last epoch, a finished trial like any pruned one."""
+    return Completed(name="Stopped", message=message)

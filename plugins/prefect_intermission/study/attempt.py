@@ -50,6 +50,7 @@ class TrialOutcome:
     error: str | None = None
     kept: bool = False  # failed, but kept paused at its last checkpoint for the next run
     message: str | None = None  # a paused attempt: how far it got and where its checkpoint is
+    stopping: bool = False  # paused by Stop & Save: recorded pruned once every trial has stopped
     study_goes_on: bool = False  # failed as Optuna fails a trial (NaN, `catch`, out of memory)
     values: list[float] | None = None  # a finished trial of a study with several objectives
 
@@ -240,12 +241,13 @@ def _stopped(
         state.mark_paused(trial._trial_id, stopped.epoch, steps_into_epoch=steps)
         within = f", {steps} steps into epoch {epochs_done(stopped.epoch) + 1}" if steps else ""
         path = loop.checkpoints.path(stopped.epoch + 1, mid_epoch=True) if steps else loop.checkpoints.path(stopped.epoch)
+        stopping = state.stop_request() is not None
         message = (
-            f"Trial {number} paused: {epochs_done(stopped.epoch)} of {loop.max_epochs} epochs done{within}; "
-            f"checkpoint stored at {path}."
+            f"Trial {number} {'stopped by Stop & Save' if stopping else 'paused'}: "
+            f"{epochs_done(stopped.epoch)} of {loop.max_epochs} epochs done{within}; checkpoint stored at {path}."
         )
         run_logger(__name__).info(message)
-        return TrialOutcome(number, "paused", epoch=stopped.epoch, message=message)
+        return TrialOutcome(number, "paused", epoch=stopped.epoch, message=message, stopping=stopping)
     if isinstance(stopped, optuna.TrialPruned):
         _tell(state, number, trial_state=TrialState.PRUNED, callbacks=callbacks)
         return TrialOutcome(number, "pruned", value=loop.last_metric, epoch=loop.epoch)

@@ -13,7 +13,7 @@ from prefect.exceptions import Pause
 from prefect.states import State
 
 from prefect_intermission.pausing.reasons import PauseReason
-from prefect_intermission.pausing.run_states import paused_trial_state
+from prefect_intermission.pausing.run_states import paused_trial_state, stopped_trial_state
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.attempt import Objective, TrialOutcome, attempt_settings, run_trial_attempt
@@ -62,6 +62,8 @@ def train_trial(trial_number: int, attempt: _Attempt) -> State | None:
     attempt()
     outcome = attempt.outcome
     if outcome is not None and outcome.state == "paused":
+        if outcome.stopping:
+            return stopped_trial_state(outcome.message or f"Trial {trial_number} stopped by Stop & Save.")
         return paused_trial_state(outcome.message or f"Trial {trial_number} paused.")
     return None
 
