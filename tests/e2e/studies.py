@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -13,6 +14,7 @@ import optuna
 import torch
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import Log
 from prefect.client.schemas.sorting import LogSort
 
 from prefect_intermission import CheckpointStore, TrialLoop
@@ -86,7 +88,16 @@ def run_logs(flow_run_id: UUID) -> str:
     return "\n".join(_log_messages(flow_run_id))
 
 
+def error_logs(flow_run_id: UUID) -> list[str]:
+    """The log lines of a flow run sent at ERROR or above (red on the run's page)."""
+    return [log.message for log in _logs(flow_run_id) if log.level >= logging.ERROR]
+
+
 def _log_messages(flow_run_id: UUID) -> Iterator[str]:
+    return (log.message for log in _logs(flow_run_id))
+
+
+def _logs(flow_run_id: UUID) -> Iterator[Log]:
     with get_client(sync_client=True) as client:
         offset = 0
         while True:
@@ -94,7 +105,7 @@ def _log_messages(flow_run_id: UUID) -> Iterator[str]:
                 log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
                 limit=200, offset=offset, sort=LogSort.TIMESTAMP_ASC,
             )
-            yield from (log.message for log in page)
+            yield from page
             if len(page) < 200:
                 return
             offset += 200

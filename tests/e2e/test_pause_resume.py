@@ -28,7 +28,7 @@ from deployments.ui_actions import (
 )
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, pause_history
-from tests.e2e.studies import artifacts_of, final_weights, last_epoch, paused_line, study_events, trained_epochs, trials
+from tests.e2e.studies import artifacts_of, error_logs, final_weights, last_epoch, paused_line, study_events, trained_epochs, trials
 
 pytestmark = pytest.mark.e2e
 
@@ -90,6 +90,9 @@ def test_paused_and_resumed_twice_matches_an_uninterrupted_run(prefect_stack, tm
     for t in paused:
         assert t.system_attrs[TRIAL_STATUS_ATTR] == "paused"
         assert t.system_attrs[TRIAL_PAUSED_EPOCH_ATTR] == last_epoch(t)
+
+    # A pause is no error: nothing on the run's log is red (Prefect logs a "Paused" end at ERROR).
+    assert error_logs(run.id) == []
 
     # What the user sees on the paused run's page: artifacts read back from the API.
     artifacts = artifacts_of(run.id)

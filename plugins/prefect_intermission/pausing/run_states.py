@@ -6,6 +6,7 @@ who asked (the UI, `intermission pause`, the control deployment, the study itsel
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import uuid4
 
@@ -72,7 +73,26 @@ def paused_trial_state(message: str) -> State:
     Named "Paused" and of type CANCELLED, so that the UI does not draw it as a finished
     success (green), and offers no Resume on it: the study's run is what resumes.
     """
+    _log_paused_runs_at_info()
     return Cancelled(name="Paused", message=message)
+
+
+class _PausedIsNoError(logging.Filter):
+    """Prefect logs every final state but Completed at ERROR; a trial's "Paused" is no error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.getMessage().startswith("Finished in state Paused("):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _log_paused_runs_at_info() -> None:
+    """Have Prefect log a run that ends in `paused_trial_state` at INFO, so a pause shows no
+    red ERROR line on the run's page (done once per process)."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        engine_logger = logging.getLogger(name)
+        if not any(isinstance(f, _PausedIsNoError) for f in engine_logger.filters):
+            engine_logger.addFilter(_PausedIsNoError())
 
 
 def stopped_trial_state(message: str) -> State:
