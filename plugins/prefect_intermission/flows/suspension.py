@@ -37,6 +37,7 @@ from prefect_intermission.reporting.events import emit_study_event
 from prefect_intermission.reporting.links import flow_run_link
 from prefect_intermission.reporting.notify import notify, notify_in_background
 from prefect_intermission.study.scheduler import ScheduleResult
+from prefect_intermission.training._memory import release_memory
 
 if TYPE_CHECKING:
     from prefect_intermission.flows.study_run import StudyRun
@@ -215,6 +216,7 @@ def wait_for_pause_file(run: StudyRun, result: ScheduleResult) -> State | None:
     )
     summary = run.publish_summary(entry, None, f"Delete `{path}`: the study resumes in its process.")
     notify(run.policy, f"Study {run.study_name} paused", summary)
+    release_memory()  # the paused trials' models and loaders, and the GPU's cached blocks, while it waits
     try:
         wait_until_removed(path, unless=lambda: len(run.signal.reasons) > 1)
     except KeyboardInterrupt:
