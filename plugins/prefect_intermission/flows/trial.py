@@ -26,6 +26,7 @@ from prefect.states import Completed, Failed, State
 from prefect_intermission._counting import epochs_done
 from prefect_intermission._import_path import import_objective
 from prefect_intermission.errors import IntermissionError
+from prefect_intermission.flows.process_exit import exit_at_once
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.rules import attach_rules, load_rules
 from prefect_intermission.pausing.run_states import pause_reason_of_state, paused_trial_state
@@ -142,6 +143,7 @@ def _final_state(
         _report_if_suspended(watcher, trial_run_id, Failed(message=message))
         raise IntermissionError(message)
     if outcome.state == "paused":
+        exit_at_once()  # once the engine has reported this state: the trial's machine is free
         return _report_if_suspended(watcher, trial_run_id, paused_trial_state(
             f"{outcome.message or f'Trial {number} paused.'} Why: {signal.reason}."
         ))
