@@ -17,7 +17,9 @@ what came before it:
 It acts only in a process that exists to run one flow run (`python -m prefect.engine`,
 what workers and `prefect flow-run execute` start), and not after an uncaught exception,
 whose exit code and traceback stand. Elsewhere (a flow called from a script, a test)
-the process exits as it always does.
+the process exits as it always does. The exit code is the engine's after a pause, 0, even
+if the engine failed after the pause was carried out: the run is suspended (or left to its
+supervisor) by then, and a non-zero code would have its worker mark it crashed.
 """
 
 from __future__ import annotations

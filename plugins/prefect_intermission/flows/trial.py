@@ -143,10 +143,11 @@ def _final_state(
         _report_if_suspended(watcher, trial_run_id, Failed(message=message))
         raise IntermissionError(message)
     if outcome.state == "paused":
-        exit_at_once()  # once the engine has reported this state: the trial's machine is free
-        return _report_if_suspended(watcher, trial_run_id, paused_trial_state(
+        paused = _report_if_suspended(watcher, trial_run_id, paused_trial_state(
             f"{outcome.message or f'Trial {number} paused.'} Why: {signal.reason}."
         ))
+        exit_at_once()  # once the engine has reported this state: the trial's machine is free
+        return paused
     result = {"trial": number, "state": outcome.state, "value": outcome.value, "epoch": outcome.epoch}
     _report_if_suspended(watcher, trial_run_id, Completed(message=f"Trial {number} {outcome.state}."))
     return result
