@@ -150,8 +150,11 @@ def heartbeats_not_awaited_when(skip: Callable[[], bool]) -> None:
     """
     from prefect import flow_engine
 
+    prefect_send_heartbeats = getattr(flow_engine, "_send_heartbeats", None)
+    if prefect_send_heartbeats is None:  # gone in this Prefect: check_prefect_internals() says so
+        return
     if not _heartbeat_skips:
-        flow_engine._send_heartbeats = _sending_heartbeats(flow_engine._send_heartbeats)
+        flow_engine._send_heartbeats = _sending_heartbeats(prefect_send_heartbeats)
     _heartbeat_skips.append(skip)
 
 
