@@ -12,6 +12,8 @@ measures, each figure beside its baseline from the same run:
 - resume_latency_s       resume request -> first step of the resumed trial, split in four
 - checkpoint_*_ratio     save/load of a ~200 MB state vs raw write/read of its bytes
 - history_scaling_ratio  resume latency with 1,000 finished trials vs 10
+- pause_to_stopped_s     a 60 s epoch paused 5 s in with step pauses: request -> trial stopped,
+                         and (step_pause_to_exit_s) -> process gone
 
 It prints a table and writes the figures to benchmarks/results/latest.json.
 `--tiny` runs every measurement at a toy size (seconds, not minutes): the test suite
@@ -142,7 +144,7 @@ def run(sizes: Sizes, *, api_url: str | None, output: Path) -> dict[str, Any]:
     sys.path.insert(0, str(PROJECT_ROOT))
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from benchmarks import boundary, checkpoint_io, latency
+    from benchmarks import boundary, checkpoint_io, latency, pause_stop
     from deployments.local_services import LocalS3
     from deployments.local_stack import LocalPrefect
 
@@ -202,6 +204,11 @@ def run(sizes: Sizes, *, api_url: str | None, output: Path) -> dict[str, Any]:
                     checkpoints=str(workdir / "cycle-checkpoints"),
                     study_name=f"history-{history}", history=history, max_epochs=sizes.cycle_epochs,
                 )
+
+            log("a pause 5 s into a long epoch, with step pauses, through the deployment")
+            figures["pause_to_stopped_s"] = pause_stop.measure(
+                workdir / "long-epoch", **pause_stop.SIZES["tiny" if sizes == TINY else "full"]
+            )
     finally:
         if stack is not None:
             stack.stop()
@@ -272,9 +279,14 @@ def _checks(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "checkpoint_read_ratio_s3": figures["checkpoint_read_ratio"]["s3"],
         "history_scaling_ratio": figures["history_scaling_ratio"]["value"],
     }
+    from benchmarks import pause_stop
+
     return {
-        name: {"value": value, "target": f"{TARGETS[name][0]} {TARGETS[name][1]}", "met": value <= TARGETS[name][1]}
-        for name, value in values.items()
+        **{
+            name: {"value": value, "target": f"{TARGETS[name][0]} {TARGETS[name][1]}", "met": value <= TARGETS[name][1]}
+            for name, value in values.items()
+        },
+        **pause_stop.checks(figures["pause_to_stopped_s"]),  # its targets are measured in the same run
     }
 
 
@@ -309,6 +321,9 @@ def table(result: dict[str, Any]) -> str:
         ("history_scaling_ratio", f"{h['value']:.2f}", "≤ 1.5", mark("history_scaling_ratio"),
          f"resume without pickup: {h['large_history']} trials {h['large']['resume_total_s'] - h['large']['worker_pickup_s']:.2f} s vs {h['small_history']} trials {h['small']['resume_total_s'] - h['small']['worker_pickup_s']:.2f} s; with pickup {h['including_worker_pickup']:.2f}"),
     ]
+    from benchmarks import pause_stop
+
+    rows += pause_stop.row(f["pause_to_stopped_s"], c)
     lines = ["| figure | value | target | met | measured beside it |", "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
     return "\n".join(lines)

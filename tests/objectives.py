@@ -196,3 +196,36 @@ def slow_stepped_classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
 
     loop.step = step  # type: ignore[method-assign]
     return stepped_classifier(trial, loop)
+
+
+class _TornDownMark:
+    """Writes its file when the interpreter tears its modules down and finalizes it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._write = os.open, os.close, os.O_CREAT | os.O_WRONLY  # modules may be gone by then
+
+    def __del__(self) -> None:
+        open_, close, flags = self._write
+        close(open_(self.path, flags))
+
+
+_exit_marks: list[_TornDownMark] = []
+
+
+def _touch(path: str) -> None:
+    with open(path, "w"):
+        pass
+
+
+def slow_classifier_with_exit_marks(trial: optuna.Trial, loop: TrialLoop) -> float:
+    """`slow_classifier` in a process that leaves marks in `INTERMISSION_TEST_EXIT_DIR`: an
+    `atexit` hook's (`exit-hook-<pid>`), and an object's finalized when the interpreter tears
+    its modules down (`torn-down-<pid>`)."""
+    import atexit
+
+    if not _exit_marks:
+        folder, pid = os.environ["INTERMISSION_TEST_EXIT_DIR"], os.getpid()
+        atexit.register(_touch, f"{folder}/exit-hook-{pid}")
+        _exit_marks.append(_TornDownMark(f"{folder}/torn-down-{pid}"))
+    return slow_classifier(trial, loop)

@@ -24,6 +24,7 @@ FIGURES = {
     "checkpoint_write_ratio": {"local", "s3"},
     "checkpoint_read_ratio": {"local", "s3"},
     "history_scaling_ratio": {"value", "small", "large"},
+    "pause_to_stopped_s": {"value", "step_s", "checkpoint_write_s", "request_to_exit_s", "prefect_exit_s"},
 }
 
 
@@ -45,5 +46,8 @@ def test_the_bench_harness_writes_every_figure(prefect_stack, tmp_path):
     assert len(numbers) >= 20 and all(math.isfinite(v) and v > 0 for v in numbers)
     # The same seeds gave both sides of the overhead comparison the same trials.
     assert result["overhead_ratio"]["same_trial_params"] is True
-    assert set(result["checks"]) >= {"overhead_ratio", "epoch_boundary_ms", "history_scaling_ratio"}
+    assert set(result["checks"]) >= {"overhead_ratio", "epoch_boundary_ms", "history_scaling_ratio", "pause_to_stopped_s", "step_pause_to_exit_s"}
     assert "| overhead_ratio (wall) |" in done.stdout and "| history_scaling_ratio |" in done.stdout
+    assert "| pause_to_stopped_s |" in done.stdout and "| step_pause_to_exit_s |" in done.stdout
+    # The long epoch was paused within it, at a step boundary, not at its end.
+    assert 0 < result["pause_to_stopped_s"]["steps_into_epoch"] < 15

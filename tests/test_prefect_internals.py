@@ -196,3 +196,24 @@ def test_an_intent_type_without_reschedule_is_named(monkeypatch):
     monkeypatch.setattr(attempt_control, "Intent", typing.Literal["cancel", "relinquish"])
     with pytest.raises(PrefectInternalsChanged, match=r"Intent no longer includes 'reschedule'"):
         check_prefect_internals()
+
+
+def test_the_engine_still_waits_for_its_heartbeat_thread_unless_told_not_to(prefect_stack):
+    """The replaced `_send_heartbeats` still runs Prefect's heartbeat thread (the one it can
+    name) and, with no skip in effect, waits for it as Prefect's own does."""
+    import threading
+
+    from prefect import flow
+
+    from prefect_intermission._prefect_internals import _is_heartbeat, heartbeats_not_awaited_when
+
+    heartbeats_not_awaited_when(lambda: False)
+    seen: list[threading.Thread] = []
+
+    @flow(persist_result=False)
+    def beating() -> None:
+        seen.extend(t for t in threading.enumerate() if _is_heartbeat(t))
+
+    beating()
+    assert len(seen) == 1, "Prefect's heartbeat thread no longer runs `heartbeat_loop`"
+    assert not seen[0].is_alive(), "the engine returned before its heartbeat thread ended"

@@ -165,3 +165,52 @@ def test_a_continued_trial_trains_while_another_process_holds_the_sampler(tmp_pa
         holder.join()
         pool.shutdown(wait=True)
     assert continued.result().state == "complete"
+
+
+_held: dict[str, object] = {}
+
+
+def _paused_mid_epoch_with_workers(trial: optuna.Trial, loop) -> float:
+    """A model trained from a loader with persistent data-loading workers; the first step pauses."""
+    import multiprocessing
+    import weakref
+
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    model = nn.Linear(8, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
+    loader = loop.data_loader(data, batch_size=8, shuffle=True, num_workers=2, persistent_workers=True)
+    _held.update(model=weakref.ref(model), optimizer=weakref.ref(optimizer), loader=weakref.ref(loader))
+    for _epoch in loop.epochs(model, optimizer):
+        for x, y in loader:
+            _held["workers"] = multiprocessing.active_children()
+            optimizer.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            optimizer.step()
+            loop.step()
+        loop.end_epoch(0.0)
+    return 0.0
+
+
+def test_a_paused_trial_lets_go_of_its_model_optimizer_and_loader_workers(tmp_path):
+    import gc
+
+    state = _state(tmp_path, "s")
+    signal = PauseSignal()
+    signal.request("test")
+    kwargs = dict(checkpoints=CheckpointStore(str(tmp_path / "ckpt")), max_epochs=2, study_seed=3, direction="minimize")
+    gc.disable()  # only what the pause itself lets go of counts, not a collection that happens to run
+    try:
+        paused = run_trial_attempt(
+            state, state.study.ask(), _paused_mid_epoch_with_workers, pause_signal=signal,
+            pause_granularity="step", **kwargs,
+        )
+        assert (paused.state, paused.epoch) == ("paused", -1)
+        assert [name for name in ("model", "optimizer", "loader") if _held[name]() is not None] == []
+        workers = _held["workers"]
+        assert len(workers) == 2 and not any(w.is_alive() for w in workers)
+    finally:
+        gc.enable()

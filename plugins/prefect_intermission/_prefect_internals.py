@@ -4,8 +4,10 @@
 needs four things Prefect does not publish: the control intent its runner committed,
 a way to commit the intent "cancel" as Prefect's control listener would, Prefect's
 own SIGTERM handler, to recognise it, and a way to have the control listener acknowledge
-a `prefect flow-run execute` supervisor's intent while our handler is installed. Each is
-wrapped here in a small function, checked against Prefect `CHECKED_PREFECT_VERSION`.
+a `prefect flow-run execute` supervisor's intent while our handler is installed. A process
+that ends at once after a pause (flows/process_exit.py) also needs the engine not to wait
+for its heartbeat thread. Each is wrapped here in a small function, checked against
+Prefect `CHECKED_PREFECT_VERSION`.
 
 `check_prefect_internals()` verifies that each private name still exists and can be
 called as this module calls it; tests/test_prefect_internals.py runs it and exercises
@@ -17,6 +19,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import signal
+import threading
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +40,7 @@ _PRIVATE_CALLABLES: tuple[tuple[str, str, tuple[object, ...]], ...] = (
     ("prefect.utilities.engine", "_prefect_sigterm_handler", (signal.SIGTERM, None)),
     ("prefect._internal.control_listener", "_acknowledge_intent", (None, "reschedule")),
     ("prefect._internal.control_listener", "clear_intent", ()),
+    ("prefect.flow_engine", "_send_heartbeats", (None, False)),
 )
 
 #: The intents of a `prefect flow-run execute` supervisor stopped by SIGTERM, as
@@ -127,6 +131,56 @@ def _acknowledge_intent(sock: socket, intent: str) -> bool:
         control_listener.clear_intent()
         return False
     return True
+
+
+_heartbeat_skips: list[Callable[[], bool]] = []
+
+
+def heartbeats_not_awaited_when(skip: Callable[[], bool]) -> None:
+    """Have Prefect's flow engine not wait for its heartbeat thread at the end of a run when `skip()`.
+
+    The engine joins that thread (which sleeps in 1 s steps) when the run ends, before it
+    logs the run's final state: up to a second. A process that ends at once after a pause
+    need not wait for it; the thread is a daemon and is stopped all the same.
+
+    Relies on `prefect.flow_engine._send_heartbeats(engine, join_on_exit)`, the context
+    manager the sync engine's `run_context` enters around the flow function, and on its
+    thread running `heartbeat_loop`; it is replaced by one that joins that thread itself
+    unless `skip()`. Checked against Prefect 3.8.8.
+    """
+    from prefect import flow_engine
+
+    prefect_send_heartbeats = getattr(flow_engine, "_send_heartbeats", None)
+    if prefect_send_heartbeats is None:  # gone in this Prefect: check_prefect_internals() says so
+        return
+    if not _heartbeat_skips:
+        flow_engine._send_heartbeats = _sending_heartbeats(prefect_send_heartbeats)
+    _heartbeat_skips.append(skip)
+
+
+def _sending_heartbeats(prefect_send_heartbeats: Callable[..., typing.ContextManager[None]]) -> Callable[..., typing.ContextManager[None]]:
+    """Prefect's `_send_heartbeats`, joining its thread unless a skip says not to."""
+
+    @contextmanager
+    def send_heartbeats(engine: object, join_on_exit: bool = True) -> Iterator[None]:
+        before = set(threading.enumerate())
+        heartbeat: list[threading.Thread] = []
+        try:
+            with prefect_send_heartbeats(engine, join_on_exit=False):
+                heartbeat = [t for t in threading.enumerate() if t not in before and _is_heartbeat(t)]
+                yield
+        finally:  # Prefect's own context has told its thread to stop
+            if join_on_exit and not any(skip() for skip in _heartbeat_skips):
+                for thread in heartbeat:
+                    thread.join(timeout=2)  # as Prefect's own does
+
+    return send_heartbeats
+
+
+def _is_heartbeat(thread: threading.Thread) -> bool:
+    """Whether `thread` runs Prefect's flow-run `heartbeat_loop`."""
+    args = getattr(thread, "_args", ())
+    return bool(args) and getattr(args[0], "__name__", None) == "heartbeat_loop"
 
 
 def check_prefect_internals() -> None:

@@ -29,6 +29,7 @@ from prefect.states import Completed, Running, State, Suspended
 from prefect_intermission._faults import fault_point
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.flows._how_to_continue import continue_instruction, epochs_text
+from prefect_intermission.flows.process_exit import exit_at_once
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_control import read_flow_run, schedule_resume
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
@@ -37,6 +38,7 @@ from prefect_intermission.reporting.events import emit_study_event
 from prefect_intermission.reporting.links import flow_run_link
 from prefect_intermission.reporting.notify import notify, notify_in_background
 from prefect_intermission.study.scheduler import ScheduleResult
+from prefect_intermission.training._memory import release_memory
 
 if TYPE_CHECKING:
     from prefect_intermission.flows.study_run import StudyRun
@@ -80,11 +82,13 @@ def suspend(
     try:
         suspend_flow_run(timeout=None, key=f"{FLOW_PAUSE_KEY_PREFIX}{uuid4().hex}")
     except Pause:
-        # Suspended: the pause is complete. Schedule the resume and tell people, then exit.
+        # Suspended: the pause is complete. Schedule the resume and tell people, then exit
+        # as soon as Prefect's engine has reported the run's state and sent its logs.
         if resume_at is not None:
             schedule_resume(flow_run.id, resume_at)
             run.logger.info("The study resumes by itself at %s.", resume_at.isoformat())
         on_stopped()
+        exit_at_once()
         raise
     raise IntermissionError(f"Flow run {flow_run.id} could not be suspended; it is still running.")
 
@@ -123,6 +127,7 @@ def hand_back(run: StudyRun, result: ScheduleResult, intent: str, *, on_stopped:
         f"state stored. {_HANDED_BACK[intent]}"
     )
     on_stopped()
+    exit_at_once()  # once the engine has ended this execution as it does for that SIGTERM
     raise TerminationSignal(signal.SIGTERM)
 
 
@@ -215,6 +220,7 @@ def wait_for_pause_file(run: StudyRun, result: ScheduleResult) -> State | None:
     )
     summary = run.publish_summary(entry, None, f"Delete `{path}`: the study resumes in its process.")
     notify(run.policy, f"Study {run.study_name} paused", summary)
+    release_memory()  # the paused trials' models and loaders, and the GPU's cached blocks, while it waits
     try:
         wait_until_removed(path, unless=lambda: len(run.signal.reasons) > 1)
     except KeyboardInterrupt:

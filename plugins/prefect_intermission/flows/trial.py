@@ -26,6 +26,7 @@ from prefect.states import Completed, Failed, State
 from prefect_intermission._counting import epochs_done
 from prefect_intermission._import_path import import_objective
 from prefect_intermission.errors import IntermissionError
+from prefect_intermission.flows.process_exit import exit_at_once
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.rules import attach_rules, load_rules
 from prefect_intermission.pausing.run_states import pause_reason_of_state, paused_trial_state, stopped_trial_state
@@ -146,9 +147,11 @@ def _final_state(
             outcome.message or f"Trial {number} stopped by Stop & Save."
         ))
     if outcome.state == "paused":
-        return _report_if_suspended(watcher, trial_run_id, paused_trial_state(
+        paused = _report_if_suspended(watcher, trial_run_id, paused_trial_state(
             f"{outcome.message or f'Trial {number} paused.'} Why: {signal.reason}."
         ))
+        exit_at_once()  # once the engine has reported this state: the trial's machine is free
+        return paused
     result = {"trial": number, "state": outcome.state, "value": outcome.value, "epoch": outcome.epoch}
     _report_if_suspended(watcher, trial_run_id, Completed(message=f"Trial {number} {outcome.state}."))
     return result

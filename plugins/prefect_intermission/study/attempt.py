@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from prefect_intermission._counting import epochs_done
 from prefect_intermission._faults import fault_point
 from prefect_intermission._logging import run_logger
+from prefect_intermission.training._memory import release_memory, torch_uses_cuda
 from prefect_intermission.training._rng import seed_everything
 from prefect_intermission.training.store import CheckpointStore
 from prefect_intermission.errors import CheckpointError, TrialPaused
@@ -155,9 +156,14 @@ def run_trial_attempt(
             suggesting.close()
     except BaseException as stopped:
         state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
-        return _stopped(state, trial, loop, stopped, catch=catch, callbacks=callbacks)
-    state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
-    return _returned(state, trial, value, loop.epoch, callbacks=callbacks)
+        outcome = _stopped(state, trial, loop, stopped, catch=catch, callbacks=callbacks)
+    else:
+        state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
+        return _returned(state, trial, value, loop.epoch, callbacks=callbacks)
+    if outcome.state == "paused":  # here, where the pause and its traceback are let go of
+        loop.release()
+        release_memory(collect=torch_uses_cuda())
+    return outcome
 
 
 class _Started:

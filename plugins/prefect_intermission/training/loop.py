@@ -276,6 +276,16 @@ class TrialLoop:
             if pausing:
                 raise TrialPaused(self.trial.number, self.epoch, steps_into_epoch=self.steps_in_epoch)
 
+    def release(self) -> None:
+        """Let go of the model, optimizer, scheduler, scaler, data loaders and `extra_state`.
+
+        The study calls it once a paused trial's last checkpoint is stored: the loop no
+        longer keeps them alive, so their memory (and the loaders' worker processes) can go.
+        """
+        self._components = {}
+        self._data = []
+        self.extra_state = {}
+
     def data_loader(self, dataset: Any, *, batch_size: int = 1, shuffle: bool = False, **kwargs: Any) -> ResumableDataLoader:
         """A `DataLoader` over `dataset` whose place in the epoch is checkpointed with the trial.
 
