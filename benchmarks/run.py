@@ -12,6 +12,7 @@ measures, each figure beside its baseline from the same run:
 - resume_latency_s       resume request -> first step of the resumed trial, split in four
 - checkpoint_*_ratio     save/load of a ~200 MB state vs raw write/read of its bytes
 - history_scaling_ratio  resume latency with 1,000 finished trials vs 10
+- cli_cpu_ratio          CPU time of `intermission --help` vs `prefect --help` (and the imports)
 
 It prints a table and writes the figures to benchmarks/results/latest.json.
 `--tiny` runs every measurement at a toy size (seconds, not minutes): the test suite
@@ -69,6 +70,7 @@ TARGETS = {
     "checkpoint_write_ratio_s3": ("<=", 1.25),
     "checkpoint_read_ratio_s3": ("<=", 1.25),
     "history_scaling_ratio": ("<=", 1.5),
+    "cli_cpu_ratio": ("<=", 1.5),
 }
 
 
@@ -142,7 +144,7 @@ def run(sizes: Sizes, *, api_url: str | None, output: Path) -> dict[str, Any]:
     sys.path.insert(0, str(PROJECT_ROOT))
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from benchmarks import boundary, checkpoint_io, latency
+    from benchmarks import boundary, checkpoint_io, cli_cpu, latency
     from deployments.local_services import LocalS3
     from deployments.local_stack import LocalPrefect
 
@@ -153,6 +155,9 @@ def run(sizes: Sizes, *, api_url: str | None, output: Path) -> dict[str, Any]:
     stack: LocalPrefect | None = None
     figures: dict[str, Any] = {}
     try:
+        log("CPU time of `intermission --help` and `prefect --help`, before any server starts")
+        figures["cli_cpu_ratio"] = cli_cpu.measure(repeats=1 if sizes == TINY else 5)
+
         if api_url is None:
             log("starting a Prefect server and a process worker on loopback")
             stack = LocalPrefect(workdir / "prefect-home", worker_poll_seconds=2)
@@ -271,6 +276,7 @@ def _checks(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "checkpoint_write_ratio_s3": figures["checkpoint_write_ratio"]["s3"],
         "checkpoint_read_ratio_s3": figures["checkpoint_read_ratio"]["s3"],
         "history_scaling_ratio": figures["history_scaling_ratio"]["value"],
+        "cli_cpu_ratio": figures["cli_cpu_ratio"]["value"],
     }
     return {
         name: {"value": value, "target": f"{TARGETS[name][0]} {TARGETS[name][1]}", "met": value <= TARGETS[name][1]}
@@ -283,6 +289,7 @@ def table(result: dict[str, Any]) -> str:
     f = result
     o, b, p, r = f["overhead_ratio"], f["epoch_boundary_ms"], f["pause_latency_s"], f["resume_latency_s"]
     w, rd, h = f["checkpoint_write_ratio"], f["checkpoint_read_ratio"], f["history_scaling_ratio"]
+    cli = f["cli_cpu_ratio"]
     c = f["checks"]
     mark = lambda name: "yes" if c[name]["met"] else "**no**"  # noqa: E731
     rows = [
@@ -308,6 +315,8 @@ def table(result: dict[str, Any]) -> str:
          f"load {rd['s3_load_s']:.3f} s vs raw GET {rd['s3_raw_read_s']:.3f} s"),
         ("history_scaling_ratio", f"{h['value']:.2f}", "≤ 1.5", mark("history_scaling_ratio"),
          f"resume without pickup: {h['large_history']} trials {h['large']['resume_total_s'] - h['large']['worker_pickup_s']:.2f} s vs {h['small_history']} trials {h['small']['resume_total_s'] - h['small']['worker_pickup_s']:.2f} s; with pickup {h['including_worker_pickup']:.2f}"),
+        ("cli_cpu_ratio", f"{cli['value']:.2f}", "≤ 1.5", mark("cli_cpu_ratio"),
+         f"CPU: `intermission --help` {cli['intermission_help_cpu_s']:.2f} s vs `prefect --help` {cli['prefect_help_cpu_s']:.2f} s; `import prefect_intermission` {cli['import_package_cpu_s']:.2f} s vs `import prefect` {cli['import_prefect_cpu_s']:.2f} s; the blocks {cli['import_blocks_cpu_s']:.2f} s"),
     ]
     lines = ["| figure | value | target | met | measured beside it |", "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]

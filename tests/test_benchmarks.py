@@ -24,6 +24,7 @@ FIGURES = {
     "checkpoint_write_ratio": {"local", "s3"},
     "checkpoint_read_ratio": {"local", "s3"},
     "history_scaling_ratio": {"value", "small", "large"},
+    "cli_cpu_ratio": {"value", "import_ratio", "intermission_help_cpu_s", "prefect_help_cpu_s", "import_package_cpu_s", "import_prefect_cpu_s"},
 }
 
 
@@ -47,3 +48,4 @@ def test_the_bench_harness_writes_every_figure(prefect_stack, tmp_path):
     assert result["overhead_ratio"]["same_trial_params"] is True
     assert set(result["checks"]) >= {"overhead_ratio", "epoch_boundary_ms", "history_scaling_ratio"}
     assert "| overhead_ratio (wall) |" in done.stdout and "| history_scaling_ratio |" in done.stdout
+    assert "cli_cpu_ratio" in result["checks"] and "| cli_cpu_ratio |" in done.stdout
