@@ -46,6 +46,14 @@ def test_the_bench_harness_writes_every_figure(prefect_stack, tmp_path):
     assert len(numbers) >= 20 and all(math.isfinite(v) and v > 0 for v in numbers)
     # The same seeds gave both sides of the overhead comparison the same trials.
     assert result["overhead_ratio"]["same_trial_params"] is True
+    # The ratio is measured on the longer of the two studies the split is drawn from.
+    overhead = result["overhead_ratio"]
+    assert overhead["epochs_per_trial"] == 3 * overhead["short_study"]["epochs_per_trial"]
+    # The split into a fixed cost and a cost per epoch: differences, so of either sign at toy size.
+    split = [overhead[k] for k in ("fixed_cost_s", "fixed_cost_process_s", "added_per_epoch_ms")]
+    assert all(isinstance(v, float) and math.isfinite(v) for v in split), split
+    assert set(overhead["fixed_cost_parts_s"]) == {"startup", "study", "exit"}
+    assert "added_per_epoch_ms" in result["checks"] and "| added_per_epoch_ms |" in done.stdout
     assert set(result["checks"]) >= {"overhead_ratio", "epoch_boundary_ms", "history_scaling_ratio"}
     assert "| overhead_ratio (wall) |" in done.stdout and "| history_scaling_ratio |" in done.stdout
     assert "cli_cpu_ratio" in result["checks"] and "| cli_cpu_ratio |" in done.stdout
