@@ -3,12 +3,14 @@
     python -m benchmarks.overhead plain|plugin WORKDIR N_TRIALS MAX_EPOCHS SEED
     python -m benchmarks.overhead calibrate EPOCH_SECONDS   # prints steps per epoch
 
-Prints one JSON line: wall and CPU seconds of the study, and the process's peak RSS.
+Prints one JSON line: wall and CPU seconds of the study, the process's peak RSS, and
+`startup_s`, from the process's creation to the study's start (interpreter and imports).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -22,6 +24,16 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _since_process_start() -> float:
+    """Seconds since this process was created (interpreter start and imports included).
+
+    Read from /proc (Linux), not psutil: the plain side's memory must not grow for it.
+    """
+    fields = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
+    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time after boot
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+
+
 def main(kind: str, workdir: str, n_trials: int, max_epochs: int, seed: int) -> dict[str, float]:
     import optuna
 
@@ -31,6 +43,7 @@ def main(kind: str, workdir: str, n_trials: int, max_epochs: int, seed: int) -> 
     storage = f"sqlite:///{Path(workdir) / f'{kind}.db'}"
     if kind == "plugin":
         from prefect_intermission import optimize_study  # imported before the clocks start
+    startup = _since_process_start()
     cpu_start = _cpu_seconds()
     if kind == "plain":
         start = time.perf_counter()
@@ -55,6 +68,7 @@ def main(kind: str, workdir: str, n_trials: int, max_epochs: int, seed: int) -> 
     assert len(finished) == n_trials, f"{kind}: {len(finished)} trials finished, expected {n_trials}"
     return {
         "wall_s": wall,
+        "startup_s": startup,
         "cpu_s": _cpu_seconds() - cpu_start,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "params": [t.params for t in finished],
@@ -63,8 +77,6 @@ def main(kind: str, workdir: str, n_trials: int, max_epochs: int, seed: int) -> 
 
 def calibrate_steps(epoch_seconds: float) -> int:
     """Steps of the benchmark objective that take about `epoch_seconds` here, now."""
-    import os
-
     import torch
 
     from benchmarks.objectives import _setup, _train_epoch

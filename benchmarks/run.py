@@ -14,6 +14,7 @@ measures, each figure beside its baseline from the same run:
 - history_scaling_ratio  resume latency with 1,000 finished trials vs 10
 - pause_to_stopped_s     a 60 s epoch paused 5 s in with step pauses: request -> trial stopped,
                          and (step_pause_to_exit_s) -> process gone
+- cli_cpu_ratio          CPU time of `intermission --help` vs `prefect --help` (and the imports)
 
 It prints a table and writes the figures to benchmarks/results/latest.json.
 `--tiny` runs every measurement at a toy size (seconds, not minutes): the test suite
@@ -63,6 +64,7 @@ TINY = Sizes(2, 2, 1, 0.05, 1, 3, 4, 1, 2, 5, 40)
 TARGETS = {
     "overhead_ratio": ("<=", 1.03),
     "overhead_ratio_peak_memory": ("<=", 1.03),
+    "added_per_epoch_ms": ("<=", 10.0),
     "epoch_boundary_ms": ("<=", 10.0),
     "pause_latency_s": ("<=", 1.0),
     "resume_latency_s": ("<=", 5.0),
@@ -71,6 +73,7 @@ TARGETS = {
     "checkpoint_write_ratio_s3": ("<=", 1.25),
     "checkpoint_read_ratio_s3": ("<=", 1.25),
     "history_scaling_ratio": ("<=", 1.5),
+    "cli_cpu_ratio": ("<=", 1.5),
 }
 
 
@@ -79,7 +82,39 @@ def log(message: str) -> None:
 
 
 # -- overhead ----------------------------------------------------------------------
+#: The overhead is measured at two study lengths, `overhead_epochs` and this many times
+#: as many epochs per trial: what the plugin adds once per run and what it adds per epoch
+#: are told apart by the change between them.
+LONG_STUDY_FACTOR = 3
+
+
+def _overhead_run(kind: str, folder: Path, n_trials: int, epochs: int, env: dict[str, str]) -> dict[str, Any]:
+    """One side of the comparison in a process of its own; with `process_wall_s`, start to exit."""
+    folder.mkdir()
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.overhead", kind, str(folder), str(n_trials), str(epochs), "0"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    process_wall = time.perf_counter() - started
+    line = next((l for l in done.stdout.splitlines() if l.startswith("BENCH-RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"overhead run {kind} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return {**json.loads(line.removeprefix("BENCH-RESULT ")), "process_wall_s": process_wall}
+
+
+def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's best (least disturbed) value over the runs of one side at one length."""
+    return {
+        **{key: min(r[key] for r in runs) for key in ("wall_s", "cpu_s", "peak_rss_mb", "process_wall_s", "startup_s")},
+        "params": runs[0]["params"],
+        "all_wall_s": [r["wall_s"] for r in runs],
+    }
+
+
 def measure_overhead(workdir: Path, sizes: Sizes, env: dict[str, str]) -> dict[str, Any]:
+    """Plugin vs plain Optuna on the same study at two lengths: the ratio on the longer one,
+    and the plugin's added time split into a fixed cost per run and a cost per epoch."""
     steps = 2  # toy size: no calibration
     if sizes != TINY:  # calibrated in a process like the measured ones, under the same conditions
         done = subprocess.run(
@@ -88,34 +123,32 @@ def measure_overhead(workdir: Path, sizes: Sizes, env: dict[str, str]) -> dict[s
         )
         steps = int(done.stdout.split()[-1])
     env = {**env, "BENCH_STEPS_PER_EPOCH": str(steps)}
-    runs: dict[str, list[dict[str, Any]]] = {"plain": [], "plugin": []}
-    # Plain, plugin, plugin, plain: each side meets the same share of whatever else the
-    # machine does; each figure is the best of its two runs (the least disturbed).
-    for i, kind in enumerate(("plain", "plugin", "plugin", "plain")[: 4 if sizes.overhead_repeats > 1 else 2]):
-        folder = workdir / f"overhead-{kind}-{i}"
-        folder.mkdir()
-        done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.overhead", kind, str(folder),
-             str(sizes.overhead_trials), str(sizes.overhead_epochs), "0"],
-            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900,
-        )
-        line = next((l for l in done.stdout.splitlines() if l.startswith("BENCH-RESULT ")), None)
-        if done.returncode != 0 or line is None:
-            raise RuntimeError(f"overhead run {kind} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-        runs[kind].append(json.loads(line.removeprefix("BENCH-RESULT ")))
-        last = runs[kind][-1]
-        log(f"  {kind}: {last['wall_s']:.2f} s wall, {last['cpu_s']:.2f} s CPU, peak RSS {last['peak_rss_mb']:.0f} MB")
-    results = {
-        kind: {
-            "wall_s": min(r["wall_s"] for r in rs),
-            "cpu_s": min(r["cpu_s"] for r in rs),
-            "peak_rss_mb": min(r["peak_rss_mb"] for r in rs),
-            "params": rs[0]["params"],
-            "all_wall_s": [r["wall_s"] for r in rs],
-        }
-        for kind, rs in runs.items()
-    }
-    plain, plugin = results["plain"], results["plugin"]
+    lengths = (sizes.overhead_epochs, LONG_STUDY_FACTOR * sizes.overhead_epochs)
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    # Plain, plugin, plugin, plain at each length: each side meets the same share of
+    # whatever else the machine does; each figure is the best of its runs.
+    order = ("plain", "plugin", "plugin", "plain")[: 4 if sizes.overhead_repeats > 1 else 2]
+    for epochs in lengths:
+        for i, kind in enumerate(order):
+            run = _overhead_run(kind, workdir / f"overhead-{kind}-{epochs}-{i}", sizes.overhead_trials, epochs, env)
+            runs.setdefault((kind, epochs), []).append(run)
+            log(f"  {kind}, {epochs} epochs/trial: {run['wall_s']:.2f} s wall, {run['cpu_s']:.2f} s CPU, "
+                f"peak RSS {run['peak_rss_mb']:.0f} MB, process {run['process_wall_s']:.2f} s")
+    best = {key: _best(rs) for key, rs in runs.items()}
+
+    # plugin - plain = fixed + per_epoch * epochs, through the two lengths (epochs of all trials).
+    def split(key: str) -> tuple[float, float]:
+        short, long = (best["plugin", e][key] - best["plain", e][key] for e in lengths)
+        total_short, total_long = (sizes.overhead_trials * e for e in lengths)
+        per_epoch = (long - short) / (total_long - total_short)
+        return short - per_epoch * total_short, per_epoch
+
+    fixed, per_epoch = split("wall_s")
+    fixed_process, _ = split("process_wall_s")
+    fixed_cpu, per_epoch_cpu = split("cpu_s")
+    startup = {kind: min(best[kind, e]["startup_s"] for e in lengths) for kind in ("plain", "plugin")}
+    plain, plugin = best["plain", lengths[1]], best["plugin", lengths[1]]
+    short_plain, short_plugin = best["plain", lengths[0]], best["plugin", lengths[0]]
     return {
         "value": plugin["wall_s"] / plain["wall_s"],
         "peak_memory": plugin["peak_rss_mb"] / plain["peak_rss_mb"],
@@ -128,13 +161,38 @@ def measure_overhead(workdir: Path, sizes: Sizes, env: dict[str, str]) -> dict[s
         "plain_wall_s": plain["wall_s"],
         "plugin_peak_rss_mb": plugin["peak_rss_mb"],
         "plain_peak_rss_mb": plain["peak_rss_mb"],
-        "same_trial_params": plugin["params"] == plain["params"],
+        "same_trial_params": all(
+            best["plugin", e]["params"] == best["plain", e]["params"] for e in lengths
+        ),
         "plugin_runs_wall_s": plugin["all_wall_s"],
         "plain_runs_wall_s": plain["all_wall_s"],
         "n_trials": sizes.overhead_trials,
-        "epochs_per_trial": sizes.overhead_epochs,
+        "epochs_per_trial": lengths[1],
         "steps_per_epoch": steps,
-        "epoch_s_nominal": plain["wall_s"] / (sizes.overhead_trials * sizes.overhead_epochs),
+        "epoch_s_nominal": plain["wall_s"] / (sizes.overhead_trials * lengths[1]),
+        # The split: what the plugin adds once per run (the study's wall clock, and the
+        # whole process from start to exit, imports and teardown included) and per epoch.
+        "fixed_cost_s": fixed,
+        "fixed_cost_process_s": fixed_process,
+        "added_per_epoch_ms": per_epoch * 1000,
+        # The whole process's fixed cost in three: start (interpreter and imports, before
+        # the study's clock), the study itself, and exit (after the study, to the process gone).
+        "fixed_cost_parts_s": {
+            "startup": startup["plugin"] - startup["plain"],
+            "study": fixed,
+            "exit": fixed_process - fixed - (startup["plugin"] - startup["plain"]),
+        },
+        "fixed_cost_cpu_s": fixed_cpu,
+        "added_per_epoch_cpu_ms": per_epoch_cpu * 1000,
+        "short_study": {
+            "epochs_per_trial": lengths[0],
+            "ratio": short_plugin["wall_s"] / short_plain["wall_s"],
+            "plugin_wall_s": short_plugin["wall_s"], "plain_wall_s": short_plain["wall_s"],
+            "plugin_process_wall_s": short_plugin["process_wall_s"],
+            "plain_process_wall_s": short_plain["process_wall_s"],
+        },
+        "plugin_process_wall_s": plugin["process_wall_s"],
+        "plain_process_wall_s": plain["process_wall_s"],
     }
 
 
@@ -144,7 +202,7 @@ def run(sizes: Sizes, *, api_url: str | None, output: Path) -> dict[str, Any]:
     sys.path.insert(0, str(PROJECT_ROOT))
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from benchmarks import boundary, checkpoint_io, latency, pause_stop
+    from benchmarks import boundary, checkpoint_io, cli_cpu, latency, pause_stop
     from deployments.local_services import LocalS3
     from deployments.local_stack import LocalPrefect
 
@@ -155,6 +213,9 @@ def run(sizes: Sizes, *, api_url: str | None, output: Path) -> dict[str, Any]:
     stack: LocalPrefect | None = None
     figures: dict[str, Any] = {}
     try:
+        log("CPU time of `intermission --help` and `prefect --help`, before any server starts")
+        figures["cli_cpu_ratio"] = cli_cpu.measure(repeats=1 if sizes == TINY else 5)
+
         if api_url is None:
             log("starting a Prefect server and a process worker on loopback")
             stack = LocalPrefect(workdir / "prefect-home", worker_poll_seconds=2)
@@ -269,6 +330,7 @@ def _checks(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each headline figure with its target and whether it was met."""
     values = {
         "overhead_ratio": figures["overhead_ratio"]["value"],
+        "added_per_epoch_ms": figures["overhead_ratio"]["added_per_epoch_ms"],
         "overhead_ratio_peak_memory": figures["overhead_ratio"]["peak_memory"],
         "epoch_boundary_ms": figures["epoch_boundary_ms"]["value"],
         "pause_latency_s": figures["pause_latency_s"]["value"],
@@ -278,6 +340,7 @@ def _checks(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "checkpoint_write_ratio_s3": figures["checkpoint_write_ratio"]["s3"],
         "checkpoint_read_ratio_s3": figures["checkpoint_read_ratio"]["s3"],
         "history_scaling_ratio": figures["history_scaling_ratio"]["value"],
+        "cli_cpu_ratio": figures["cli_cpu_ratio"]["value"],
     }
     from benchmarks import pause_stop
 
@@ -295,11 +358,14 @@ def table(result: dict[str, Any]) -> str:
     f = result
     o, b, p, r = f["overhead_ratio"], f["epoch_boundary_ms"], f["pause_latency_s"], f["resume_latency_s"]
     w, rd, h = f["checkpoint_write_ratio"], f["checkpoint_read_ratio"], f["history_scaling_ratio"]
+    cli = f["cli_cpu_ratio"]
     c = f["checks"]
     mark = lambda name: "yes" if c[name]["met"] else "**no**"  # noqa: E731
     rows = [
         ("overhead_ratio (wall)", f"{o['value']:.3f}", "≤ 1.03", mark("overhead_ratio"),
          f"plugin {o['plugin_wall_s']:.2f} s vs plain {o['plain_wall_s']:.2f} s; {o['n_trials']} trials × {o['epochs_per_trial']} epochs of ~{o['epoch_s_nominal']:.2f} s"),
+        ("added_per_epoch_ms", f"{o['added_per_epoch_ms']:.1f}", "≤ 10", mark("added_per_epoch_ms"),
+         f"fixed cost per run {o['fixed_cost_s']:.2f} s (whole process {o['fixed_cost_process_s']:.2f} s: start {o['fixed_cost_parts_s']['startup']:.2f} + study {o['fixed_cost_parts_s']['study']:.2f} + exit {o['fixed_cost_parts_s']['exit']:.2f}); slope of plugin − plain over {o['short_study']['epochs_per_trial']} and {o['epochs_per_trial']} epochs/trial; ratio on the short study {o['short_study']['ratio']:.3f}"),
         ("overhead_ratio (CPU time)", f"{o['cpu_time']:.3f}", "(not a target)", "-",
          f"plugin {o['plugin_cpu_s']:.2f} s vs plain {o['plain_cpu_s']:.2f} s CPU in the study's process"),
         ("overhead_ratio (peak memory)", f"{o['peak_memory']:.3f}", "≤ 1.03", mark("overhead_ratio_peak_memory"),
@@ -320,6 +386,8 @@ def table(result: dict[str, Any]) -> str:
          f"load {rd['s3_load_s']:.3f} s vs raw GET {rd['s3_raw_read_s']:.3f} s"),
         ("history_scaling_ratio", f"{h['value']:.2f}", "≤ 1.5", mark("history_scaling_ratio"),
          f"resume without pickup: {h['large_history']} trials {h['large']['resume_total_s'] - h['large']['worker_pickup_s']:.2f} s vs {h['small_history']} trials {h['small']['resume_total_s'] - h['small']['worker_pickup_s']:.2f} s; with pickup {h['including_worker_pickup']:.2f}"),
+        ("cli_cpu_ratio", f"{cli['value']:.2f}", "≤ 1.5", mark("cli_cpu_ratio"),
+         f"CPU: `intermission --help` {cli['intermission_help_cpu_s']:.2f} s vs `prefect --help` {cli['prefect_help_cpu_s']:.2f} s; `import prefect_intermission` {cli['import_package_cpu_s']:.2f} s vs `import prefect` {cli['import_prefect_cpu_s']:.2f} s; the blocks {cli['import_blocks_cpu_s']:.2f} s"),
     ]
     from benchmarks import pause_stop
 

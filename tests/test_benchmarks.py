@@ -25,6 +25,7 @@ FIGURES = {
     "checkpoint_read_ratio": {"local", "s3"},
     "history_scaling_ratio": {"value", "small", "large"},
     "pause_to_stopped_s": {"value", "step_s", "checkpoint_write_s", "request_to_exit_s", "prefect_exit_s"},
+    "cli_cpu_ratio": {"value", "import_ratio", "intermission_help_cpu_s", "prefect_help_cpu_s", "import_package_cpu_s", "import_prefect_cpu_s"},
 }
 
 
@@ -51,3 +52,12 @@ def test_the_bench_harness_writes_every_figure(prefect_stack, tmp_path):
     assert "| pause_to_stopped_s |" in done.stdout and "| step_pause_to_exit_s |" in done.stdout
     # The long epoch was paused within it, at a step boundary, not at its end.
     assert 0 < result["pause_to_stopped_s"]["steps_into_epoch"] < 15
+    # The ratio is measured on the longer of the two studies the split is drawn from.
+    overhead = result["overhead_ratio"]
+    assert overhead["epochs_per_trial"] == 3 * overhead["short_study"]["epochs_per_trial"]
+    # The split into a fixed cost and a cost per epoch: differences, so of either sign at toy size.
+    split = [overhead[k] for k in ("fixed_cost_s", "fixed_cost_process_s", "added_per_epoch_ms")]
+    assert all(isinstance(v, float) and math.isfinite(v) for v in split), split
+    assert set(overhead["fixed_cost_parts_s"]) == {"startup", "study", "exit"}
+    assert "added_per_epoch_ms" in result["checks"] and "| added_per_epoch_ms |" in done.stdout
+    assert "cli_cpu_ratio" in result["checks"] and "| cli_cpu_ratio |" in done.stdout

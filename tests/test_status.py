@@ -296,3 +296,13 @@ def test_checkpoints_where_a_pause_policy_put_them(prefect_stack, tmp_path, capl
     [warning] = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
     assert f"Pause policy {block!r} sets the checkpoint location" in warning
     assert f"set the study's `checkpoints` (and `keep_checkpoints`) parameters to {str(policy_folder)!r}" in warning
+
+
+def test_status_of_a_study_with_checkpoints_imports_no_torch(study):
+    """A real `intermission status`, checkpoints counted, without loading PyTorch or the flows."""
+    from tests.test_light_import import imported_after, intermission_code
+
+    code = intermission_code("status", study.name, "--json")
+    watch = ["torch", "optuna.visualization", "plotly", "prefect_intermission.flows"]
+    assert imported_after(code, env={**study.env, "COLUMNS": "200"}, watch=watch) == []
+    assert status_json(study.name, study.env)["checkpoint_files"] > 0

@@ -1,4 +1,8 @@
-"""The `intermission` command: pause, resume and inspect studies, and copy their best weights out."""
+"""The `intermission` command: pause, resume and inspect studies, and copy their best weights out.
+
+Each subcommand imports what it uses when it runs: `intermission --help` and a
+subcommand's `--help` import neither Prefect nor Optuna nor PyTorch.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from prefect_intermission.errors import IntermissionError
-from prefect_intermission.reporting.links import flow_run_link
-from prefect_intermission.pausing.run_control import (
-    parse_flow_run_id,
-    parse_resume_time,
-    request_pause,
-    request_resume,
-)
 
 
 def _pause(args: argparse.Namespace) -> None:
+    from prefect_intermission.pausing.run_control import parse_flow_run_id, request_pause
+    from prefect_intermission.reporting.links import flow_run_link
+
     if args.trial is not None:
         from prefect_intermission.pausing.trial_control import request_trial_pause
 
@@ -41,6 +41,13 @@ def _resume(args: argparse.Namespace) -> None:
     if args.trial is not None:
         _resume_trial(args)
         return
+    from prefect_intermission.pausing.run_control import (
+        parse_flow_run_id,
+        parse_resume_time,
+        request_resume,
+    )
+    from prefect_intermission.reporting.links import flow_run_link
+
     at = parse_resume_time(args.at, args.within)
     flow_run = request_resume(parse_flow_run_id(args.flow_run_id), force=args.force, at=at)
     state = flow_run.state
@@ -56,6 +63,7 @@ def _resume(args: argparse.Namespace) -> None:
 
 
 def _resume_trial(args: argparse.Namespace) -> None:
+    from prefect_intermission.pausing.run_control import parse_flow_run_id
     from prefect_intermission.pausing.trial_control import request_trial_resume
 
     if args.at or args.within or args.force:

@@ -14,10 +14,9 @@ import re
 import threading
 import time
 from collections.abc import Callable
-
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-import apprise
 from prefect.blocks.core import Block
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import State
@@ -25,6 +24,10 @@ from prefect.states import State
 from prefect_intermission._logging import run_logger
 from prefect_intermission._threads import ContextThread
 from prefect_intermission.blocks.pause_policy import PausePolicy
+
+if TYPE_CHECKING:
+    import apprise
+
 logging.getLogger("apprise").setLevel(logging.CRITICAL)  # its messages may quote URLs
 
 _ATTEMPTS = 3
@@ -105,6 +108,8 @@ def _start(policy: PausePolicy | None, subject: str, body: str) -> list[_Deliver
 
 def _apprise_send(url: str, subject: str, body: str) -> Callable[[], bool]:
     """One attempt at sending to `url`; the Apprise object is made on the delivery's thread."""
+    import apprise  # here, not on the delivery's thread: only a process that notifies loads it
+
     target: apprise.Apprise | None = None
 
     def send() -> bool:
@@ -118,6 +123,8 @@ def _apprise_send(url: str, subject: str, body: str) -> Callable[[], bool]:
 
 def _apprise_target(url: str) -> apprise.Apprise:
     """An Apprise object for `url`, with short timeouts where the URL does not set its own."""
+    import apprise
+
     target = apprise.Apprise()
     target.add(url)
     # Set on the loaded plugin rather than added to the URL: some services' native URLs

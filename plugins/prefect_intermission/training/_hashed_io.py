@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 import xxhash
-from torch.utils.serialization import config as torch_serialization_config
 
 from prefect_intermission._faults import fault_point
 
@@ -78,6 +77,8 @@ def without_zip_crc32() -> Iterator[None]:
     concurrent saves share it: the last one to finish restores what was there before.
     """
     global _crc_users, _crc_before
+    from torch.utils.serialization import config as torch_serialization_config  # only when saving
+
     with _crc_lock:
         if _crc_users == 0:
             _crc_before = torch_serialization_config.save.compute_crc32

@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
 from fsspec.implementations.local import LocalFileSystem
 
 from prefect_intermission._faults import fault_point
@@ -185,6 +184,8 @@ class TrialCheckpoints:
         step boundary): kept besides the epochs' checkpoints until the next one, and
         the first a continuation loads.
         """
+        import torch  # here, not at the top: `intermission status` lists checkpoints without it
+
         payload = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
         path = self.path(epoch, mid_epoch=mid_epoch)
         try:
@@ -284,6 +285,8 @@ class TrialCheckpoints:
             raise CheckpointError(f"{path!r} has {len(data)} bytes, the manifest says {entry['size']}")
         if checksum != entry[digest.key]:
             raise CheckpointError(f"{path!r} does not match its {digest.name} in the manifest")
+        import torch  # here, not at the top: `intermission status` lists checkpoints without it
+
         try:  # the very bytes just verified: nothing read twice, nothing swapped in between
             with MemoryReader(data) as verified:
                 state = torch.load(verified, map_location="cpu", weights_only=True)
