@@ -12,6 +12,8 @@ measures, each figure beside its baseline from the same run:
 - resume_latency_s       resume request -> first step of the resumed trial, split in four
 - checkpoint_*_ratio     save/load of a ~200 MB state vs raw write/read of its bytes
 - history_scaling_ratio  resume latency with 1,000 finished trials vs 10
+- api_reads_per_minute   flow-run reads a study makes with 1 and 4 trial runs, counted by
+                         a Prefect server of its own (benchmarks/api_reads.py)
 
 It prints a table and writes the figures to benchmarks/results/latest.json.
 `--tiny` runs every measurement at a toy size (seconds, not minutes): the test suite
@@ -69,7 +71,11 @@ TARGETS = {
     "checkpoint_write_ratio_s3": ("<=", 1.25),
     "checkpoint_read_ratio_s3": ("<=", 1.25),
     "history_scaling_ratio": ("<=", 1.5),
+    "api_reads_per_minute": ("<=", 120),
 }
+
+#: How long the API reads of a study with trial runs are counted, in seconds.
+API_READS_WINDOW_S = {"full": 60.0, "tiny": 10.0}
 
 
 def log(message: str) -> None:
@@ -142,7 +148,7 @@ def run(sizes: Sizes, *, api_url: str | None, output: Path) -> dict[str, Any]:
     sys.path.insert(0, str(PROJECT_ROOT))
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from benchmarks import boundary, checkpoint_io, latency
+    from benchmarks import api_reads, boundary, checkpoint_io, latency
     from deployments.local_services import LocalS3
     from deployments.local_stack import LocalPrefect
 
@@ -202,6 +208,11 @@ def run(sizes: Sizes, *, api_url: str | None, output: Path) -> dict[str, Any]:
                     checkpoints=str(workdir / "cycle-checkpoints"),
                     study_name=f"history-{history}", history=history, max_epochs=sizes.cycle_epochs,
                 )
+
+            log("API reads per minute of a study with 1, then 4 trial runs (a counting server of its own)")
+            figures["api_reads_per_minute"] = api_reads.measure(
+                workdir / "api-reads", window_s=API_READS_WINDOW_S["tiny" if sizes == TINY else "full"]
+            )
     finally:
         if stack is not None:
             stack.stop()
@@ -271,6 +282,7 @@ def _checks(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "checkpoint_write_ratio_s3": figures["checkpoint_write_ratio"]["s3"],
         "checkpoint_read_ratio_s3": figures["checkpoint_read_ratio"]["s3"],
         "history_scaling_ratio": figures["history_scaling_ratio"]["value"],
+        "api_reads_per_minute": figures["api_reads_per_minute"]["value"],
     }
     return {
         name: {"value": value, "target": f"{TARGETS[name][0]} {TARGETS[name][1]}", "met": value <= TARGETS[name][1]}
@@ -308,10 +320,21 @@ def table(result: dict[str, Any]) -> str:
          f"load {rd['s3_load_s']:.3f} s vs raw GET {rd['s3_raw_read_s']:.3f} s"),
         ("history_scaling_ratio", f"{h['value']:.2f}", "≤ 1.5", mark("history_scaling_ratio"),
          f"resume without pickup: {h['large_history']} trials {h['large']['resume_total_s'] - h['large']['worker_pickup_s']:.2f} s vs {h['small_history']} trials {h['small']['resume_total_s'] - h['small']['worker_pickup_s']:.2f} s; with pickup {h['including_worker_pickup']:.2f}"),
+        _api_reads_row(f["api_reads_per_minute"], mark("api_reads_per_minute")),
     ]
     lines = ["| figure | value | target | met | measured beside it |", "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
     return "\n".join(lines)
+
+
+def _api_reads_row(a: dict[str, Any], met: str) -> tuple[str, ...]:
+    return (
+        "api_reads_per_minute", f"{a['value']:.0f}", "≤ 120 (4 trial runs)", met,
+        f"1 trial run {a['one_trial_run']:.0f}/min, 4 trial runs {a['four_trial_runs']:.0f}/min "
+        f"(+{a['per_added_trial_run']:.1f} per trial run) over {a['window_s']:.0f} s; after a UI pause the 4 "
+        f"trial runs saw it within {a['four']['trial_runs_saw_pause_s']:.2f} s and ended within "
+        f"{a['four']['trial_runs_stopped_after_pause_s']:.1f} s (their epoch, checkpoint and exit)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

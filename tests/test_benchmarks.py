@@ -24,6 +24,7 @@ FIGURES = {
     "checkpoint_write_ratio": {"local", "s3"},
     "checkpoint_read_ratio": {"local", "s3"},
     "history_scaling_ratio": {"value", "small", "large"},
+    "api_reads_per_minute": {"value", "one_trial_run", "four_trial_runs", "window_s"},
 }
 
 
@@ -45,5 +46,6 @@ def test_the_bench_harness_writes_every_figure(prefect_stack, tmp_path):
     assert len(numbers) >= 20 and all(math.isfinite(v) and v > 0 for v in numbers)
     # The same seeds gave both sides of the overhead comparison the same trials.
     assert result["overhead_ratio"]["same_trial_params"] is True
-    assert set(result["checks"]) >= {"overhead_ratio", "epoch_boundary_ms", "history_scaling_ratio"}
+    assert set(result["checks"]) >= {"overhead_ratio", "epoch_boundary_ms", "history_scaling_ratio", "api_reads_per_minute"}
     assert "| overhead_ratio (wall) |" in done.stdout and "| history_scaling_ratio |" in done.stdout
+    assert "| api_reads_per_minute |" in done.stdout

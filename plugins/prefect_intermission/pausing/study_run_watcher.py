@@ -22,6 +22,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import Running
 
+from prefect_intermission._logging import run_logger
 from prefect_intermission._threads import BackgroundLoop, ContextThread
 from prefect_intermission.pausing.flow_run_poll import FlowRunWatch, shared_poll
 from prefect_intermission.pausing.notices import PauseNotices
@@ -93,8 +94,8 @@ class StudyRunWatcher(BackgroundLoop):
             except Exception:  # a flaky API or database must not stop training
                 logger.debug("Could not read the study's notice, lease or run", exc_info=True)
                 reason = None
-            if reason is not None:
-                logger.info("Pause requested (%s): pausing at the next epoch boundary.", reason)
+            if reason is not None:  # on the trial run's log, with when it was seen
+                run_logger(__name__).info("Pause requested (%s): pausing at the next epoch boundary.", reason)
                 self.signal.request(reason)
                 return
             self._thread.stopping.wait(NOTICE_POLL_SECONDS)
