@@ -90,7 +90,7 @@ def _counting_stack(home: Path) -> Any:
     class CountingPrefect(LocalPrefect):
         reads_log = home / "flow-run-reads.jsonl"
 
-        def start(self, timeout: float = 90) -> None:
+        def start(self, timeout: float = 180) -> None:
             self.home.mkdir(parents=True, exist_ok=True)
             log = open(self.home / "server.log", "ab")
             self._logs.append(log)
