@@ -15,6 +15,8 @@ measures, each figure beside its baseline from the same run:
 - pause_to_stopped_s     a 60 s epoch paused 5 s in with step pauses: request -> trial stopped,
                          and (step_pause_to_exit_s) -> process gone
 - cli_cpu_ratio          CPU time of `intermission --help` vs `prefect --help` (and the imports)
+- api_reads_per_minute   flow-run reads a study makes with 1 and 4 trial runs, counted by
+                         a Prefect server of its own (benchmarks/api_reads.py)
 
 It prints a table and writes the figures to benchmarks/results/latest.json.
 `--tiny` runs every measurement at a toy size (seconds, not minutes): the test suite
@@ -74,7 +76,11 @@ TARGETS = {
     "checkpoint_read_ratio_s3": ("<=", 1.25),
     "history_scaling_ratio": ("<=", 1.5),
     "cli_cpu_ratio": ("<=", 1.5),
+    "api_reads_per_minute": ("<=", 120),
 }
+
+#: How long the API reads of a study with trial runs are counted, in seconds.
+API_READS_WINDOW_S = {"full": 60.0, "tiny": 10.0}
 
 
 def log(message: str) -> None:
@@ -202,7 +208,7 @@ def run(sizes: Sizes, *, api_url: str | None, output: Path) -> dict[str, Any]:
     sys.path.insert(0, str(PROJECT_ROOT))
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from benchmarks import boundary, checkpoint_io, cli_cpu, latency, pause_stop
+    from benchmarks import api_reads, boundary, checkpoint_io, cli_cpu, latency, pause_stop
     from deployments.local_services import LocalS3
     from deployments.local_stack import LocalPrefect
 
@@ -269,6 +275,10 @@ def run(sizes: Sizes, *, api_url: str | None, output: Path) -> dict[str, Any]:
             log("a pause 5 s into a long epoch, with step pauses, through the deployment")
             figures["pause_to_stopped_s"] = pause_stop.measure(
                 workdir / "long-epoch", **pause_stop.SIZES["tiny" if sizes == TINY else "full"]
+            )
+            log("API reads per minute of a study with 1, then 4 trial runs (a counting server of its own)")
+            figures["api_reads_per_minute"] = api_reads.measure(
+                workdir / "api-reads", window_s=API_READS_WINDOW_S["tiny" if sizes == TINY else "full"]
             )
     finally:
         if stack is not None:
@@ -341,6 +351,7 @@ def _checks(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "checkpoint_read_ratio_s3": figures["checkpoint_read_ratio"]["s3"],
         "history_scaling_ratio": figures["history_scaling_ratio"]["value"],
         "cli_cpu_ratio": figures["cli_cpu_ratio"]["value"],
+        "api_reads_per_minute": figures["api_reads_per_minute"]["value"],
     }
     from benchmarks import pause_stop
 
@@ -388,6 +399,7 @@ def table(result: dict[str, Any]) -> str:
          f"resume without pickup: {h['large_history']} trials {h['large']['resume_total_s'] - h['large']['worker_pickup_s']:.2f} s vs {h['small_history']} trials {h['small']['resume_total_s'] - h['small']['worker_pickup_s']:.2f} s; with pickup {h['including_worker_pickup']:.2f}"),
         ("cli_cpu_ratio", f"{cli['value']:.2f}", "≤ 1.5", mark("cli_cpu_ratio"),
          f"CPU: `intermission --help` {cli['intermission_help_cpu_s']:.2f} s vs `prefect --help` {cli['prefect_help_cpu_s']:.2f} s; `import prefect_intermission` {cli['import_package_cpu_s']:.2f} s vs `import prefect` {cli['import_prefect_cpu_s']:.2f} s; the blocks {cli['import_blocks_cpu_s']:.2f} s"),
+        _api_reads_row(f["api_reads_per_minute"], mark("api_reads_per_minute")),
     ]
     from benchmarks import pause_stop
 
@@ -395,6 +407,16 @@ def table(result: dict[str, Any]) -> str:
     lines = ["| figure | value | target | met | measured beside it |", "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
     return "\n".join(lines)
+
+
+def _api_reads_row(a: dict[str, Any], met: str) -> tuple[str, ...]:
+    return (
+        "api_reads_per_minute", f"{a['value']:.0f}", "≤ 120 (4 trial runs)", met,
+        f"1 trial run {a['one_trial_run']:.0f}/min, 4 trial runs {a['four_trial_runs']:.0f}/min "
+        f"(+{a['per_added_trial_run']:.1f} per trial run) over {a['window_s']:.0f} s; after a UI pause the 4 "
+        f"trial runs saw it within {a['four']['trial_runs_saw_pause_s']:.2f} s and ended within "
+        f"{a['four']['trial_runs_stopped_after_pause_s']:.1f} s (their epoch, checkpoint and exit)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ FIGURES = {
     "history_scaling_ratio": {"value", "small", "large"},
     "pause_to_stopped_s": {"value", "step_s", "checkpoint_write_s", "request_to_exit_s", "prefect_exit_s"},
     "cli_cpu_ratio": {"value", "import_ratio", "intermission_help_cpu_s", "prefect_help_cpu_s", "import_package_cpu_s", "import_prefect_cpu_s"},
+    "api_reads_per_minute": {"value", "one_trial_run", "four_trial_runs", "window_s"},
 }
 
 
@@ -61,3 +62,4 @@ def test_the_bench_harness_writes_every_figure(prefect_stack, tmp_path):
     assert set(overhead["fixed_cost_parts_s"]) == {"startup", "study", "exit"}
     assert "added_per_epoch_ms" in result["checks"] and "| added_per_epoch_ms |" in done.stdout
     assert "cli_cpu_ratio" in result["checks"] and "| cli_cpu_ratio |" in done.stdout
+    assert "api_reads_per_minute" in result["checks"] and "| api_reads_per_minute |" in done.stdout

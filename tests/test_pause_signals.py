@@ -15,6 +15,7 @@ from prefect_intermission.pausing.signal import PauseSignal, StudyStopped
 from prefect_intermission.pausing.triggers import pause_file_trigger
 from prefect_intermission.flows._how_to_continue import continue_instruction as _continue_instruction
 from prefect_intermission.pausing.holds import TrialHolds
+from prefect_intermission.pausing.notices import PauseNotices
 
 
 def test_a_pause_file_left_from_an_earlier_pause_waits_until_it_is_touched_or_created_again(tmp_path):
@@ -80,6 +81,19 @@ def test_trial_holds_are_kept_per_study(tmp_path):
     assert mine.release(2) and not mine.release(2)
     mine.hold(1), mine.hold(3)
     assert mine.release_all() == {1, 3} and mine.held() == set() and other.held() == {5}
+
+
+def test_a_pause_notice_stops_only_the_execution_it_names_and_keeps_its_first_reason(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path}/studies.db")
+    notices, other_study = PauseNotices(engine, "mine"), PauseNotices(engine, "other")
+    assert notices.reason_for("execution-1") is None
+    notices.post("execution-1", "ui")
+    notices.post("execution-1", "file")  # a second reason of the same pause
+    assert notices.reason_for("execution-1") == "ui"
+    assert notices.reason_for("execution-2") is None  # the resumed study is not stopped by it
+    assert other_study.reason_for("execution-1") is None
+    notices.post("execution-2", "cli")
+    assert (notices.reason_for("execution-2"), notices.reason_for("execution-1")) == ("cli", None)
 
 
 def test_the_continue_command_never_shows_a_password(monkeypatch):

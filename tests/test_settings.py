@@ -20,7 +20,9 @@ def no_intermission_variables(monkeypatch):
 
 
 def test_defaults():
-    assert settings() == IntermissionSettings(lease_seconds=30.0, pause_poll_seconds=1.0, fault="")
+    assert settings() == IntermissionSettings(
+        lease_seconds=30.0, pause_poll_seconds=1.0, trial_run_poll_seconds=10.0, fault=""
+    )
     assert (lease_seconds_from_env(), poll_seconds_from_env()) == (30.0, 1.0)
 
 
@@ -29,6 +31,7 @@ def test_defaults():
     [
         ("INTERMISSION_LEASE_SECONDS", "12.5", "lease_seconds", 12.5),
         ("INTERMISSION_PAUSE_POLL_SECONDS", "0.2", "pause_poll_seconds", 0.2),
+        ("INTERMISSION_TRIAL_RUN_POLL_SECONDS", "30", "trial_run_poll_seconds", 30.0),
         ("INTERMISSION_FAULT", "checkpoint.write:3", "fault", "checkpoint.write:3"),
     ],
 )
@@ -52,6 +55,7 @@ def test_the_package_reads_the_variables_through_the_settings(monkeypatch):
         ("INTERMISSION_PAUSE_POLL_SECONDS", "0.01", "pause_poll_seconds", 0.05),
         ("INTERMISSION_PAUSE_POLL_SECONDS", "0", "pause_poll_seconds", 0.05),
         ("INTERMISSION_PAUSE_POLL_SECONDS", "0.05", "pause_poll_seconds", 0.05),
+        ("INTERMISSION_TRIAL_RUN_POLL_SECONDS", "0", "trial_run_poll_seconds", 0.05),
     ],
 )
 def test_too_small_a_time_is_raised_to_the_least_allowed(monkeypatch, variable, value, field, expected):

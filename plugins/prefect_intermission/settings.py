@@ -24,7 +24,17 @@ class IntermissionSettings(BaseSettings):
     )
     pause_poll_seconds: float = Field(
         default=1.0,
-        description="Seconds between two reads of a flow run's state by the pause watchers; at least 0.05.",
+        description=(
+            "Seconds between two reads of the study run's state (and its trial runs') by the study's "
+            "process; at least 0.05. One request per interval, however many trial runs."
+        ),
+    )
+    trial_run_poll_seconds: float = Field(
+        default=10.0,
+        description=(
+            "Seconds between two reads of a trial run's own run and the study's run by the trial run's "
+            "process (the study's pause reaches it through the study's database at once); at least 0.05."
+        ),
     )
     fault: str = Field(
         default="",
@@ -38,7 +48,7 @@ class IntermissionSettings(BaseSettings):
             raise ValueError("not a finite number")
         return max(value, 1.0)
 
-    @field_validator("pause_poll_seconds", mode="after")
+    @field_validator("pause_poll_seconds", "trial_run_poll_seconds", mode="after")
     @classmethod
     def _at_least_a_twentieth(cls, value: float) -> float:
         if value != value or value in (float("inf"), float("-inf")):
@@ -46,7 +56,11 @@ class IntermissionSettings(BaseSettings):
         return max(value, 0.05)
 
 
-_EXAMPLES = {"lease_seconds": "a number of seconds, e.g. 30", "pause_poll_seconds": "a number of seconds, e.g. 1"}
+_EXAMPLES = {
+    "lease_seconds": "a number of seconds, e.g. 30",
+    "pause_poll_seconds": "a number of seconds, e.g. 1",
+    "trial_run_poll_seconds": "a number of seconds, e.g. 10",
+}
 
 
 def settings() -> IntermissionSettings:

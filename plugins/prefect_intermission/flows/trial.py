@@ -4,8 +4,8 @@ A `pausable-study` run started with `trial_deployment` launches one run of this 
 per trial attempt (see `study/executors/trial_runs.py`). The run claims its trial, so
 that no two executions ever train it at once, continues it from its checkpoint or
 starts it, and stops at the next epoch boundary, checkpoint stored, as soon as the
-study's own flow run is paused (the UI, `intermission pause`, a pause window...), ends,
-or loses the execution that launched it. The study's pause rules are checked here, at
+study is paused (the UI, `intermission pause`, a pause window...: the study run posts a
+notice in the study's database), its run ends, or it loses the execution that launched it. The study's pause rules are checked here, at
 each epoch boundary, so a rule pauses at the same epoch as in a study training its
 trials itself. Its outcome is recorded in Optuna, where the study run reads it.
 """
@@ -27,6 +27,7 @@ from prefect_intermission._counting import epochs_done
 from prefect_intermission._import_path import import_objective
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.flows.process_exit import exit_at_once
+from prefect_intermission.pausing.notices import PauseNotices
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.rules import attach_rules, load_rules
 from prefect_intermission.pausing.run_states import pause_reason_of_state, paused_trial_state, stopped_trial_state
@@ -86,7 +87,7 @@ def train_trial(
     watcher = StudyRunWatcher(
         signal, trial_run_id=trial_run_id, study_run_id=study_flow_run_id,
         study_lease=StudyLease(state.engine, config.study_name, study_execution),
-        study_execution=study_execution,
+        study_execution=study_execution, notices=PauseNotices(state.engine, config.study_name),
     )
     progress = StudyProgress(config.study_name, n_trials=config.n_trials, max_epochs=config.max_epochs, finished=0)
     attach_rules(progress, config.study_name, load_rules(config.pause_rules), watcher.pause_study,

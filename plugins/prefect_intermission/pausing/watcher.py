@@ -2,7 +2,8 @@
 
 A `FlowRunPauseWatcher` thread sets the study's `PauseSignal` when its flow run is
 put in a PAUSED state (the Prefect UI's Pause / Suspend button and `intermission
-pause` both do that), or when one of its triggers fires.
+pause` both do that), or when one of its triggers fires. It reads the run's state
+through the process's shared poll (`flow_run_poll.py`), one request per interval.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 from uuid import UUID, uuid4
 
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import get_client
 from prefect.states import Suspended
 
 from prefect_intermission._threads import BackgroundLoop, ContextThread
+from prefect_intermission.pausing.flow_run_poll import FlowRunWatch, shared_poll
 from prefect_intermission.pausing.holds import TrialHolds
 from prefect_intermission.pausing.run_states import PAUSING_KEY_PREFIX, pause_reason_of_state
 from prefect_intermission.pausing.signal import PauseSignal
@@ -55,11 +57,24 @@ class FlowRunPauseWatcher(BackgroundLoop):
         self.triggers = triggers or []
         self.poll_seconds = poll_seconds if poll_seconds is not None else poll_seconds_from_env()
         self.ui_resume_at: datetime | None = None
+        self._run: FlowRunWatch | None = None
         self._thread = ContextThread(self._watch, name=f"intermission-pause-watcher-{flow_run_id}")
 
+    def __enter__(self) -> Self:
+        self._run = shared_poll().watch(self.flow_run_id, every=self.poll_seconds)
+        return super().__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        run, self._run = self._run, None
+        self._thread.stop(wake=run.close if run is not None else None)
+        if run is not None:
+            run.close()
 
     def _watch(self) -> None:
-        with get_client(sync_client=True) as client:
+        run = self._run
+        if run is None:
+            return
+        with run:
             while not self._thread.stopping.is_set() and not self.signal.is_requested():
                 for trigger in self.triggers:
                     if (reason := trigger()) is not None:
@@ -67,18 +82,19 @@ class FlowRunPauseWatcher(BackgroundLoop):
                         self.signal.request(reason)
                         return
                 self._read_holds()
-                try:
-                    state = client.read_flow_run(self.flow_run_id).state
-                except Exception:  # a flaky API must not stop training
-                    logger.debug("Could not read the flow run's state", exc_info=True)
-                else:
-                    reason = pause_reason_of_state(state)
-                    if reason is not None:
-                        logger.info("Pause requested (%s): pausing at the next epoch boundary.", reason)
-                        self.signal.request(reason)
-                        self._take_over(client, state)
-                        return
-                self._thread.stopping.wait(self.poll_seconds)
+                if self._paused(run):
+                    return
+
+    def _paused(self, run: FlowRunWatch) -> bool:
+        """Wait for the run's next reading (about one interval); whether it asks for a pause."""
+        flow_run = run.next(timeout=self.poll_seconds)
+        reason = pause_reason_of_state(flow_run.state) if flow_run is not None else None
+        if reason is None:
+            return False
+        logger.info("Pause requested (%s): pausing at the next epoch boundary.", reason)
+        self.signal.request(reason)
+        self._take_over(flow_run.state)
+        return True
 
     def _read_holds(self) -> None:
         if self.holds is None:
@@ -88,18 +104,19 @@ class FlowRunPauseWatcher(BackgroundLoop):
         except Exception:  # a flaky database must not stop training
             logger.debug("Could not read the study's trial holds", exc_info=True)
 
-    def _take_over(self, client: SyncPrefectClient, state: Any) -> None:
+    def _take_over(self, state: Any) -> None:
         if state.state_details.pause_timeout is None:
             return
         self.ui_resume_at = state.state_details.pause_timeout
         try:
-            client.set_flow_run_state(
-                self.flow_run_id,
-                Suspended(
-                    pause_key=f"{PAUSING_KEY_PREFIX}{uuid4().hex}",
-                    message="Pausing: every trial stops at its next epoch boundary.",
-                ),
-                force=True,
-            )
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(
+                    self.flow_run_id,
+                    Suspended(
+                        pause_key=f"{PAUSING_KEY_PREFIX}{uuid4().hex}",
+                        message="Pausing: every trial stops at its next epoch boundary.",
+                    ),
+                    force=True,
+                )
         except Exception:
             logger.warning("Could not lift the pause's timeout; it may expire.", exc_info=True)

@@ -7,10 +7,13 @@ those runs and the trials' records in Optuna: epochs as they are stored (progres
 artifacts), and each trial's outcome once its run ends. Pause rules are checked in the
 trial runs themselves, at each epoch boundary (see flows/trial.py).
 
-A pause reaches the trial runs through the study's flow run: every trial run polls
-it and stops at its next epoch boundary once it is PAUSED. A pause that does not
-come from that state (a pause file or window, a rule, a failed trial, a lost lease)
-is therefore announced by putting the study run into the same pausing state.
+A pause reaches the trial runs through the study's database: the moment the study is
+asked to pause (whatever asked), a pause notice is posted there (`pausing/notices.py`),
+which every trial run reads several times a second without an API request, and stops at
+its next epoch boundary. The study run is also put into the pausing state, which the
+UI shows and the trial runs' slower look at it finds. The study reads its trial runs'
+states through the process's shared poll, in the same request as its own run's state;
+a trial run paused on its own (the UI's button on it) pauses the whole study from here.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from uuid import UUID, uuid4
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
@@ -31,6 +33,8 @@ from prefect.states import Cancelled, Crashed
 
 from prefect_intermission._logging import run_logger
 from prefect_intermission.errors import ConfigurationError
+from prefect_intermission.pausing.flow_run_poll import FlowRunWatch, shared_poll
+from prefect_intermission.pausing.notices import PauseNotices
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_states import pause_reason_of_state, pausing_state
 from prefect_intermission.pausing.signal import PauseSignal
@@ -112,13 +116,19 @@ class FlowRunExecutor(TrialExecutor):
         self._execution_key = uuid4().hex
         self._announced = False
         self._launched: dict[UUID, _TrialRun] = {}  # the trial runs not collected yet
+        self._watches: dict[UUID, FlowRunWatch] = {}
         self._client: SyncPrefectClient | None = None
+        self._notices = PauseNotices(state.engine, state.study.study_name)
+        pause_signal.on_request(self._post_notice)
 
     def __enter__(self) -> FlowRunExecutor:
         self._client = get_client(sync_client=True).__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        for watch in self._watches.values():
+            watch.close()
+        self._watches.clear()
         if self._client is not None:
             self._client.__exit__(None, None, None)
             self._client = None
@@ -126,6 +136,7 @@ class FlowRunExecutor(TrialExecutor):
     def start(self, trial: optuna.Trial) -> None:
         launched = self._launch(trial.number, trial._trial_id)
         self._launched[launched.flow_run_id] = launched
+        self._watches[launched.flow_run_id] = shared_poll().watch(launched.flow_run_id, every=self.poll_seconds)
 
     def running(self) -> list[int]:
         return sorted(r.number for r in self._launched.values())
@@ -134,27 +145,43 @@ class FlowRunExecutor(TrialExecutor):
         self._announce_pause(self._api())
 
     def wait(self, timeout: float) -> list[TrialOutcome]:
-        """Look at the trial runs once, after `poll_seconds`: their epochs, and how ended ones ended."""
+        """Look at the trial runs once, at the shared poll's next reading of them (about
+        `poll_seconds`): their epochs, and how ended ones ended."""
         client = self._api()
-        time.sleep(self.poll_seconds)
-        try:
-            runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(self._launched)))
-            )
-        except Exception:  # a flaky API must not end the study: ask again
-            logger.warning("Could not read the trial runs' states; retrying.", exc_info=True)
-            return []
         outcomes = []
-        for run in runs:
+        for run in self._readings():
             trial_run = self._launched[run.id]
             self._observe(trial_run)
             if self._lost(trial_run, run):
                 run = self._mark_crashed(client, run)
             if run.state is not None and run.state.is_final():
                 outcomes.append(self._ended(self._launched.pop(run.id), run))
+                self._watches.pop(run.id).close()
             elif self.pause_signal.is_requested() and run.state is not None and run.state.is_scheduled():
                 self._cancel_unstarted(client, run)
+            elif not self.pause_signal.is_requested() and (reason := pause_reason_of_state(run.state)):
+                run_logger(__name__).info(
+                    "Trial run %s was paused: the study pauses as a whole.", run.name
+                )
+                self.pause_signal.request(reason)
         return outcomes
+
+    def _readings(self) -> list[FlowRun]:
+        """The trial runs' readings the study has not seen yet, waiting about one poll for them
+        (a failed read gives none: they are looked at again next time)."""
+        if not self._watches:
+            time.sleep(self.poll_seconds)
+            return []
+        deadline = time.monotonic() + self.poll_seconds + 0.5
+        readings = [watch.next(timeout=deadline - time.monotonic()) for watch in self._watches.values()]
+        return [run for run in readings if run is not None]
+
+    def _post_notice(self, reason: str) -> None:
+        """Tell the trial runs to pause, through the study's database (at the request)."""
+        try:
+            self._notices.post(self.study_execution, reason)
+        except Exception:  # posted again as the pause is announced
+            logger.warning("Could not post the pause notice for the trial runs; retrying.", exc_info=True)
 
     def stop_now(self) -> dict[int, int | None]:
         """After a second Ctrl+C: the trials whose runs still train.
@@ -262,6 +289,7 @@ class FlowRunExecutor(TrialExecutor):
         if self._announced:
             return
         try:
+            self._notices.post(self.study_execution, self.pause_signal.reason or PauseReason.UNKNOWN)
             current = client.read_flow_run(self.flow_run_id)
             if current.state is not None and current.state.is_running():
                 pausing = pausing_state(
