@@ -20,7 +20,9 @@ def no_intermission_variables(monkeypatch):
 
 
 def test_defaults():
-    assert settings() == IntermissionSettings(lease_seconds=30.0, pause_poll_seconds=1.0, fault="")
+    assert settings() == IntermissionSettings(
+        lease_seconds=30.0, pause_poll_seconds=1.0, fault="", background_checkpoints=True
+    )
     assert (lease_seconds_from_env(), poll_seconds_from_env()) == (30.0, 1.0)
 
 
@@ -30,6 +32,7 @@ def test_defaults():
         ("INTERMISSION_LEASE_SECONDS", "12.5", "lease_seconds", 12.5),
         ("INTERMISSION_PAUSE_POLL_SECONDS", "0.2", "pause_poll_seconds", 0.2),
         ("INTERMISSION_FAULT", "checkpoint.write:3", "fault", "checkpoint.write:3"),
+        ("INTERMISSION_BACKGROUND_CHECKPOINTS", "false", "background_checkpoints", False),
     ],
 )
 def test_a_variable_overrides_its_default(monkeypatch, variable, value, field, expected):

@@ -26,6 +26,13 @@ class IntermissionSettings(BaseSettings):
         default=1.0,
         description="Seconds between two reads of a flow run's state by the pause watchers; at least 0.05.",
     )
+    background_checkpoints: bool = Field(
+        default=True,
+        description=(
+            "Whether a `TrialLoop` writes each checkpoint in a thread of its own while the next "
+            "epoch trains (the training thread only copies the state); false: on the training thread."
+        ),
+    )
     fault: str = Field(
         default="",
         description="Fault injection for tests: `point:count` kills the process at its count-th visit of `point`.",
@@ -46,7 +53,11 @@ class IntermissionSettings(BaseSettings):
         return max(value, 0.05)
 
 
-_EXAMPLES = {"lease_seconds": "a number of seconds, e.g. 30", "pause_poll_seconds": "a number of seconds, e.g. 1"}
+_EXAMPLES = {
+    "lease_seconds": "a number of seconds, e.g. 30",
+    "pause_poll_seconds": "a number of seconds, e.g. 1",
+    "background_checkpoints": "true or false",
+}
 
 
 def settings() -> IntermissionSettings:

@@ -15,10 +15,16 @@ listed in the manifest only once written, and verified against it before it is
 loaded; older checkpoints are deleted only after a newer one is listed. Besides the
 last `keep_last`, the checkpoint of the trial's best epoch so far is kept, marked
 `"best"` in the manifest.
+
+`save` writes on the calling thread; `save_in_background` takes a copy of the state and
+writes it in a thread of its own (`_background.py`). At most one write is pending per
+trial: the next save, `wait()` and every read of the trial's checkpoints wait for it
+first, and raise what it raised.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -27,12 +33,14 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import torch
 from fsspec.implementations.local import LocalFileSystem
 
 from prefect_intermission._faults import fault_point
+from prefect_intermission.training._background import PendingWrite, snapshot
 from prefect_intermission.training._hashed_io import (
     SHA256,
     XXH3_128,
@@ -101,6 +109,7 @@ class TrialCheckpoints:
     store: CheckpointStore
     folder: str
     _listed: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
+    _pending: PendingWrite | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def manifest_path(self) -> str:
@@ -117,6 +126,10 @@ class TrialCheckpoints:
         Raises:
             CheckpointError: The manifest exists but cannot be read.
         """
+        self.wait()
+        return self._entries()
+
+    def _entries(self) -> list[dict[str, Any]]:
         manifest = self._manifest()
         return sorted(manifest["checkpoints"], key=lambda e: int(e["epoch"])) if manifest else []
 
@@ -126,6 +139,7 @@ class TrialCheckpoints:
         Raises:
             CheckpointError: It was; nothing is loaded or changed.
         """
+        self.wait()
         try:
             manifest = self._manifest()
         except CheckpointError:
@@ -163,14 +177,16 @@ class TrialCheckpoints:
 
     def best_path(self) -> str | None:
         """Where the checkpoint marked as the best epoch's lives, or None when none is marked."""
+        self.wait()
         try:
-            marked = [e for e in self.entries() if e.get("best")]
+            marked = [e for e in self._entries() if e.get("best")]
         except CheckpointError:
             return None
         return self.path(int(marked[-1]["epoch"])) if marked else None
 
     def exists(self) -> bool:
         """Whether this trial has a manifest or any checkpoint file at all."""
+        self.wait()
         fs = self.store.fs
         try:
             return bool(fs.ls(self.folder, detail=False))
@@ -178,13 +194,70 @@ class TrialCheckpoints:
             return False
 
     def save(self, epoch: int, state: dict[str, Any], *, best: bool = False, mid_epoch: bool = False) -> str:
-        """Store the checkpoint of `epoch`, list it in the manifest, prune older ones.
+        """Store the checkpoint of `epoch`, list it in the manifest, prune older ones; its path.
 
         With `best`, it is marked as the best epoch's: kept besides the last `keep_last`
         until a later one is marked. With `mid_epoch`, it was taken within `epoch` (a
         step boundary): kept besides the epochs' checkpoints until the next one, and
-        the first a continuation loads.
+        the first a continuation loads. A pending background write is waited for first.
+
+        Raises:
+            CheckpointError: It (or the pending write) could not be written.
         """
+        self.wait()
+        return self._write(epoch, state, best=best, mid_epoch=mid_epoch)
+
+    def save_in_background(
+        self,
+        epoch: int,
+        state: dict[str, Any],
+        *,
+        best: bool = False,
+        mid_epoch: bool = False,
+        held: AbstractContextManager[Any] | None = None,
+    ) -> str:
+        """As `save`, but only a copy of `state` is taken here; it is written in a thread of
+        its own, and this returns the path it will have.
+
+        The pending write is waited for (and what it raised is raised) by the next save,
+        `wait()` or any read of this trial's checkpoints. `held` is entered now and left
+        once the write has finished (the pause signal's `recording`).
+
+        Raises:
+            CheckpointError: The previous pending write failed.
+        """
+        self.wait()
+        path = self.path(epoch, mid_epoch=mid_epoch)
+        copied = snapshot(state)
+        self._pending = PendingWrite(
+            functools.partial(self._write, epoch, copied, best=best, mid_epoch=mid_epoch, in_background=True),
+            name=f"intermission-writer-{os.path.basename(self.folder)}",
+            held=held,
+        )
+        return path
+
+    def wait(self) -> None:
+        """Return once no checkpoint of this trial is being written in the background.
+
+        Raises:
+            CheckpointError: The pending write failed (or whatever else it raised); it is
+                raised once, here, and its checkpoint is not listed.
+        """
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.wait()
+
+    @property
+    def writing(self) -> bool:
+        """Whether a background write of this trial is still running."""
+        return self._pending is not None and not self._pending.done()
+
+    def _write(
+        self, epoch: int, state: dict[str, Any], *, best: bool, mid_epoch: bool, in_background: bool = False
+    ) -> str:
+        """Write, list and rotate: the work of `save`, on whichever thread runs it."""
+        if in_background:
+            fault_point("writer.before_write")
         payload = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
         path = self.path(epoch, mid_epoch=mid_epoch)
         try:
@@ -196,6 +269,8 @@ class TrialCheckpoints:
                 "location exists, is writable and has free space."
             ) from e
         fault_point("checkpoint.manifest")
+        if in_background:
+            fault_point("writer.before_manifest")
         entry = {"epoch": epoch, "file": os.path.basename(path), "size": size, _WRITTEN_DIGEST.key: checksum}
         if best:
             entry["best"] = True
@@ -204,7 +279,7 @@ class TrialCheckpoints:
         first_save = self._listed is None
         if self._listed is None:
             try:
-                self._listed = self.entries()
+                self._listed = self._entries()
             except CheckpointError:
                 self._listed = []  # a damaged manifest is replaced by one that lists what is verified
         # Checkpoints of this epoch or later are from an attempt that was cut off, and
@@ -226,6 +301,8 @@ class TrialCheckpoints:
         manifest = json.dumps({"format_version": MANIFEST_FORMAT_VERSION, "checkpoints": kept})
         self._write_complete(self.manifest_path, lambda f: f.write(manifest.encode()))
         self._listed = kept
+        if in_background:
+            fault_point("writer.after_manifest")
         if first_save:  # also clears what earlier writers left: unlisted files, partial writes
             self._delete_unlisted({e["file"] for e in kept})
         else:
@@ -239,8 +316,9 @@ class TrialCheckpoints:
         skipped and reported in `fallbacks`; none of them is ever loaded.
         """
         fallbacks: list[dict[str, Any]] = []
+        self.wait()  # a failed write is raised, never taken for a damaged manifest
         try:
-            entries = self.entries()
+            entries = self._entries()
         except CheckpointError as e:
             return LoadResult(None, None, [{"epoch": None, "problem": str(e)}])
         for entry in reversed(entries):
