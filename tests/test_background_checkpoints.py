@@ -187,3 +187,25 @@ def test_a_study_stopped_at_once_waits_for_the_checkpoint_being_written(tmp_path
     _open_later(gate)
     signal.stop_recording(timeout=10)  # what a second Ctrl+C does before the process exits
     assert store.for_trial("stopped", 0).last_epoch() == 0
+
+
+def test_the_next_copy_reuses_the_buffers_of_the_copy_already_written_and_sees_the_new_values(tmp_path):
+    trial = _trial(tmp_path)
+    weights = torch.zeros(1024)
+    trial.save_in_background(0, {"w": weights})
+    weights.add_(1.0)
+    trial.save_in_background(1, {"w": weights})  # the copy of epoch 0 was written: its buffer is reused
+    trial.wait()
+    reader = _reader(trial)
+    assert torch.equal(reader.load_latest_valid().state["w"], torch.ones(1024))
+    assert reader.epochs() == [0, 1]
+    assert torch.equal(torch.load(trial.path(0), weights_only=True)["w"], torch.zeros(1024))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_a_gpu_state_is_copied_into_cpu_memory():
+    weights = torch.arange(16.0, device="cuda")
+    copied = snapshot({"w": weights, "view": weights[8:]})
+    weights.add_(1.0)
+    assert copied["w"].device.type == "cpu" and torch.equal(copied["w"], torch.arange(16.0))
+    assert torch.equal(copied["view"], torch.arange(8.0, 16.0))

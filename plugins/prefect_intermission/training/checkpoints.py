@@ -40,7 +40,7 @@ import torch
 from fsspec.implementations.local import LocalFileSystem
 
 from prefect_intermission._faults import fault_point
-from prefect_intermission.training._background import PendingWrite, snapshot
+from prefect_intermission.training._background import PendingWrite, Snapshots
 from prefect_intermission.training._hashed_io import (
     SHA256,
     XXH3_128,
@@ -110,6 +110,7 @@ class TrialCheckpoints:
     folder: str
     _listed: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
     _pending: PendingWrite | None = field(default=None, init=False, repr=False, compare=False)
+    _snapshots: Snapshots = field(default_factory=Snapshots, init=False, repr=False, compare=False)
 
     @property
     def manifest_path(self) -> str:
@@ -228,7 +229,7 @@ class TrialCheckpoints:
         """
         self.wait()
         path = self.path(epoch, mid_epoch=mid_epoch)
-        copied = snapshot(state)
+        copied = self._snapshots.take(state)  # into the buffers of the copy just written
         self._pending = PendingWrite(
             functools.partial(self._write, epoch, copied, best=best, mid_epoch=mid_epoch, in_background=True),
             name=f"intermission-writer-{os.path.basename(self.folder)}",
