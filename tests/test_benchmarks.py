@@ -23,6 +23,7 @@ FIGURES = {
     "resume_latency_s": {"value", "worker_pickup_s", "process_start_s", "study_load_s", "checkpoint_load_s"},
     "checkpoint_write_ratio": {"local", "s3"},
     "checkpoint_read_ratio": {"local", "s3"},
+    "checkpoint_stall_ratio": {"value", "stall_ms", "copy_ms", "sync_save_ms"},
     "history_scaling_ratio": {"value", "small", "large"},
 }
 

@@ -46,8 +46,9 @@ from prefect_intermission.training._hashed_io import (
     XXH3_128,
     Digest,
     HashingWriter,
-    MemoryReader,
+    as_tensor,
     hexdigest,
+    load_in_place,
     read_hashed,
     without_zip_crc32,
     write_hashed,
@@ -364,8 +365,7 @@ class TrialCheckpoints:
         if checksum != entry[digest.key]:
             raise CheckpointError(f"{path!r} does not match its {digest.name} in the manifest")
         try:  # the very bytes just verified: nothing read twice, nothing swapped in between
-            with MemoryReader(data) as verified:
-                state = torch.load(verified, map_location="cpu", weights_only=True)
+            state = load_in_place(data)
         except Exception as e:
             raise CheckpointError(f"{path!r} cannot be read safely: {_load_problem(e)}") from e
         version = state.get("format_version") if isinstance(state, dict) else None
@@ -396,13 +396,13 @@ class TrialCheckpoints:
         fs.pipe_file(path, buffer.getvalue())
         return writer.size, writer.hexdigest()
 
-    def _read_complete(self, path: str, digest: Digest) -> tuple[bytes | bytearray, str]:
-        """The bytes stored under `path` and their `digest`."""
+    def _read_complete(self, path: str, digest: Digest) -> tuple[torch.Tensor, str]:
+        """The bytes stored under `path` (a uint8 tensor) and their `digest`."""
         fs = self.store.fs
         if isinstance(fs, LocalFileSystem):
             return read_hashed(path, digest)
         data = fs.cat_file(path)
-        return data, hexdigest(digest, data)
+        return as_tensor(data), hexdigest(digest, data)
 
     def _delete_unlisted(self, keep: set[str]) -> None:
         """Delete checkpoints the manifest no longer lists, and partial files of dead writers."""
