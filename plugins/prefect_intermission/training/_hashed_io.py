@@ -2,17 +2,16 @@
 
 The manifest lists each checkpoint's XXH3-128 (older manifests: SHA-256). XXH3 hashes
 at memory speed (about 20 GB/s against SHA-256's 1.7 on one core), and both release
-the GIL, so each large chunk is hashed in a helper thread while it is written (or the
-next one is read): a checkpoint costs one pass over its bytes, not two.
+the GIL, so each large chunk is hashed in a helper thread while it is written: a
+checkpoint costs one pass over its bytes, not two. A checkpoint being loaded is hashed
+through a small buffer first and then loaded from the same open file.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import io
 import os
-import pickle
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
-import numpy
-import torch
-import torch._weights_only_unpickler as _weights_only_unpickler
 import xxhash
 from torch.utils.serialization import config as torch_serialization_config
 
@@ -30,7 +26,7 @@ from prefect_intermission._faults import fault_point
 
 #: Chunks smaller than this are hashed inline: a thread hand-off would cost more.
 _PARALLEL_CHUNK_BYTES = 1 << 20
-_READ_CHUNK_BYTES = 8 << 20
+_READ_CHUNK_BYTES = 1 << 20
 _hasher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="intermission-hash")
 
 _crc_lock = threading.Lock()
@@ -143,86 +139,24 @@ def write_hashed(path: str, write: Callable[[HashingWriter], None], digest: Dige
     return writer.size, writer.hexdigest()
 
 
-def read_hashed(path: str, digest: Digest) -> tuple[torch.Tensor, str]:
-    """The bytes of the file at `path` (as a uint8 tensor) and their checksum, each chunk
-    hashed while the next one is read.
-
-    The tensor's memory is not zeroed first (a `bytearray` would be, which costs as much
-    as the read here): the read fills it once, and `load_in_place` loads from it.
-    """
+def hash_file(file: IO[bytes], digest: Digest) -> tuple[int, str]:
+    """The size and checksum of what `file` holds from where it is, read through one small
+    buffer (the bytes stay in the page cache for the load that follows)."""
     hasher = digest.new()
-    with open(path, "rb", buffering=0) as file:
-        size = os.fstat(file.fileno()).st_size
-        data = torch.empty(size, dtype=torch.uint8)
-        filled, pending = 0, None
-        with memoryview(data.numpy()) as view:
-            while filled < size:
-                count = file.readinto(view[filled : filled + _READ_CHUNK_BYTES])
-                if pending is not None:
-                    pending.result()
-                if not count:
-                    break  # shorter than it was a moment ago
-                pending = _hasher.submit(hasher.update, view[filled : filled + count])
-                filled += count
-            if pending is not None:
-                pending.result()
-        data = data[:filled]
-        if rest := file.read():  # longer than it was a moment ago
-            hasher.update(rest)
-            data = torch.cat([data, torch.frombuffer(bytearray(rest), dtype=torch.uint8)])
-    return data, hasher.hexdigest()
-
-
-def as_tensor(data: bytes | bytearray) -> torch.Tensor:
-    """`data` copied into a uint8 tensor that `load_in_place` can load from."""
-    tensor = torch.empty(len(data), dtype=torch.uint8)
-    tensor.numpy()[:] = numpy.frombuffer(data, dtype=numpy.uint8)
-    return tensor
-
-
-def _loads_in_place() -> bool:
-    try:
-        return "overall_storage" in inspect.signature(torch.serialization._load).parameters
-    except (AttributeError, TypeError, ValueError):
-        return False
-
-
-_LOADS_IN_PLACE = _loads_in_place()
-
-
-def load_in_place(data: torch.Tensor) -> Any:
-    """`torch.load(weights_only=True, map_location="cpu")` of the checkpoint in `data` (uint8,
-    CPU), whose tensors are views of `data`'s memory rather than copies of it.
-
-    This is what `torch.load(path, mmap=True)` does over a mapped file, done over bytes
-    already read and verified (no second read, and nothing can change them in between). It
-    uses `torch.serialization._load`'s `overall_storage`, checked to exist on import; a
-    torch without it, or a file that is not a zip archive, is loaded by `torch.load`.
-    """
-    with MemoryReader(data.numpy()) as file:
-        if _LOADS_IN_PLACE:
-            try:
-                archive = torch.serialization._open_zipfile_reader(file)
-            except RuntimeError:  # not a zip archive: torch.load says what it is
-                archive = None
-            if archive is not None:
-                with archive as reader:
-                    try:
-                        return torch.serialization._load(
-                            reader, "cpu", _weights_only_unpickler,
-                            overall_storage=data.untyped_storage(), encoding="utf-8",
-                        )
-                    except pickle.UnpicklingError as e:
-                        raise pickle.UnpicklingError(f"Weights only load failed. {e}") from None
-            file.seek(0)
-        return torch.load(file, map_location="cpu", weights_only=True)
+    size = 0
+    chunk = bytearray(_READ_CHUNK_BYTES)
+    with memoryview(chunk) as view:
+        while count := file.readinto(chunk):
+            hasher.update(view[:count])
+            size += count
+    return size, hasher.hexdigest()
 
 
 class MemoryReader(io.RawIOBase):
     """A seekable read-only file over bytes in memory, without the copy `io.BytesIO` makes
     of anything but `bytes`: `torch.load` reads the verified bytes straight from it."""
 
-    def __init__(self, data: Any) -> None:
+    def __init__(self, data: bytes | bytearray) -> None:
         super().__init__()
         self._view = memoryview(data).cast("B")
         self._position = 0

@@ -46,10 +46,9 @@ from prefect_intermission.training._hashed_io import (
     XXH3_128,
     Digest,
     HashingWriter,
-    as_tensor,
+    MemoryReader,
+    hash_file,
     hexdigest,
-    load_in_place,
-    read_hashed,
     without_zip_crc32,
     write_hashed,
 )
@@ -357,17 +356,9 @@ class TrialCheckpoints:
             known = " or ".join(d.key for d in _DIGESTS)
             raise CheckpointError(f"{path!r} has no checksum this release knows ({known}) in the manifest")
         try:
-            data, checksum = self._read_complete(path, digest)
+            state = self._read_verified(path, entry, digest)
         except FileNotFoundError as e:
             raise CheckpointError(f"{path!r} is missing") from e
-        if len(data) != entry["size"]:
-            raise CheckpointError(f"{path!r} has {len(data)} bytes, the manifest says {entry['size']}")
-        if checksum != entry[digest.key]:
-            raise CheckpointError(f"{path!r} does not match its {digest.name} in the manifest")
-        try:  # the very bytes just verified: nothing read twice, nothing swapped in between
-            state = load_in_place(data)
-        except Exception as e:
-            raise CheckpointError(f"{path!r} cannot be read safely: {_load_problem(e)}") from e
         version = state.get("format_version") if isinstance(state, dict) else None
         if version != CHECKPOINT_FORMAT_VERSION:
             raise CheckpointError(
@@ -396,13 +387,40 @@ class TrialCheckpoints:
         fs.pipe_file(path, buffer.getvalue())
         return writer.size, writer.hexdigest()
 
-    def _read_complete(self, path: str, digest: Digest) -> tuple[torch.Tensor, str]:
-        """The bytes stored under `path` (a uint8 tensor) and their `digest`."""
+    def _read_verified(self, path: str, entry: dict[str, Any], digest: Digest) -> Any:
+        """Check the file at `path` against its manifest `entry`, then load it (weights only).
+
+        A local file is hashed through a small buffer and then loaded from the same open
+        file (the same inode, even if the name were replaced in between): two reads from
+        the page cache, no copy of the whole file in memory, and each tensor gets a
+        storage of its own. From an object store the bytes are fetched once and loaded
+        from memory.
+        """
         fs = self.store.fs
         if isinstance(fs, LocalFileSystem):
-            return read_hashed(path, digest)
+            with open(path, "rb") as file:
+                size, checksum = hash_file(file, digest)
+                self._check(path, entry, digest, size, checksum)
+                file.seek(0)
+                return self._load(path, file)
         data = fs.cat_file(path)
-        return as_tensor(data), hexdigest(digest, data)
+        self._check(path, entry, digest, len(data), hexdigest(digest, data))
+        with MemoryReader(data) as verified:
+            return self._load(path, verified)
+
+    @staticmethod
+    def _check(path: str, entry: dict[str, Any], digest: Digest, size: int, checksum: str) -> None:
+        if size != entry["size"]:
+            raise CheckpointError(f"{path!r} has {size} bytes, the manifest says {entry['size']}")
+        if checksum != entry[digest.key]:
+            raise CheckpointError(f"{path!r} does not match its {digest.name} in the manifest")
+
+    @staticmethod
+    def _load(path: str, file: Any) -> Any:
+        try:
+            return torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f"{path!r} cannot be read safely: {_load_problem(e)}") from e
 
     def _delete_unlisted(self, keep: set[str]) -> None:
         """Delete checkpoints the manifest no longer lists, and partial files of dead writers."""
