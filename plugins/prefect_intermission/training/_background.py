@@ -125,10 +125,6 @@ class PendingWrite:
             if self._held is not None:
                 self._held.__exit__(None, None, None)
 
-    def done(self) -> bool:
-        """Whether the write has finished (or failed)."""
-        return not self._thread.is_alive()
-
     def wait(self) -> None:
         """Block until the write has finished; raise here whatever it raised."""
         self._thread.join()

@@ -248,11 +248,6 @@ class TrialCheckpoints:
         if pending is not None:
             pending.wait()
 
-    @property
-    def writing(self) -> bool:
-        """Whether a background write of this trial is still running."""
-        return self._pending is not None and not self._pending.done()
-
     def _write(
         self, epoch: int, state: dict[str, Any], *, best: bool, mid_epoch: bool, in_background: bool = False
     ) -> str:
