@@ -11,6 +11,7 @@ measures, each figure beside its baseline from the same run:
 - pause_latency_s        checkpoint stored -> process gone, after a UI-style pause
 - resume_latency_s       resume request -> first step of the resumed trial, split in four
 - checkpoint_*_ratio     save/load of a ~200 MB state vs raw write/read of its bytes
+- checkpoint_stall_ratio training-thread stall of a background checkpoint vs a deep copy
 - history_scaling_ratio  resume latency with 1,000 finished trials vs 10
 - pause_to_stopped_s     a 60 s epoch paused 5 s in with step pauses: request -> trial stopped,
                          and (step_pause_to_exit_s) -> process gone
@@ -74,6 +75,7 @@ TARGETS = {
     "checkpoint_read_ratio_local": ("<=", 1.25),
     "checkpoint_write_ratio_s3": ("<=", 1.25),
     "checkpoint_read_ratio_s3": ("<=", 1.25),
+    "checkpoint_stall_ratio": ("<=", 1.5),
     "history_scaling_ratio": ("<=", 1.5),
     "cli_cpu_ratio": ("<=", 1.5),
     "api_reads_per_minute": ("<=", 120),
@@ -208,7 +210,7 @@ def run(sizes: Sizes, *, api_url: str | None, output: Path) -> dict[str, Any]:
     sys.path.insert(0, str(PROJECT_ROOT))
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from benchmarks import api_reads, boundary, checkpoint_io, cli_cpu, latency, pause_stop
+    from benchmarks import api_reads, boundary, checkpoint_io, checkpoint_stall, cli_cpu, latency, pause_stop
     from deployments.local_services import LocalS3
     from deployments.local_stack import LocalPrefect
 
@@ -242,6 +244,10 @@ def run(sizes: Sizes, *, api_url: str | None, output: Path) -> dict[str, Any]:
             log(f"checkpoint I/O, {sizes.checkpoint_mb} MB, local disk")
             local = checkpoint_io.measure(
                 str(workdir / "checkpoint-io"), megabytes=sizes.checkpoint_mb, repeats=sizes.checkpoint_repeats
+            )
+            log(f"checkpoint stall, {sizes.checkpoint_mb} MB, local disk")
+            figures["checkpoint_stall_ratio"] = checkpoint_stall.measure(
+                str(workdir / "checkpoint-stall"), megabytes=sizes.checkpoint_mb, repeats=sizes.checkpoint_repeats
             )
             log(f"checkpoint I/O, {sizes.checkpoint_mb} MB, S3 (moto on loopback)")
             with LocalS3(threaded=False) as s3:
@@ -349,6 +355,7 @@ def _checks(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "checkpoint_read_ratio_local": figures["checkpoint_read_ratio"]["local"],
         "checkpoint_write_ratio_s3": figures["checkpoint_write_ratio"]["s3"],
         "checkpoint_read_ratio_s3": figures["checkpoint_read_ratio"]["s3"],
+        "checkpoint_stall_ratio": figures["checkpoint_stall_ratio"]["value"],
         "history_scaling_ratio": figures["history_scaling_ratio"]["value"],
         "cli_cpu_ratio": figures["cli_cpu_ratio"]["value"],
         "api_reads_per_minute": figures["api_reads_per_minute"]["value"],
@@ -370,6 +377,7 @@ def table(result: dict[str, Any]) -> str:
     o, b, p, r = f["overhead_ratio"], f["epoch_boundary_ms"], f["pause_latency_s"], f["resume_latency_s"]
     w, rd, h = f["checkpoint_write_ratio"], f["checkpoint_read_ratio"], f["history_scaling_ratio"]
     cli = f["cli_cpu_ratio"]
+    st = f["checkpoint_stall_ratio"]
     c = f["checks"]
     mark = lambda name: "yes" if c[name]["met"] else "**no**"  # noqa: E731
     rows = [
@@ -395,6 +403,8 @@ def table(result: dict[str, Any]) -> str:
          f"load {rd['local_load_s']:.3f} s vs raw read {rd['local_raw_read_s']:.3f} s"),
         ("checkpoint_read_ratio S3", f"{rd['s3']:.2f}", "≤ 1.25", mark("checkpoint_read_ratio_s3"),
          f"load {rd['s3_load_s']:.3f} s vs raw GET {rd['s3_raw_read_s']:.3f} s"),
+        ("checkpoint_stall_ratio", f"{st['value']:.2f}", "≤ 1.5", mark("checkpoint_stall_ratio"),
+         f"stall {st['stall_ms']:.1f} ms vs deep copy {st['copy_ms']:.1f} ms; synchronous save {st['sync_save_ms']:.1f} ms ({st['bytes'] / 2**20:.0f} MiB)"),
         ("history_scaling_ratio", f"{h['value']:.2f}", "≤ 1.5", mark("history_scaling_ratio"),
          f"resume without pickup: {h['large_history']} trials {h['large']['resume_total_s'] - h['large']['worker_pickup_s']:.2f} s vs {h['small_history']} trials {h['small']['resume_total_s'] - h['small']['worker_pickup_s']:.2f} s; with pickup {h['including_worker_pickup']:.2f}"),
         ("cli_cpu_ratio", f"{cli['value']:.2f}", "≤ 1.5", mark("cli_cpu_ratio"),

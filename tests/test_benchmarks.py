@@ -23,6 +23,7 @@ FIGURES = {
     "resume_latency_s": {"value", "worker_pickup_s", "process_start_s", "study_load_s", "checkpoint_load_s"},
     "checkpoint_write_ratio": {"local", "s3"},
     "checkpoint_read_ratio": {"local", "s3"},
+    "checkpoint_stall_ratio": {"value", "stall_ms", "copy_ms", "sync_save_ms"},
     "history_scaling_ratio": {"value", "small", "large"},
     "pause_to_stopped_s": {"value", "step_s", "checkpoint_write_s", "request_to_exit_s", "prefect_exit_s"},
     "cli_cpu_ratio": {"value", "import_ratio", "intermission_help_cpu_s", "prefect_help_cpu_s", "import_package_cpu_s", "import_prefect_cpu_s"},

@@ -19,6 +19,9 @@ _armed: tuple[str, int] | None = None  # the fault point and the visits left, re
 FAULT_POINTS = (
     "checkpoint.write",  # the first bytes of a checkpoint (or manifest) written, the rest not
     "checkpoint.manifest",  # checkpoint written, manifest not yet updated
+    "writer.before_write",  # background writer: state copied, nothing written yet
+    "writer.before_manifest",  # background writer: checkpoint written, manifest not yet updated
+    "writer.after_manifest",  # background writer: listed in the manifest, old ones not yet rotated
     "trial.report",  # epoch reported to Optuna, checkpoint not yet written
     "study.tell",  # trial about to be told to Optuna
     "study.told",  # trial told, sampler not yet stored

@@ -36,6 +36,13 @@ class IntermissionSettings(BaseSettings):
             "process (the study's pause reaches it through the study's database at once); at least 0.05."
         ),
     )
+    background_checkpoints: bool = Field(
+        default=True,
+        description=(
+            "Whether a `TrialLoop` writes each checkpoint in a thread of its own while the next "
+            "epoch trains (the training thread only copies the state); false: on the training thread."
+        ),
+    )
     fault: str = Field(
         default="",
         description="Fault injection for tests: `point:count` kills the process at its count-th visit of `point`.",
@@ -60,6 +67,7 @@ _EXAMPLES = {
     "lease_seconds": "a number of seconds, e.g. 30",
     "pause_poll_seconds": "a number of seconds, e.g. 1",
     "trial_run_poll_seconds": "a number of seconds, e.g. 10",
+    "background_checkpoints": "true or false",
 }
 
 

@@ -108,3 +108,34 @@ def test_studies_survive_repeated_sigkills(prefect_stack, tmp_path):
 
     print("\n".join(log))
     assert kills >= 30
+
+
+@pytest.mark.parametrize(
+    ("point", "last_stored"),
+    [("writer.before_write", 1), ("writer.before_manifest", 1), ("writer.after_manifest", 2)],
+)
+def test_a_kill_in_the_background_writer_leaves_the_previous_checkpoint(prefect_stack, tmp_path, point, last_stored):
+    """Killed while the writer thread stores epoch 2 of trial 0 (the third checkpoint), the
+    study keeps a valid checkpoint of the epoch before it (of epoch 2 itself once it is
+    listed) and, continued, completes having trained again no more than that epoch."""
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    checkpoints = tmp_path / "checkpoints"
+    command = [sys.executable, str(SCRIPT), "writer", storage, str(checkpoints),
+               "--n-trials", "2", "--max-epochs", "4", "--seed", "3"]
+    env = {**prefect_stack.env, "INTERMISSION_LEASE_SECONDS": "1", "INTERMISSION_TEST_EPOCH_SECONDS": "0.1"}
+    killed = subprocess.run(command, env={**env, "INTERMISSION_FAULT": f"{point}:3"}, cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=180)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert _final_name_files_load(checkpoints) >= last_stored
+    loaded = CheckpointStore(str(checkpoints)).for_trial("writer", 0).load_latest_valid()
+    assert (loaded.epoch, loaded.fallbacks) == (last_stored, [])
+    study = optuna.load_study(study_name="writer", storage=storage)
+    assert max(study.trials[0].intermediate_values) == 2  # epoch 2 was reported before its write
+
+    continued = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180)
+    assert continued.returncode == 0, continued.stderr[-3000:]
+    study = optuna.load_study(study_name="writer", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    [record] = study.trials[0].system_attrs[TRIAL_RESUMPTIONS_ATTR]
+    assert record["from_epoch"] == last_stored and record["fallbacks"] == []
+    assert record["lost_epochs"] == ([] if last_stored == 2 else [2])

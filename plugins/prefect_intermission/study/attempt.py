@@ -154,6 +154,7 @@ def run_trial_attempt(
             value = objective(trial, loop)
         finally:
             suggesting.close()
+            loop.checkpoints.wait()  # however the objective ended, its last checkpoint is stored (or its error raised)
     except BaseException as stopped:
         state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
         outcome = _stopped(state, trial, loop, stopped, catch=catch, callbacks=callbacks)

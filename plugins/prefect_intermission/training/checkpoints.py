@@ -15,10 +15,16 @@ listed in the manifest only once written, and verified against it before it is
 loaded; older checkpoints are deleted only after a newer one is listed. Besides the
 last `keep_last`, the checkpoint of the trial's best epoch so far is kept, marked
 `"best"` in the manifest.
+
+`save` writes on the calling thread; `save_in_background` takes a copy of the state and
+writes it in a thread of its own (`_background.py`). At most one write is pending per
+trial: the next save, `wait()` and every read of the trial's checkpoints wait for it
+first, and raise what it raised.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -27,6 +33,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from fsspec.implementations.local import LocalFileSystem
@@ -38,14 +45,15 @@ from prefect_intermission.training._hashed_io import (
     Digest,
     HashingWriter,
     MemoryReader,
+    hash_file,
     hexdigest,
-    read_hashed,
     without_zip_crc32,
     write_hashed,
 )
 from prefect_intermission.errors import CheckpointError
 
 if TYPE_CHECKING:
+    from prefect_intermission.training._background import PendingWrite, Snapshots
     from prefect_intermission.training.store import CheckpointStore
 
 logger = logging.getLogger(__name__)
@@ -100,6 +108,8 @@ class TrialCheckpoints:
     store: CheckpointStore
     folder: str
     _listed: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
+    _pending: PendingWrite | None = field(default=None, init=False, repr=False, compare=False)
+    _snapshots: Snapshots | None = field(default=None, init=False, repr=False, compare=False)  # at the first write
 
     @property
     def manifest_path(self) -> str:
@@ -116,6 +126,10 @@ class TrialCheckpoints:
         Raises:
             CheckpointError: The manifest exists but cannot be read.
         """
+        self.wait()
+        return self._entries()
+
+    def _entries(self) -> list[dict[str, Any]]:
         manifest = self._manifest()
         return sorted(manifest["checkpoints"], key=lambda e: int(e["epoch"])) if manifest else []
 
@@ -125,6 +139,7 @@ class TrialCheckpoints:
         Raises:
             CheckpointError: It was; nothing is loaded or changed.
         """
+        self.wait()
         try:
             manifest = self._manifest()
         except CheckpointError:
@@ -162,14 +177,16 @@ class TrialCheckpoints:
 
     def best_path(self) -> str | None:
         """Where the checkpoint marked as the best epoch's lives, or None when none is marked."""
+        self.wait()
         try:
-            marked = [e for e in self.entries() if e.get("best")]
+            marked = [e for e in self._entries() if e.get("best")]
         except CheckpointError:
             return None
         return self.path(int(marked[-1]["epoch"])) if marked else None
 
     def exists(self) -> bool:
         """Whether this trial has a manifest or any checkpoint file at all."""
+        self.wait()
         fs = self.store.fs
         try:
             return bool(fs.ls(self.folder, detail=False))
@@ -177,13 +194,69 @@ class TrialCheckpoints:
             return False
 
     def save(self, epoch: int, state: dict[str, Any], *, best: bool = False, mid_epoch: bool = False) -> str:
-        """Store the checkpoint of `epoch`, list it in the manifest, prune older ones.
+        """Store the checkpoint of `epoch`, list it in the manifest, prune older ones; its path.
 
         With `best`, it is marked as the best epoch's: kept besides the last `keep_last`
         until a later one is marked. With `mid_epoch`, it was taken within `epoch` (a
         step boundary): kept besides the epochs' checkpoints until the next one, and
-        the first a continuation loads.
+        the first a continuation loads. A pending background write is waited for first.
+
+        Raises:
+            CheckpointError: It (or the pending write) could not be written.
         """
+        self.wait()
+        return self._write(epoch, state, best=best, mid_epoch=mid_epoch)
+
+    def save_in_background(
+        self,
+        epoch: int,
+        state: dict[str, Any],
+        *,
+        best: bool = False,
+        mid_epoch: bool = False,
+        held: AbstractContextManager[Any] | None = None,
+    ) -> str:
+        """As `save`, but only a copy of `state` is taken here; it is written in a thread of
+        its own, and this returns the path it will have.
+
+        The pending write is waited for (and what it raised is raised) by the next save,
+        `wait()` or any read of this trial's checkpoints. `held` is entered now and left
+        once the write has finished (the pause signal's `recording`).
+
+        Raises:
+            CheckpointError: The previous pending write failed.
+        """
+        self.wait()
+        path = self.path(epoch, mid_epoch=mid_epoch)
+        from prefect_intermission.training._background import PendingWrite, Snapshots  # needs torch
+
+        if self._snapshots is None:
+            self._snapshots = Snapshots()
+        copied = self._snapshots.take(state)  # into the buffers of the copy just written
+        self._pending = PendingWrite(
+            functools.partial(self._write, epoch, copied, best=best, mid_epoch=mid_epoch, in_background=True),
+            name=f"intermission-writer-{os.path.basename(self.folder)}",
+            held=held,
+        )
+        return path
+
+    def wait(self) -> None:
+        """Return once no checkpoint of this trial is being written in the background.
+
+        Raises:
+            CheckpointError: The pending write failed (or whatever else it raised); it is
+                raised once, here, and its checkpoint is not listed.
+        """
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.wait()
+
+    def _write(
+        self, epoch: int, state: dict[str, Any], *, best: bool, mid_epoch: bool, in_background: bool = False
+    ) -> str:
+        """Write, list and rotate: the work of `save`, on whichever thread runs it."""
+        if in_background:
+            fault_point("writer.before_write")
         import torch  # here, not at the top: `intermission status` lists checkpoints without it
 
         payload = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
@@ -197,6 +270,8 @@ class TrialCheckpoints:
                 "location exists, is writable and has free space."
             ) from e
         fault_point("checkpoint.manifest")
+        if in_background:
+            fault_point("writer.before_manifest")
         entry = {"epoch": epoch, "file": os.path.basename(path), "size": size, _WRITTEN_DIGEST.key: checksum}
         if best:
             entry["best"] = True
@@ -205,7 +280,7 @@ class TrialCheckpoints:
         first_save = self._listed is None
         if self._listed is None:
             try:
-                self._listed = self.entries()
+                self._listed = self._entries()
             except CheckpointError:
                 self._listed = []  # a damaged manifest is replaced by one that lists what is verified
         # Checkpoints of this epoch or later are from an attempt that was cut off, and
@@ -227,6 +302,8 @@ class TrialCheckpoints:
         manifest = json.dumps({"format_version": MANIFEST_FORMAT_VERSION, "checkpoints": kept})
         self._write_complete(self.manifest_path, lambda f: f.write(manifest.encode()))
         self._listed = kept
+        if in_background:
+            fault_point("writer.after_manifest")
         if first_save:  # also clears what earlier writers left: unlisted files, partial writes
             self._delete_unlisted({e["file"] for e in kept})
         else:
@@ -240,8 +317,9 @@ class TrialCheckpoints:
         skipped and reported in `fallbacks`; none of them is ever loaded.
         """
         fallbacks: list[dict[str, Any]] = []
+        self.wait()  # a failed write is raised, never taken for a damaged manifest
         try:
-            entries = self.entries()
+            entries = self._entries()
         except CheckpointError as e:
             return LoadResult(None, None, [{"epoch": None, "problem": str(e)}])
         for entry in reversed(entries):
@@ -278,20 +356,9 @@ class TrialCheckpoints:
             known = " or ".join(d.key for d in _DIGESTS)
             raise CheckpointError(f"{path!r} has no checksum this release knows ({known}) in the manifest")
         try:
-            data, checksum = self._read_complete(path, digest)
+            state = self._read_verified(path, entry, digest)
         except FileNotFoundError as e:
             raise CheckpointError(f"{path!r} is missing") from e
-        if len(data) != entry["size"]:
-            raise CheckpointError(f"{path!r} has {len(data)} bytes, the manifest says {entry['size']}")
-        if checksum != entry[digest.key]:
-            raise CheckpointError(f"{path!r} does not match its {digest.name} in the manifest")
-        import torch  # here, not at the top: `intermission status` lists checkpoints without it
-
-        try:  # the very bytes just verified: nothing read twice, nothing swapped in between
-            with MemoryReader(data) as verified:
-                state = torch.load(verified, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise CheckpointError(f"{path!r} cannot be read safely: {_load_problem(e)}") from e
         version = state.get("format_version") if isinstance(state, dict) else None
         if version != CHECKPOINT_FORMAT_VERSION:
             raise CheckpointError(
@@ -320,13 +387,42 @@ class TrialCheckpoints:
         fs.pipe_file(path, buffer.getvalue())
         return writer.size, writer.hexdigest()
 
-    def _read_complete(self, path: str, digest: Digest) -> tuple[bytes | bytearray, str]:
-        """The bytes stored under `path` and their `digest`."""
+    def _read_verified(self, path: str, entry: dict[str, Any], digest: Digest) -> Any:
+        """Check the file at `path` against its manifest `entry`, then load it (weights only).
+
+        A local file is hashed through a small buffer and then loaded from the same open
+        file (the same inode, even if the name were replaced in between): two reads from
+        the page cache, no copy of the whole file in memory, and each tensor gets a
+        storage of its own. From an object store the bytes are fetched once and loaded
+        from memory.
+        """
         fs = self.store.fs
         if isinstance(fs, LocalFileSystem):
-            return read_hashed(path, digest)
+            with open(path, "rb") as file:
+                size, checksum = hash_file(file, digest)
+                self._check(path, entry, digest, size, checksum)
+                file.seek(0)
+                return self._load(path, file)
         data = fs.cat_file(path)
-        return data, hexdigest(digest, data)
+        self._check(path, entry, digest, len(data), hexdigest(digest, data))
+        with MemoryReader(data) as verified:
+            return self._load(path, verified)
+
+    @staticmethod
+    def _check(path: str, entry: dict[str, Any], digest: Digest, size: int, checksum: str) -> None:
+        if size != entry["size"]:
+            raise CheckpointError(f"{path!r} has {size} bytes, the manifest says {entry['size']}")
+        if checksum != entry[digest.key]:
+            raise CheckpointError(f"{path!r} does not match its {digest.name} in the manifest")
+
+    @staticmethod
+    def _load(path: str, file: Any) -> Any:
+        import torch  # here, not at the top: `intermission status` lists checkpoints without it
+
+        try:
+            return torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f"{path!r} cannot be read safely: {_load_problem(e)}") from e
 
     def _delete_unlisted(self, keep: set[str]) -> None:
         """Delete checkpoints the manifest no longer lists, and partial files of dead writers."""

@@ -36,6 +36,7 @@ import torch
 
 from prefect_intermission._faults import fault_point
 from prefect_intermission._counting import epochs_done
+from prefect_intermission.settings import settings
 from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
 from prefect_intermission.training.checkpoints import TrialCheckpoints
 from prefect_intermission.training.context import TrialContext
@@ -101,8 +102,14 @@ class TrialLoop:
         checkpoint_every_steps: Also checkpoint within an epoch every this many steps.
         checkpoint_every_seconds: Also checkpoint within an epoch once this long has passed.
         on_start: Called once the checkpoint is restored, before the first epoch.
-        on_epoch: Called with `(epoch, metric)` after each epoch's checkpoint is stored.
+        on_epoch: Called with `(epoch, metric)` after each epoch's checkpoint is taken.
         logger: Where each epoch's line goes (the study passes Prefect's run logger).
+        background_checkpoints: Write each checkpoint in a thread of its own while the
+            next epoch trains: the training thread only copies the state (into CPU
+            memory). A pause, the trial's end, the next report and the next checkpoint
+            wait for it, so a crash loses at most the epoch being written. False: write
+            on the training thread. None (the default): the setting
+            `INTERMISSION_BACKGROUND_CHECKPOINTS` (on unless set to false).
 
     Attributes:
         generator: Pass it to `DataLoader(..., generator=loop.generator)`; its state is
@@ -150,6 +157,7 @@ class TrialLoop:
         on_start: Callable[[Restore], None] | None = None,
         on_epoch: Callable[[int, float], None] | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        background_checkpoints: bool | None = None,
     ) -> None:
         if max_epochs < 1:
             raise ConfigurationError(f"max_epochs must be >= 1, but got {max_epochs=}.")
@@ -159,6 +167,9 @@ class TrialLoop:
         if pause_granularity not in ("epoch", "step"):
             raise ConfigurationError(f"pause_granularity must be 'epoch' or 'step', but got {pause_granularity=}.")
         self.pause_granularity = pause_granularity
+        self.background_checkpoints = (
+            settings().background_checkpoints if background_checkpoints is None else background_checkpoints
+        )
         self.checkpoint_every_steps = checkpoint_every_steps
         self.checkpoint_every_seconds = checkpoint_every_seconds
         self.steps_in_epoch = 0
@@ -229,7 +240,8 @@ class TrialLoop:
                     "loop.end_epoch(metric); call it once at the end of every epoch."
                 )
             if self._stopped_early:
-                return
+                break
+        self.checkpoints.wait()  # the trial ends with its last checkpoint stored
 
     def trainer_started(self, restore: Restore) -> None:
         """For a trainer other than `epochs()` (an integration): it restored the trial's
@@ -274,6 +286,7 @@ class TrialLoop:
         if pausing or self._checkpoint_due():
             self._save_within_epoch()
             if pausing:
+                self.checkpoints.wait()
                 raise TrialPaused(self.trial.number, self.epoch, steps_into_epoch=self.steps_in_epoch)
 
     def release(self) -> None:
@@ -334,14 +347,22 @@ class TrialLoop:
             "seconds": time.perf_counter() - self._epoch_started,
             "data": [data.state_dict() for data in self._data],
         }
-        recording = self.pause_signal.recording(self.trial.number, self.epoch) if self.pause_signal else nullcontext()
-        with recording:
-            path = self.checkpoints.save(self.epoch + 1, state, mid_epoch=True)
+        path = self._store(self.epoch + 1, state, mid_epoch=True)
         self._steps_since_checkpoint, self._last_checkpoint = 0, time.monotonic()
         self._log.info(
-            "Trial %d: checkpoint within epoch %d of %d, %d steps in, stored at %s.",
-            self.trial.number, epochs_done(self.epoch) + 1, self.max_epochs, self.steps_in_epoch, path,
+            "Trial %d: checkpoint within epoch %d of %d, %d steps in, %s %s.",
+            self.trial.number, epochs_done(self.epoch) + 1, self.max_epochs, self.steps_in_epoch,
+            "being stored at" if self.background_checkpoints else "stored at", path,
         )
+
+    def _store(self, epoch: int, state: dict[str, Any], *, best: bool = False, mid_epoch: bool = False) -> str:
+        """Checkpoint `state`, in the background or at once; while it is written, a study
+        stopped at once waits for it (the pause signal's `recording`)."""
+        recording = self.pause_signal.recording(self.trial.number, self.epoch) if self.pause_signal else nullcontext()
+        if self.background_checkpoints:
+            return self.checkpoints.save_in_background(epoch, state, best=best, mid_epoch=mid_epoch, held=recording)
+        with recording:
+            return self.checkpoints.save(epoch, state, best=best, mid_epoch=mid_epoch)
 
     def end_epoch(self, metric: float) -> None:
         """Finish the current epoch: report, maybe prune, checkpoint, maybe pause.
@@ -353,6 +374,9 @@ class TrialLoop:
         """
         if self._epoch_ended:
             raise IntermissionError("end_epoch() was called twice, or outside loop.epochs().")
+        # The previous checkpoint is stored before this epoch is reported: a crash from
+        # here on loses no more than this epoch.
+        self.checkpoints.wait()
         epoch = self.epoch + 1
         metric = float(metric)
         if not math.isfinite(metric):
@@ -368,6 +392,7 @@ class TrialLoop:
                 self._record_epoch(epoch, metric)
         more_to_train = epoch + 1 < self.max_epochs and not self._stopped_early
         if more_to_train and self.pause_signal is not None and self.pause_signal.pauses(self.trial.number):
+            self.checkpoints.wait()
             raise TrialPaused(self.trial.number, epoch)
 
     def _record_epoch(self, epoch: int, metric: float) -> None:
@@ -383,10 +408,11 @@ class TrialLoop:
         if not several_objectives and self.trial.should_prune():
             raise optuna.TrialPruned(f"Pruned after {epochs_done(epoch)} epochs with metric {metric}.")
         self._steps_since_checkpoint, self._last_checkpoint = 0, time.monotonic()
-        self.checkpoints.save(epoch, self._checkpoint_state(), best=improved)
+        self._store(epoch, self._checkpoint_state(), best=improved)
         self._log.info(
-            "Trial %d finished epoch %d of %d: metric %.6g (best %.6g); checkpoint stored.",
+            "Trial %d finished epoch %d of %d: metric %.6g (best %.6g); checkpoint %s.",
             self.trial.number, epochs_done(epoch), self.max_epochs, metric, self.best_metric,
+            "being stored" if self.background_checkpoints else "stored",
         )
         if self.on_epoch is not None:
             self.on_epoch(epoch, metric)
