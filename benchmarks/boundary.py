@@ -1,7 +1,8 @@
 """The fixed cost the plugin adds at each epoch boundary, on the demo objective (flows/digits.py).
 
 The demo objective trains through a `TrialLoop` whose `end_epoch` (report to Optuna,
-pruning check, checkpoint of the small CNN, pause check) is timed, inside a Prefect
+pruning check, checkpoint of the small CNN (a copy taken for the background writer, or
+the write itself with background checkpoints off), pause check) is timed, inside a Prefect
 flow so that its log line goes to the Prefect API as in a real run. Beside it, in the
 same run, what plain Optuna does at an epoch boundary (`trial.report` and
 `trial.should_prune`) and the checkpoint write alone.
@@ -24,12 +25,14 @@ from prefect_intermission.training.checkpoints import TrialCheckpoints
 
 @dataclass
 class _TimedCheckpoints(TrialCheckpoints):
+    """Times each checkpoint's write, on the training thread or the background writer's."""
+
     writes: list[float] = field(default_factory=list)
 
-    def save(self, epoch: int, state: dict[str, Any], **options: Any) -> str:
+    def _write(self, epoch: int, state: dict[str, Any], **options: Any) -> str:
         start = time.perf_counter()
         try:
-            return super().save(epoch, state, **options)
+            return super()._write(epoch, state, **options)
         finally:
             self.writes.append(time.perf_counter() - start)
 

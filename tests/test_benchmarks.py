@@ -31,7 +31,7 @@ FIGURES = {
 }
 
 
-@pytest.mark.timeout(1500)  # every measurement at toy size, two Prefect servers of its own among them
+@pytest.mark.timeout(1500)  # every measurement at toy size, a counting Prefect server of its own among them
 def test_the_bench_harness_writes_every_figure(prefect_stack, tmp_path):
     output = tmp_path / "latest.json"
     done = subprocess.run(

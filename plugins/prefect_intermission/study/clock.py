@@ -2,7 +2,8 @@
 
 `timeout` is measured on it: once spent, no new trial starts and the study completes
 with what it has, as `study.optimize(timeout=...)` does. It is kept in the study, so a
-resumed run goes on counting where the paused one stopped.
+resumed run goes on counting where the paused one stopped. Each execution counts from
+its first trial's start: a run's set-up (imports, loading the study) is not training.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ class TrainingClock:
         self.state = state
         self.timeout = timeout
         self._before = state.trained_seconds()
-        self._started = time.monotonic()
+        self._started: float | None = None
+
+    def start(self) -> None:
+        """A trial starts: this execution's training time counts from its first call."""
+        if self._started is None:
+            self._started = time.monotonic()
 
     def seconds(self) -> float:
         """Training time so far, this execution included."""
-        return self._before + time.monotonic() - self._started
+        return self._before + (0.0 if self._started is None else time.monotonic() - self._started)
 
     def out_of_time(self) -> bool:
         """Whether `timeout` is spent (never, without one)."""

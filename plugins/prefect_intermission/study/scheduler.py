@@ -165,6 +165,7 @@ class TrialScheduler:
         return result.finished + n_active + n_held < self.config.n_trials and not self.clock.out_of_time()
 
     def _start(self, continued: int | None) -> None:
+        self.clock.start()
         if continued is not None:
             trial = reattach_trial(self.state, self._trial_ids[continued])
             if self.flow_run_id is not None:
