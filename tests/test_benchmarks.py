@@ -50,7 +50,10 @@ def test_the_bench_harness_writes_every_figure(prefect_stack, tmp_path):
     assert len(numbers) >= 20 and all(math.isfinite(v) and v > 0 for v in numbers)
     # The same seeds gave both sides of the overhead comparison the same trials.
     assert result["overhead_ratio"]["same_trial_params"] is True
-    assert set(result["checks"]) >= {"overhead_ratio", "epoch_boundary_ms", "history_scaling_ratio", "pause_to_stopped_s", "step_pause_to_exit_s"}
+    assert set(result["checks"]) >= {
+        "overhead_ratio", "peak_memory_added_mb", "epoch_boundary_ms", "history_scaling_ratio",
+        "pause_to_stopped_s", "step_pause_to_exit_s",
+    }
     assert "| overhead_ratio (wall) |" in done.stdout and "| history_scaling_ratio |" in done.stdout
     assert "| pause_to_stopped_s |" in done.stdout and "| step_pause_to_exit_s |" in done.stdout
     # The long epoch was paused within it, at a step boundary, not at its end.
