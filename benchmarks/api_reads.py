@@ -19,14 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 STUDY_DEPLOYMENT = "pausable-study/digits-demo"
 TRIAL_DEPLOYMENT = "pausable-trial/train-trial"
@@ -83,33 +81,16 @@ def serve(port: int, log: Path) -> None:
 
 def _counting_stack(home: Path) -> Any:
     """A `LocalPrefect` whose server is the counting one; the plugin's poll settings at their defaults."""
-    import httpx
-
-    from deployments.local_stack import PROJECT_ROOT, LocalPrefect
+    from deployments.local_stack import LocalPrefect
 
     class CountingPrefect(LocalPrefect):
         reads_log = home / "flow-run-reads.jsonl"
 
-        def start(self, timeout: float = 180) -> None:
-            self.home.mkdir(parents=True, exist_ok=True)
-            log = open(self.home / "server.log", "ab")
-            self._logs.append(log)
-            self._server = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.api_reads", "serve", "--port", str(self.port),
-                 "--log", str(self.reads_log)],
-                env=self.env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-            )
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self._server.poll() is not None:
-                    raise RuntimeError(f"the counting server exited; see {self.home / 'server.log'}")
-                try:
-                    if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
-            raise TimeoutError(f"the counting server did not answer within {timeout} s")
+        def server_command(self) -> list[str]:
+            return ["benchmarks.api_reads", "serve", "--port", str(self.port), "--log", str(self.reads_log)]
+
+        def start(self, timeout: float = 180) -> None:  # a loaded machine starts it slowly
+            super().start(timeout)
 
     stack = CountingPrefect(home, worker_poll_seconds=2)
     for name in [n for n in stack.env if n.startswith("INTERMISSION_")]:

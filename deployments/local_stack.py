@@ -71,9 +71,7 @@ class LocalPrefect:
     def start(self, timeout: float = 90) -> None:
         """Start the server and wait until it answers `/api/health`."""
         self.home.mkdir(parents=True, exist_ok=True)
-        self._server = self._spawn(
-            ["server", "start", "--host", "127.0.0.1", "--port", str(self.port)], "server.log"
-        )
+        self._server = self._spawn(self.server_command(), "server.log", module=None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._server.poll() is not None:
@@ -85,6 +83,10 @@ class LocalPrefect:
                 pass
             time.sleep(0.5)
         raise TimeoutError(f"prefect server did not answer within {timeout} s")
+
+    def server_command(self) -> list[str]:
+        """The Python module and arguments that start the server (`python -m ...`)."""
+        return ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
 
     def stop(self) -> None:
         """Stop the workers, then the server."""
@@ -146,11 +148,11 @@ class LocalPrefect:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def _spawn(
-        self, args: list[str], log_name: str, env: dict[str, str] | None = None
+        self, args: list[str], log_name: str, env: dict[str, str] | None = None, *, module: str | None = "prefect"
     ) -> subprocess.Popen[bytes]:
         log = open(self.home / log_name, "ab")
         self._logs.append(log)
         return subprocess.Popen(
-            [sys.executable, "-m", "prefect", *args],
+            [sys.executable, "-m", *([module] if module else []), *args],
             env={**self.env, **(env or {})}, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
         )
