@@ -198,9 +198,20 @@ def _paused_mid_epoch_with_workers(trial: optuna.Trial, loop) -> float:
     return 0.0
 
 
+def _import_what_it_uses(objective, tmp_path) -> None:
+    """Run `objective` once, unmeasured: the first run imports modules, and an exception an
+    import keeps (with its traceback's frames) would keep the objective's locals alive."""
+    state = _state(tmp_path, "warm-up")
+    run_trial_attempt(
+        state, state.study.ask(), objective, checkpoints=CheckpointStore(str(tmp_path / "warm-up")),
+        max_epochs=1, study_seed=0, pause_signal=PauseSignal(), direction="minimize",
+    )
+
+
 def test_a_paused_trial_lets_go_of_its_model_optimizer_and_loader_workers(tmp_path):
     import gc
 
+    _import_what_it_uses(_paused_mid_epoch_with_workers, tmp_path)
     state = _state(tmp_path, "s")
     signal = PauseSignal()
     signal.request("test")
@@ -215,5 +226,40 @@ def test_a_paused_trial_lets_go_of_its_model_optimizer_and_loader_workers(tmp_pa
         assert [name for name in ("model", "optimizer", "loader") if _held[name]() is not None] == []
         workers = _held["workers"]
         assert len(workers) == 2 and not any(w.is_alive() for w in workers)
+    finally:
+        gc.enable()
+
+
+def _trained_to_the_end(trial: optuna.Trial, loop) -> float:
+    """A few epochs with a checkpoint each (written in the background), then the trial's value."""
+    import weakref
+
+    import torch
+    from torch import nn
+
+    model = nn.Linear(64, 64)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _held.update(model=weakref.ref(model), optimizer=weakref.ref(optimizer), loop=weakref.ref(loop))
+    for _epoch in loop.epochs(model, optimizer):
+        optimizer.zero_grad()
+        model(torch.randn(8, 64)).square().mean().backward()
+        optimizer.step()
+        loop.end_epoch(float(model.weight.detach().sum()))
+    return loop.last_metric
+
+
+def test_a_finished_trial_lets_go_of_its_model_and_checkpoint_copies_at_once(tmp_path):
+    """A long study's memory stays flat: each trial's model, optimizer and background-copy
+    buffers are freed when it ends, not at some later full garbage collection."""
+    import gc
+
+    _import_what_it_uses(_trained_to_the_end, tmp_path)
+    state = _state(tmp_path, "s")
+    kwargs = dict(checkpoints=CheckpointStore(str(tmp_path / "ckpt")), max_epochs=3, study_seed=3, direction="minimize")
+    gc.disable()  # only what the attempt itself lets go of counts, not a collection that happens to run
+    try:
+        done = run_trial_attempt(state, state.study.ask(), _trained_to_the_end, pause_signal=PauseSignal(), **kwargs)
+        assert done.state == "complete"
+        assert [name for name in ("model", "optimizer", "loop") if _held[name]() is not None] == []
     finally:
         gc.enable()

@@ -160,9 +160,9 @@ def run_trial_attempt(
         outcome = _stopped(state, trial, loop, stopped, catch=catch, callbacks=callbacks)
     else:
         state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
-        return _returned(state, trial, value, loop.epoch, callbacks=callbacks)
+        outcome = _returned(state, trial, value, loop.epoch, callbacks=callbacks)
+    loop.release()  # the model, optimizer and copy buffers go now, not at a full garbage collection
     if outcome.state == "paused":  # here, where the pause and its traceback are let go of
-        loop.release()
         release_memory(collect=torch_uses_cuda())
     return outcome
 

@@ -240,6 +240,12 @@ class TrialCheckpoints:
         )
         return path
 
+    def release(self) -> None:
+        """Let go of the buffers background copies are taken into (once no write is pending);
+        the next `save_in_background` maps fresh ones."""
+        self.wait()
+        self._snapshots = None
+
     def wait(self) -> None:
         """Return once no checkpoint of this trial is being written in the background.
 

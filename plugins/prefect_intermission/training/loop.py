@@ -290,14 +290,18 @@ class TrialLoop:
                 raise TrialPaused(self.trial.number, self.epoch, steps_into_epoch=self.steps_in_epoch)
 
     def release(self) -> None:
-        """Let go of the model, optimizer, scheduler, scaler, data loaders and `extra_state`.
+        """Let go of the model, optimizer, scheduler, scaler, data loaders, `extra_state`,
+        the copy buffers of background checkpoints and the `on_start`/`on_epoch` callbacks.
 
-        The study calls it once a paused trial's last checkpoint is stored: the loop no
-        longer keeps them alive, so their memory (and the loaders' worker processes) can go.
+        The study calls it once an attempt has ended and its last checkpoint is stored: the
+        loop no longer keeps them alive, so their memory (and the loaders' worker processes)
+        goes at once, not at the next full garbage collection (the callbacks refer to the loop).
         """
         self._components = {}
         self._data = []
         self.extra_state = {}
+        self.on_start = self.on_epoch = None
+        self.checkpoints.release()
 
     def data_loader(self, dataset: Any, *, batch_size: int = 1, shuffle: bool = False, **kwargs: Any) -> ResumableDataLoader:
         """A `DataLoader` over `dataset` whose place in the epoch is checkpointed with the trial.
