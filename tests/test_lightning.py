@@ -25,6 +25,7 @@ from prefect_intermission.integrations.lightning import IntermissionCallback, fi
 from prefect_intermission.study.state import TRIAL_EPOCH_SECONDS_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from prefect_intermission.training._rng import seed_everything
 from tests.lightning_objectives import MLP, QUIET, STEPS_PER_EPOCH, _data, classifier
+from tests.writers import writer_threads
 
 pytestmark = [
     # Lightning's advice for real training (more data-loading workers, a larger logging interval).
@@ -246,3 +247,11 @@ def test_the_pruner_stops_a_lightning_trial_after_its_report(tmp_path):
     trials = _study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.PRUNED] * 2
     assert [list(t.intermediate_values) for t in trials] == [[0], [0]]  # reported epoch 0, then stopped
+
+
+def test_lightnings_checkpoints_are_written_off_the_training_thread(tmp_path, monkeypatch, straight):
+    writers = writer_threads(monkeypatch)
+    result = _trial(tmp_path, "background", pause_at={"trial": 0, "step": 3})
+    assert len(writers) == MAX_EPOCHS + 1  # the mid-epoch one at the pause, then each epoch's
+    assert all(name.startswith("intermission-writer-") for name in writers), writers
+    _same(result, straight)

@@ -33,6 +33,7 @@ from prefect_intermission.integrations.transformers import IntermissionCallback
 from prefect_intermission.study.state import TRIAL_EPOCH_SECONDS_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from prefect_intermission.training._rng import seed_everything
 from tests.transformers_objectives import classifier, tiny_bert, token_data
+from tests.writers import writer_threads
 
 pytestmark = [
     # Raised inside Transformers and PEFT by their own calls, on every training run.
@@ -296,3 +297,11 @@ def test_without_the_extra_the_import_names_it():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "needs Hugging Face Transformers: pip install 'prefect-intermission[transformers]'" in done.stderr
+
+
+def test_a_trainers_checkpoints_are_written_off_the_training_thread(tmp_path, monkeypatch):
+    writers = writer_threads(monkeypatch)
+    pausable, trainer = _trainer(tmp_path / "hf", num_train_epochs=2)
+    pausable.train(trainer)
+    assert len(writers) == 2 and all(name.startswith("intermission-writer-") for name in writers), writers
+    assert pausable.context.checkpoints.last_epoch() == 1  # both stored once train() returned

@@ -212,9 +212,11 @@ class IntermissionCallback(Checkpoint):
         Raises:
             TrialPaused: A pause stopped the trial; its checkpoint is stored.
             optuna.TrialPruned: The pruner stopped the trial.
+            CheckpointError: Its last checkpoint, written in the background, could not be stored.
         """
         if not self._fitted:
             raise IntermissionError("outcome() says how trainer.fit() ended: call it after trainer.fit().")
+        self.context.checkpoints.wait()  # whatever it says, the last checkpoint is stored
         if self._pruned is not None:
             raise optuna.TrialPruned(self._pruned)
         if self._paused_after is not None:
@@ -291,8 +293,8 @@ class IntermissionCallback(Checkpoint):
         self._paused_after, self._paused_steps = self._epoch, batch_idx + 1
         self._stop(trainer, validate=False)
         self.context.logger.info(
-            "Trial %d pauses within epoch %d, after step %d: checkpoint stored.",
-            self.context.trial.number, epochs_done(trainer.current_epoch), trainer.global_step,
+            "Trial %d pauses within epoch %d, after step %d: checkpoint %s.",
+            self.context.trial.number, epochs_done(trainer.current_epoch), trainer.global_step, self._stored,
         )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -323,9 +325,9 @@ class IntermissionCallback(Checkpoint):
             self._save(trainer, epoch, best=improved, plateau_due=plateau_due)
             self._sync_loop()
             context.logger.info(
-                "Trial %d finished epoch %d of %d: %s %.6g (best %.6g); checkpoint stored.",
+                "Trial %d finished epoch %d of %d: %s %.6g (best %.6g); checkpoint %s.",
                 context.trial.number, epochs_done(epoch), context.max_epochs, self.monitor,
-                math.nan if metric is None else metric, math.nan if self._best is None else self._best,
+                math.nan if metric is None else metric, math.nan if self._best is None else self._best, self._stored,
             )
             if metric is not None and self.loop.on_epoch is not None:
                 self.loop.on_epoch(epoch, metric)
@@ -423,7 +425,8 @@ class IntermissionCallback(Checkpoint):
         self, trainer: pl.Trainer, epoch: int, *, best: bool = False, mid_epoch: bool = False,
         plateau_due: list[tuple[int, Any]] | None = None,
     ) -> None:
-        """Store Lightning's checkpoint and ours under `epoch` in the trial's verified store."""
+        """Store Lightning's checkpoint and ours under `epoch` in the trial's verified store
+        (written in the background unless background checkpoints are off)."""
         assert self._io is not None
         checkpoints = self.context.checkpoints
         ours = self._own_state(trainer, mid_epoch=mid_epoch, plateau_due=plateau_due or [])
@@ -433,7 +436,7 @@ class IntermissionCallback(Checkpoint):
             if not self._checked_safe:
                 refuse_unsafe(payload, checkpoints.path(epoch, mid_epoch=mid_epoch))
                 self._checked_safe = True
-            checkpoints.save(epoch, payload, best=best, mid_epoch=mid_epoch)
+            self.context.store(epoch, payload, last_epoch=self._epoch, best=best, mid_epoch=mid_epoch)
 
         with self._io.routing(checkpoints.path(epoch, mid_epoch=mid_epoch), write):
             # Lightning's weights_only here means "model weights alone": the full training state
@@ -501,6 +504,11 @@ class IntermissionCallback(Checkpoint):
         """
         if self._sigterm is not None and signal.getsignal(signal.SIGTERM) is not self._sigterm:
             signal.signal(signal.SIGTERM, self._sigterm)
+
+    @property
+    def _stored(self) -> str:
+        """How a log line says where the checkpoint just taken is."""
+        return "being stored" if self.context.background_checkpoints else "stored"
 
     def _recording(self) -> contextlib.AbstractContextManager[None]:
         """Around storing a checkpoint: a study stopped at once stores nothing more."""

@@ -210,8 +210,10 @@ class IntermissionCallback(TrainerCallback):
         Raises:
             TrialPaused: The study paused; the checkpoint is stored.
             optuna.TrialPruned: The pruner stopped the trial.
+            CheckpointError: Its last checkpoint, written in the background, could not be stored.
         """
         number = self.context.trial.number
+        self.context.checkpoints.wait()  # whatever it says, the last checkpoint is stored
         if self._pruned:
             raise optuna.TrialPruned(
                 f"Pruned after {epochs_done(self.epoch)} epochs with metric {self.last_metric}."
@@ -327,8 +329,8 @@ class IntermissionCallback(TrainerCallback):
             **pack_folder(folder),
         }
         with self._recording():
-            path = self.context.checkpoints.save(
-                epoch, payload, best=at_epoch_end and self._improved, mid_epoch=not at_epoch_end
+            path = self.context.store(
+                epoch, payload, last_epoch=self.epoch, best=at_epoch_end and self._improved, mid_epoch=not at_epoch_end
             )
         shutil.rmtree(folder, ignore_errors=True)  # the store has it
         if at_epoch_end:
@@ -347,8 +349,9 @@ class IntermissionCallback(TrainerCallback):
         context, number = self.context, self.context.trial.number
         self._evaluating_epoch = None
         context.logger.info(
-            "Trial %d finished epoch %d of %d: metric %.6g (best %.6g); checkpoint stored.",
+            "Trial %d finished epoch %d of %d: metric %.6g (best %.6g); checkpoint %s.",
             number, epochs_done(epoch), context.max_epochs, self.last_metric, self.best_metric,
+            "being stored" if context.background_checkpoints else "stored",
         )
         if self._loop is not None and self._loop.on_epoch is not None:
             self._loop.on_epoch(epoch, self.last_metric)  # the study's progress and pause rules
@@ -364,9 +367,9 @@ class IntermissionCallback(TrainerCallback):
 
     def _log_step_checkpoint(self, state: TrainerState, path: str) -> None:
         self.context.logger.info(
-            "Trial %d stored a checkpoint at step %d of %d (within epoch %d of %d): %s.",
+            "Trial %d took a checkpoint at step %d of %d (within epoch %d of %d), %s %s.",
             self.context.trial.number, state.global_step, state.max_steps, math.floor(state.epoch) + 1,
-            self.context.max_epochs, path,
+            self.context.max_epochs, "being stored at" if self.context.background_checkpoints else "stored at", path,
         )
 
     def _metric_of(self, metrics: dict[str, float]) -> float:

@@ -8,12 +8,14 @@ reports to Optuna and checkpoints through the trial's verified store, from here.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 
 from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.settings import settings
 from prefect_intermission.training.checkpoints import LoadResult, TrialCheckpoints
 from prefect_intermission.training.direction import Direction
 
@@ -31,6 +33,8 @@ class TrialContext:
         pause_signal: Set when the study pauses; None outside a study run.
         objective_params: The study's settings for the objective.
         logger: Where the trial's lines go (the run's log in a study run).
+        background_checkpoints: Whether `store` writes in a thread of its own (the
+            `INTERMISSION_BACKGROUND_CHECKPOINTS` setting when not given).
     """
 
     trial: optuna.Trial
@@ -43,6 +47,7 @@ class TrialContext:
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = field(
         default_factory=lambda: logging.getLogger("prefect_intermission.training")
     )
+    background_checkpoints: bool = field(default_factory=lambda: settings().background_checkpoints)
 
     @property
     def several_objectives(self) -> bool:
@@ -59,6 +64,20 @@ class TrialContext:
             self.trial.storage.set_trial_intermediate_value(self.trial._trial_id, step, value)
         else:
             self.trial.report(value, step)
+
+    def store(self, epoch: int, state: dict[str, Any], *, last_epoch: int, best: bool = False, mid_epoch: bool = False) -> str:
+        """Checkpoint `state` under `epoch` (see `TrialCheckpoints.save`); its path.
+
+        With `background_checkpoints`, only a copy is taken here and a writer thread stores
+        it; either way a study stopped at once waits until it is stored (the pause
+        signal's `recording`, `last_epoch` being the last finished epoch).
+        """
+        signal = self.pause_signal
+        recording = signal.recording(self.trial.number, last_epoch) if signal is not None else nullcontext()
+        if self.background_checkpoints:
+            return self.checkpoints.save_in_background(epoch, state, best=best, mid_epoch=mid_epoch, held=recording)
+        with recording:
+            return self.checkpoints.save(epoch, state, best=best, mid_epoch=mid_epoch)
 
     def should_prune(self) -> bool:
         """Whether the pruner stops the trial now (never with several objectives)."""

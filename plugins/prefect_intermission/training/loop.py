@@ -27,7 +27,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -167,9 +166,6 @@ class TrialLoop:
         if pause_granularity not in ("epoch", "step"):
             raise ConfigurationError(f"pause_granularity must be 'epoch' or 'step', but got {pause_granularity=}.")
         self.pause_granularity = pause_granularity
-        self.background_checkpoints = (
-            settings().background_checkpoints if background_checkpoints is None else background_checkpoints
-        )
         self.checkpoint_every_steps = checkpoint_every_steps
         self.checkpoint_every_seconds = checkpoint_every_seconds
         self.steps_in_epoch = 0
@@ -192,6 +188,9 @@ class TrialLoop:
             trial, checkpoints, seed=seed, max_epochs=max_epochs, direction=direction,
             pause_signal=pause_signal, objective_params=self.objective_params,
             logger=logger if logger is not None else logging.getLogger(__name__),
+            background_checkpoints=(
+                settings().background_checkpoints if background_checkpoints is None else background_checkpoints
+            ),
         )
         self.epoch = -1
         self.global_step = 0
@@ -359,14 +358,13 @@ class TrialLoop:
             "being stored at" if self.background_checkpoints else "stored at", path,
         )
 
+    @property
+    def background_checkpoints(self) -> bool:
+        """Whether checkpoints are written in a thread of their own (see `TrialContext.store`)."""
+        return self.context.background_checkpoints
+
     def _store(self, epoch: int, state: dict[str, Any], *, best: bool = False, mid_epoch: bool = False) -> str:
-        """Checkpoint `state`, in the background or at once; while it is written, a study
-        stopped at once waits for it (the pause signal's `recording`)."""
-        recording = self.pause_signal.recording(self.trial.number, self.epoch) if self.pause_signal else nullcontext()
-        if self.background_checkpoints:
-            return self.checkpoints.save_in_background(epoch, state, best=best, mid_epoch=mid_epoch, held=recording)
-        with recording:
-            return self.checkpoints.save(epoch, state, best=best, mid_epoch=mid_epoch)
+        return self.context.store(epoch, state, last_epoch=self.epoch, best=best, mid_epoch=mid_epoch)
 
     def end_epoch(self, metric: float) -> None:
         """Finish the current epoch: report, maybe prune, checkpoint, maybe pause.
