@@ -45,7 +45,7 @@ from prefect_intermission.training._hashed_io import (
     Digest,
     HashingWriter,
     MemoryReader,
-    hash_file,
+    hash_file_alongside,
     hexdigest,
     without_zip_crc32,
     write_hashed,
@@ -396,19 +396,22 @@ class TrialCheckpoints:
     def _read_verified(self, path: str, entry: dict[str, Any], digest: Digest) -> Any:
         """Check the file at `path` against its manifest `entry`, then load it (weights only).
 
-        A local file is hashed through a small buffer and then loaded from the same open
-        file (the same inode, even if the name were replaced in between): two reads from
-        the page cache, no copy of the whole file in memory, and each tensor gets a
-        storage of its own. From an object store the bytes are fetched once and loaded
-        from memory.
+        A local file is loaded (`weights_only`) while a helper thread hashes the same open
+        file (the same inode, even if the name were replaced in between), and nothing loaded
+        is returned before the check: no copy of the whole file in memory, each tensor gets
+        a storage of its own, and a damaged file is said to be damaged even when its load
+        fails. From an object store the bytes are fetched once and loaded from memory.
         """
         fs = self.store.fs
         if isinstance(fs, LocalFileSystem):
             with open(path, "rb") as file:
-                size, checksum = hash_file(file, digest)
-                self._check(path, entry, digest, size, checksum)
-                file.seek(0)
-                return self._load(path, file)
+                hashing = hash_file_alongside(file, digest)
+                try:
+                    state = self._load(path, file)
+                finally:
+                    size, checksum = hashing.result()
+                    self._check(path, entry, digest, size, checksum)
+                return state
         data = fs.cat_file(path)
         self._check(path, entry, digest, len(data), hexdigest(digest, data))
         with MemoryReader(data) as verified:
