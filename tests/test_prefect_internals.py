@@ -207,7 +207,7 @@ def test_the_engine_still_waits_for_its_heartbeat_thread_unless_told_not_to(pref
 
     from prefect_intermission._prefect_internals import _is_heartbeat, heartbeats_not_awaited_when
 
-    heartbeats_not_awaited_when(lambda: False)
+    heartbeats_not_awaited_when(lambda engine: False)
     seen: list[threading.Thread] = []
 
     @flow(persist_result=False)
@@ -217,3 +217,31 @@ def test_the_engine_still_waits_for_its_heartbeat_thread_unless_told_not_to(pref
     beating()
     assert len(seen) == 1, "Prefect's heartbeat thread no longer runs `heartbeat_loop`"
     assert not seen[0].is_alive(), "the engine returned before its heartbeat thread ended"
+
+
+def test_a_run_of_a_flow_of_ours_ends_without_waiting_for_the_heartbeat_thread(prefect_stack):
+    """The heartbeat thread sleeps in 1 s steps; a run of one of this package's flows returns
+    while it still sleeps (it stops by itself at its next step), any other run after it ended."""
+    import threading
+
+    from prefect import flow
+
+    import prefect_intermission.flows.process_exit  # noqa: F401  # installs the rule, as our flows do
+    from prefect_intermission._prefect_internals import _is_heartbeat
+
+    seen: list[threading.Thread] = []
+
+    def look() -> None:
+        seen.extend(t for t in threading.enumerate() if _is_heartbeat(t))
+
+    look.__module__ = "prefect_intermission.flows.probe"  # as if defined in this package
+    flow(persist_result=False)(look)()
+    assert len(seen) == 1 and seen[0].is_alive(), "the run waited for its heartbeat thread"
+    seen[0].join(timeout=2)
+    assert not seen[0].is_alive(), "the heartbeat thread did not stop by itself"
+
+    def other() -> None:
+        seen.extend(t for t in threading.enumerate() if _is_heartbeat(t))
+
+    flow(persist_result=False)(other)()
+    assert len(seen) == 2 and not seen[1].is_alive(), "another flow's run no longer waits for it"

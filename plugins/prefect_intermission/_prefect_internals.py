@@ -4,9 +4,9 @@
 needs four things Prefect does not publish: the control intent its runner committed,
 a way to commit the intent "cancel" as Prefect's control listener would, Prefect's
 own SIGTERM handler, to recognise it, and a way to have the control listener acknowledge
-a `prefect flow-run execute` supervisor's intent while our handler is installed. A process
-that ends at once after a pause (flows/process_exit.py) also needs the engine not to wait
-for its heartbeat thread. Each is wrapped here in a small function, checked against
+a `prefect flow-run execute` supervisor's intent while our handler is installed. Our
+flows' runs also end without the engine's wait for its heartbeat thread
+(flows/process_exit.py). Each is wrapped here in a small function, checked against
 Prefect `CHECKED_PREFECT_VERSION`.
 
 `check_prefect_internals()` verifies that each private name still exists and can be
@@ -133,15 +133,17 @@ def _acknowledge_intent(sock: socket, intent: str) -> bool:
     return True
 
 
-_heartbeat_skips: list[Callable[[], bool]] = []
+_heartbeat_skips: list[Callable[[typing.Any], bool]] = []
 
 
-def heartbeats_not_awaited_when(skip: Callable[[], bool]) -> None:
-    """Have Prefect's flow engine not wait for its heartbeat thread at the end of a run when `skip()`.
+def heartbeats_not_awaited_when(skip: Callable[[typing.Any], bool]) -> None:
+    """Have Prefect's flow engine not wait for its heartbeat thread at the end of a run when
+    `skip(engine)` (the run's flow engine).
 
     The engine joins that thread (which sleeps in 1 s steps) when the run ends, before it
-    logs the run's final state: up to a second. A process that ends at once after a pause
-    need not wait for it; the thread is a daemon and is stopped all the same.
+    logs the run's final state: up to a second, half a second on average. Without the join
+    the thread still stops by itself at its next step, emitting nothing more (the stop is
+    set, and the run's state is final); it is a daemon, so it never holds a process up.
 
     Relies on `prefect.flow_engine._send_heartbeats(engine, join_on_exit)`, the context
     manager the sync engine's `run_context` enters around the flow function, and on its
@@ -170,7 +172,7 @@ def _sending_heartbeats(prefect_send_heartbeats: Callable[..., typing.ContextMan
                 heartbeat = [t for t in threading.enumerate() if t not in before and _is_heartbeat(t)]
                 yield
         finally:  # Prefect's own context has told its thread to stop
-            if join_on_exit and not any(skip() for skip in _heartbeat_skips):
+            if join_on_exit and not any(skip(engine) for skip in _heartbeat_skips):
                 for thread in heartbeat:
                     thread.join(timeout=2)  # as Prefect's own does
 
