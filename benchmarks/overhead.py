@@ -1,6 +1,9 @@
 """One side of the overhead benchmark, run in a process of its own so its peak memory is its own.
 
-    python -m benchmarks.overhead plain|plugin WORKDIR N_TRIALS MAX_EPOCHS SEED
+    python -m benchmarks.overhead plain|plugin|in-flow WORKDIR N_TRIALS MAX_EPOCHS SEED
+
+`in-flow` is the plain study run inside a bare Prefect flow: what Prefect alone adds, to
+tell it from what the plugin adds.
     python -m benchmarks.overhead calibrate EPOCH_SECONDS   # prints steps per epoch
 
 Prints one JSON line: wall and CPU seconds of the study, the process's peak RSS, and
@@ -43,6 +46,8 @@ def main(kind: str, workdir: str, n_trials: int, max_epochs: int, seed: int) -> 
     storage = f"sqlite:///{Path(workdir) / f'{kind}.db'}"
     if kind == "plugin":
         from prefect_intermission import optimize_study  # imported before the clocks start
+    elif kind == "in-flow":
+        from prefect import flow
     startup = _since_process_start()
     cpu_start = _cpu_seconds()
     if kind == "plain":
@@ -62,8 +67,20 @@ def main(kind: str, workdir: str, n_trials: int, max_epochs: int, seed: int) -> 
         )
         wall = time.perf_counter() - start
         study = optuna.load_study(study_name="overhead", storage=storage)
+    elif kind == "in-flow":
+        def plain_study() -> None:
+            study = optuna.create_study(
+                study_name="overhead", storage=storage, direction="minimize",
+                sampler=optuna.samplers.TPESampler(seed=seed), pruner=optuna.pruners.NopPruner(),
+            )
+            study.optimize(partial(plain_objective, max_epochs=max_epochs), n_trials=n_trials)
+
+        start = time.perf_counter()
+        flow(name="plain-optuna", persist_result=False)(plain_study)()
+        wall = time.perf_counter() - start
+        study = optuna.load_study(study_name="overhead", storage=storage)
     else:
-        raise SystemExit(f"kind must be 'plain' or 'plugin', not {kind!r}")
+        raise SystemExit(f"kind must be 'plain', 'plugin' or 'in-flow', not {kind!r}")
     finished = [t for t in study.trials if t.state.is_finished()]
     assert len(finished) == n_trials, f"{kind}: {len(finished)} trials finished, expected {n_trials}"
     return {

@@ -17,7 +17,7 @@ from deployments.local_stack import PROJECT_ROOT
 pytestmark = pytest.mark.e2e
 
 FIGURES = {
-    "overhead_ratio": {"value", "peak_memory", "cpu_time", "plugin_wall_s", "plain_wall_s", "same_trial_params"},
+    "overhead_ratio": {"value", "peak_memory", "cpu_time", "plugin_wall_s", "plain_wall_s", "same_trial_params", "in_flow_peak_rss_mb", "prefect_share_mb"},
     "epoch_boundary_ms": {"value", "checkpoint_write_ms", "plain_optuna_report_ms"},
     "pause_latency_s": {"value", "checkpoint_write_s", "request_to_exit_s"},
     "resume_latency_s": {"value", "worker_pickup_s", "process_start_s", "study_load_s", "checkpoint_load_s"},
