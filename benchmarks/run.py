@@ -154,6 +154,12 @@ def measure_overhead(workdir: Path, sizes: Sizes, env: dict[str, str]) -> dict[s
         per_epoch = (long - short) / (total_long - total_short)
         return short - per_epoch * total_short, per_epoch
 
+    # Run-to-run noise: the spread of each side's repeated runs (each figure is a best of
+    # them). A target is met only if the figure plus its noise is within it: a machine whose
+    # runs differ by more than the target cannot show that it is met.
+    spread = {key: max(r["wall_s"] for r in rs) - min(r["wall_s"] for r in rs) for key, rs in runs.items()}
+    long_spread = spread["plugin", lengths[1]] + spread["plain", lengths[1]]
+    epochs_between = sizes.overhead_trials * (lengths[1] - lengths[0])
     fixed, per_epoch = split("wall_s")
     fixed_process, _ = split("process_wall_s")
     fixed_cpu, per_epoch_cpu = split("cpu_s")
@@ -196,6 +202,12 @@ def measure_overhead(workdir: Path, sizes: Sizes, env: dict[str, str]) -> dict[s
             "study": fixed,
             "exit": fixed_process - fixed - (startup["plugin"] - startup["plain"]),
         },
+        "noise": long_spread / best["plain", lengths[1]]["wall_s"],
+        "added_per_epoch_noise_ms": 1000 * sum(spread.values()) / epochs_between,
+        # Measured inside the plugin's runs (thread CPU time, no wall-clock noise): what each
+        # epoch boundary costs the training thread, and the background writer's CPU per epoch.
+        "per_epoch_training_thread_ms": min(r["end_epoch_ms"] for r in runs["plugin", lengths[1]]),
+        "per_epoch_writer_cpu_ms": min(r["writer_cpu_ms"] for r in runs["plugin", lengths[1]]),
         "fixed_cost_cpu_s": fixed_cpu,
         "added_per_epoch_cpu_ms": per_epoch_cpu * 1000,
         "short_study": {
@@ -368,11 +380,20 @@ def _checks(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
     from benchmarks import pause_stop
 
+    noise = {  # figures drawn from wall times that vary run to run (see measure_overhead)
+        "overhead_ratio": figures["overhead_ratio"]["noise"],
+        "added_per_epoch_ms": figures["overhead_ratio"]["added_per_epoch_noise_ms"],
+    }
+
+    def check(name: str, value: float) -> dict[str, Any]:
+        comparison, target = TARGETS[name]
+        if name not in noise:
+            return {"value": value, "target": f"{comparison} {target}", "met": value <= target}
+        return {"value": value, "noise": noise[name], "target": f"{comparison} {target}, noise included",
+                "met": value + noise[name] <= target}
+
     return {
-        **{
-            name: {"value": value, "target": f"{TARGETS[name][0]} {TARGETS[name][1]}", "met": value <= TARGETS[name][1]}
-            for name, value in values.items()
-        },
+        **{name: check(name, value) for name, value in values.items()},
         **pause_stop.checks(figures["pause_to_stopped_s"]),  # its targets are measured in the same run
     }
 
@@ -387,9 +408,10 @@ def table(result: dict[str, Any]) -> str:
     c = f["checks"]
     mark = lambda name: "yes" if c[name]["met"] else "**no**"  # noqa: E731
     rows = [
-        ("overhead_ratio (wall)", f"{o['value']:.3f}", "≤ 1.03", mark("overhead_ratio"),
-         f"plugin {o['plugin_wall_s']:.2f} s vs plain {o['plain_wall_s']:.2f} s; {o['n_trials']} trials × {o['epochs_per_trial']} epochs of ~{o['epoch_s_nominal']:.2f} s"),
-        ("added_per_epoch_ms", f"{o['added_per_epoch_ms']:.1f}", "≤ 10", mark("added_per_epoch_ms"),
+        ("overhead_ratio (wall)", f"{o['value']:.3f} ± {o['noise']:.3f}", "≤ 1.03", mark("overhead_ratio"),
+         f"plugin {o['plugin_wall_s']:.2f} s vs plain {o['plain_wall_s']:.2f} s; {o['n_trials']} trials × {o['epochs_per_trial']} epochs of ~{o['epoch_s_nominal']:.2f} s; ± the spread of repeated runs"),
+        ("added_per_epoch_ms", f"{o['added_per_epoch_ms']:.1f} ± {o['added_per_epoch_noise_ms']:.0f}", "≤ 10", mark("added_per_epoch_ms"),
+         f"measured inside the plugin's runs: the training thread {o['per_epoch_training_thread_ms']:.1f} ms per epoch boundary, the background writer {o['per_epoch_writer_cpu_ms']:.1f} ms CPU per epoch; "
          f"fixed cost per run {o['fixed_cost_s']:.2f} s (whole process {o['fixed_cost_process_s']:.2f} s: start {o['fixed_cost_parts_s']['startup']:.2f} + study {o['fixed_cost_parts_s']['study']:.2f} + exit {o['fixed_cost_parts_s']['exit']:.2f}); slope of plugin − plain over {o['short_study']['epochs_per_trial']} and {o['epochs_per_trial']} epochs/trial; ratio on the short study {o['short_study']['ratio']:.3f}"),
         ("overhead_ratio (CPU time)", f"{o['cpu_time']:.3f}", "(not a target)", "-",
          f"plugin {o['plugin_cpu_s']:.2f} s vs plain {o['plain_cpu_s']:.2f} s CPU in the study's process"),
