@@ -110,3 +110,32 @@ def test_a_lease_time_that_is_not_a_number_is_named_in_the_error(tmp_path, monke
     engine = create_engine(f"sqlite:///{tmp_path}/leases.db")
     with pytest.raises(ConfigurationError, match=r"INTERMISSION_LEASE_SECONDS must be a number of seconds, e.g. 30, but is '30s'"):
         StudyLease(engine, "study", "me")
+
+
+@pytest.mark.parametrize("table", ["leases", "pause notices"])
+def test_two_executions_creating_the_plugins_tables_at_the_same_moment_both_go_on(tmp_path, table):
+    """The slower execution finds the table missing, then another creates it just before its
+    own CREATE (reproduced exactly: a real second engine creates it at that instant)."""
+    from sqlalchemy import event
+
+    from prefect_intermission.pausing import notices
+
+    module, opened = {"leases": (leases, lambda e: StudyLease(e, "s", "second")),
+                      "pause notices": (notices, lambda e: notices.PauseNotices(e, "s"))}[table]
+    url = f"sqlite:///{tmp_path}/study.db"
+    target = next(iter(module._metadata.tables.values()))
+    faster = create_engine(url)
+
+    raced: list[bool] = []
+
+    def the_other_creates_it_first(*args, **kwargs):
+        if not raced:
+            raced.append(True)
+            target.create(faster)
+
+    event.listen(target, "before_create", the_other_creates_it_first)
+    try:
+        opened(create_engine(url))  # raised "table ... already exists" before
+    finally:
+        event.remove(target, "before_create", the_other_creates_it_first)
+    assert raced == [True]

@@ -15,6 +15,8 @@ from sqlalchemy import Column, Float, MetaData, String, Table, insert, select, u
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from prefect_intermission._tables import create_tables
+
 _metadata = MetaData()
 _notices = Table(
     "intermission_pause_notices",
@@ -32,7 +34,7 @@ class PauseNotices:
     def __init__(self, engine: Engine, study_name: str) -> None:
         self.engine = engine
         self.study_name = study_name
-        _metadata.create_all(engine, checkfirst=True)
+        create_tables(_metadata, engine)
 
     def post(self, execution: str, reason: str) -> None:
         """Tell the trial runs of study execution `execution` to pause, for `reason`.

@@ -21,6 +21,7 @@ from sqlalchemy import Column, Float, MetaData, String, Table, delete, insert, o
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from prefect_intermission._tables import create_tables
 from prefect_intermission.settings import settings
 from prefect_intermission.errors import IntermissionError
 
@@ -81,7 +82,7 @@ class StudyLease:
         self.on_lost = on_lost
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        _metadata.create_all(engine, checkfirst=True)
+        create_tables(_metadata, engine)
 
     def try_acquire(self) -> bool:
         """Take the lease if it is free, expired, or already ours."""
