@@ -112,16 +112,17 @@ def test_a_lease_time_that_is_not_a_number_is_named_in_the_error(tmp_path, monke
         StudyLease(engine, "study", "me")
 
 
-@pytest.mark.parametrize("table", ["leases", "pause notices"])
+@pytest.mark.parametrize("table", ["leases", "pause notices", "trial holds"])
 def test_two_executions_creating_the_plugins_tables_at_the_same_moment_both_go_on(tmp_path, table):
     """The slower execution finds the table missing, then another creates it just before its
     own CREATE (reproduced exactly: a real second engine creates it at that instant)."""
     from sqlalchemy import event
 
-    from prefect_intermission.pausing import notices
+    from prefect_intermission.pausing import holds, notices
 
     module, opened = {"leases": (leases, lambda e: StudyLease(e, "s", "second")),
-                      "pause notices": (notices, lambda e: notices.PauseNotices(e, "s"))}[table]
+                      "pause notices": (notices, lambda e: notices.PauseNotices(e, "s")),
+                      "trial holds": (holds, lambda e: holds.TrialHolds(e, "s"))}[table]
     url = f"sqlite:///{tmp_path}/study.db"
     target = next(iter(module._metadata.tables.values()))
     faster = create_engine(url)

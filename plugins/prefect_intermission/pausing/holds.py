@@ -14,6 +14,8 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, delete, 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from prefect_intermission._tables import create_tables
+
 _metadata = MetaData()
 _holds = Table(
     "intermission_trial_holds",
@@ -30,7 +32,7 @@ class TrialHolds:
     def __init__(self, engine: Engine, study_name: str) -> None:
         self.engine = engine
         self.study_name = study_name
-        _metadata.create_all(engine, checkfirst=True)
+        create_tables(_metadata, engine)
 
     def hold(self, trial_number: int) -> bool:
         """Ask trial `trial_number` to pause; False if it was already held."""
