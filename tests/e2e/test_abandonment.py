@@ -48,7 +48,11 @@ def test_a_study_paused_too_long_is_abandoned_and_continues_when_run_again(prefe
     assert state.type.value == "CANCELLED" and state.name == "Abandoned"
     assert "run the study again" in state.message
     assert status_json(name, prefect_stack.env)["state"] == "abandoned"
-    abandoned = [e for e in study_events(name) if e["event"] == "intermission.study.abandoned"]
+    # Events reach the server's events API a moment after they are emitted, as in the UI's feed.
+    abandoned = wait_for(
+        lambda: [e for e in study_events(name) if e["event"] == "intermission.study.abandoned"],
+        timeout=30, what="the study's abandoned event",
+    )
     assert len(abandoned) == 1 and abandoned[0]["payload"]["abandon_after_hours"] == pytest.approx(1 / 3600)
     assert abandon_expired_pauses_flow() == []  # once abandoned, it is left alone
 
