@@ -294,7 +294,7 @@ class IntermissionCallback(Checkpoint):
         self._stop(trainer, validate=False)
         self.context.logger.info(
             "Trial %d pauses within epoch %d, after step %d: checkpoint %s.",
-            self.context.trial.number, epochs_done(trainer.current_epoch), trainer.global_step, self._stored,
+            self.context.trial.number, epochs_done(trainer.current_epoch), trainer.global_step, self.context.stored,
         )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -327,7 +327,7 @@ class IntermissionCallback(Checkpoint):
             context.logger.info(
                 "Trial %d finished epoch %d of %d: %s %.6g (best %.6g); checkpoint %s.",
                 context.trial.number, epochs_done(epoch), context.max_epochs, self.monitor,
-                math.nan if metric is None else metric, math.nan if self._best is None else self._best, self._stored,
+                math.nan if metric is None else metric, math.nan if self._best is None else self._best, self.context.stored,
             )
             if metric is not None and self.loop.on_epoch is not None:
                 self.loop.on_epoch(epoch, metric)
@@ -504,11 +504,6 @@ class IntermissionCallback(Checkpoint):
         """
         if self._sigterm is not None and signal.getsignal(signal.SIGTERM) is not self._sigterm:
             signal.signal(signal.SIGTERM, self._sigterm)
-
-    @property
-    def _stored(self) -> str:
-        """How a log line says where the checkpoint just taken is."""
-        return "being stored" if self.context.background_checkpoints else "stored"
 
     def _recording(self) -> contextlib.AbstractContextManager[None]:
         """Around storing a checkpoint: a study stopped at once stores nothing more."""

@@ -351,7 +351,7 @@ class IntermissionCallback(TrainerCallback):
         context.logger.info(
             "Trial %d finished epoch %d of %d: metric %.6g (best %.6g); checkpoint %s.",
             number, epochs_done(epoch), context.max_epochs, self.last_metric, self.best_metric,
-            "being stored" if context.background_checkpoints else "stored",
+            context.stored,
         )
         if self._loop is not None and self._loop.on_epoch is not None:
             self._loop.on_epoch(epoch, self.last_metric)  # the study's progress and pause rules
@@ -369,7 +369,7 @@ class IntermissionCallback(TrainerCallback):
         self.context.logger.info(
             "Trial %d took a checkpoint at step %d of %d (within epoch %d of %d), %s %s.",
             self.context.trial.number, state.global_step, state.max_steps, math.floor(state.epoch) + 1,
-            self.context.max_epochs, "being stored at" if self.context.background_checkpoints else "stored at", path,
+            self.context.max_epochs, f"{self.context.stored} at", path,
         )
 
     def _metric_of(self, metrics: dict[str, float]) -> float:

@@ -65,6 +65,11 @@ class TrialContext:
         else:
             self.trial.report(value, step)
 
+    @property
+    def stored(self) -> str:
+        """How a log line says where a checkpoint just taken is: "being stored" or "stored"."""
+        return "being stored" if self.background_checkpoints else "stored"
+
     def store(self, epoch: int, state: dict[str, Any], *, last_epoch: int, best: bool = False, mid_epoch: bool = False) -> str:
         """Checkpoint `state` under `epoch` (see `TrialCheckpoints.save`); its path.
 

@@ -355,7 +355,7 @@ class TrialLoop:
         self._log.info(
             "Trial %d: checkpoint within epoch %d of %d, %d steps in, %s %s.",
             self.trial.number, epochs_done(self.epoch) + 1, self.max_epochs, self.steps_in_epoch,
-            "being stored at" if self.background_checkpoints else "stored at", path,
+            f"{self.context.stored} at", path,
         )
 
     @property
@@ -414,7 +414,7 @@ class TrialLoop:
         self._log.info(
             "Trial %d finished epoch %d of %d: metric %.6g (best %.6g); checkpoint %s.",
             self.trial.number, epochs_done(epoch), self.max_epochs, metric, self.best_metric,
-            "being stored" if self.background_checkpoints else "stored",
+            self.context.stored,
         )
         if self.on_epoch is not None:
             self.on_epoch(epoch, metric)
