@@ -1,7 +1,7 @@
 """`make demo`: a pausable study, paused the way the Prefect UI pauses it, then resumed.
 
 Starts a local Prefect server (SQLite under .intermission/demo), creates the work pool,
-deploys prefect.yaml's `digits-demo`, starts a process worker, runs a study, pauses it
+deploys prefect.yaml's `digits-demo` and `resume-study`, starts a process worker, runs a study, pauses it
 mid-training, shows it suspended with its process gone, resumes it, waits for it to
 complete, prints the best trial and shuts down what it started.
 """
@@ -26,7 +26,9 @@ from deployments.ui_actions import (  # noqa: E402
     wait_for,
     wait_for_state,
     wait_until_mid_training,
+    wait_until_suspended_by_study,
 )
+from prefect_intermission.pausing.timed_resume import pending_resume  # noqa: E402
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR  # noqa: E402
 
 STORAGE = f"sqlite:///{PROJECT_ROOT}/.intermission/studies.db"
@@ -56,8 +58,8 @@ def main() -> None:
     say(f"Starting a local Prefect server (PREFECT_HOME={home.relative_to(PROJECT_ROOT)})")
     with LocalPrefect(home) as prefect, temporary_settings({PREFECT_API_URL: prefect.api_url}):
         print(f"    UI: http://127.0.0.1:{prefect.port}")
-        say("Creating the work pool and deploying prefect.yaml's digits-demo")
-        prefect.deploy("digits-demo")
+        say("Creating the work pool and deploying prefect.yaml's digits-demo and resume-study")
+        prefect.deploy("digits-demo", "resume-study")
         prefect.start_worker()
         say(f"Running study {study_name!r}: 6 trials, 2 at a time, 10 epochs each")
         run = start_deployment_run("pausable-study/digits-demo", {"study_name": study_name})
@@ -68,14 +70,16 @@ def main() -> None:
             f"with {DIALOG_TIMEOUT_SECONDS} s typed in its dialog's Timeout field")
         ui_pause(run.id, timeout_seconds=DIALOG_TIMEOUT_SECONDS)
         started = time.monotonic()
-        resuming = wait_for_state(run.id, "Resuming", timeout=120)
-        print(f"    paused in {time.monotonic() - started:.1f} s; the run resumes by itself at "
-              f"{resuming.state.state_details.scheduled_time:%H:%M:%S} UTC, when the dialog's timeout passes")
-        wait_for(lambda: process_is_gone(resuming), timeout=30, what="the flow's process to exit")
-        print(f"    its process ({resuming.infrastructure_pid}) has exited: the machine is free")
+        paused = wait_until_suspended_by_study(run.id)
+        due = pending_resume(paused)
+        print(f"    paused in {time.monotonic() - started:.1f} s; the run stays Suspended (Resume in the UI, or "
+              f"`intermission resume {run.id}`, resumes it now) and resumes by itself at "
+              f"{due.at:%H:%M:%S} UTC, when the dialog's timeout passes")
+        wait_for(lambda: process_is_gone(paused), timeout=30, what="the flow's process to exit")
+        print(f"    its process ({paused.infrastructure_pid}) has exited: the machine is free")
         say("The study is paused; its state in Optuna:")
         show_trials(study_name)
-        say("Waiting for the run to resume by itself (a scheduled run named Resuming until then)")
+        say("Waiting for the run to resume by itself (a scheduled run of the resume-study deployment)")
         done = wait_for_state(run.id, "Completed", timeout=600)
         say(f"Flow run {done.state.name}; the study:")
         show_trials(study_name)

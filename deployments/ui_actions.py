@@ -18,6 +18,7 @@ from prefect.deployments import run_deployment
 from prefect.states import State, Suspended
 
 from prefect_intermission.blocks.pause_policy import PausePolicy
+from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 
 UI_PAUSE_TIMEOUT_SECONDS = 300
 
@@ -96,6 +97,18 @@ def wait_for_state(flow_run_id: UUID, *names: str, timeout: float = 300) -> Flow
         return None
 
     return wait_for(reached, timeout=timeout, what=f"flow run state {' or '.join(names)}")
+
+
+def wait_until_suspended_by_study(flow_run_id: UUID, timeout: float = 120) -> FlowRun:
+    """Wait until the study itself has suspended its run (not just the UI's request): Suspended,
+    with the study's own pause key."""
+
+    def acknowledged() -> FlowRun | None:
+        run = read_run(flow_run_id)
+        key = (run.state.state_details.pause_key or "") if run.state else ""
+        return run if run.state and run.state.name == "Suspended" and key.startswith(FLOW_PAUSE_KEY_PREFIX) else None
+
+    return wait_for(acknowledged, timeout=timeout, what="the study to suspend its run")
 
 
 def wait_until_mid_training(storage: str, study_name: str, *, min_epochs: int = 2, timeout: float = 300) -> list[int]:

@@ -1,12 +1,13 @@
 """Entrypoints of the control deployments: pause a study, stop it early (Stop & Save), resume
-paused studies (nightly), abandon studies paused for too long (hourly), resume studies whose
-pause file was deleted (every 5 minutes)."""
+one at its set time, resume paused studies (nightly), abandon studies paused for too long
+(hourly), resume studies whose pause file was deleted (every 5 minutes)."""
 
 from prefect_intermission.flows.control import (
     abandon_expired_pauses_flow,
     pause_study,
     resume_deleted_pause_files_flow,
     resume_paused_studies,
+    resume_study,
     stop_study_flow,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "pause_study",
     "resume_deleted_pause_files_flow",
     "resume_paused_studies",
+    "resume_study",
     "stop_study_flow",
 ]

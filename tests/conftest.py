@@ -43,7 +43,8 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPre
         {PREFECT_API_URL: stack.api_url, PREFECT_UI_URL: stack.env["PREFECT_UI_URL"]}
     ):
         stack.deploy(
-            "digits-demo", "text-classification-demo", "pause-study", "resume-paused-studies-at-night", "train-trial"
+            "digits-demo", "text-classification-demo", "pause-study", "resume-study", "resume-paused-studies-at-night",
+            "train-trial",
         )
         stack.start_worker(work_queues=("default",))
         yield stack

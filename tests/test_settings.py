@@ -21,7 +21,8 @@ def no_intermission_variables(monkeypatch):
 
 def test_defaults():
     assert settings() == IntermissionSettings(
-        lease_seconds=30.0, pause_poll_seconds=1.0, trial_run_poll_seconds=10.0, fault="", background_checkpoints=True
+        lease_seconds=30.0, pause_poll_seconds=1.0, trial_run_poll_seconds=10.0, fault="", background_checkpoints=True,
+        resume_deployment="resume-study/resume-study",
     )
     assert (lease_seconds_from_env(), poll_seconds_from_env()) == (30.0, 1.0)
 
@@ -34,6 +35,7 @@ def test_defaults():
         ("INTERMISSION_TRIAL_RUN_POLL_SECONDS", "30", "trial_run_poll_seconds", 30.0),
         ("INTERMISSION_FAULT", "checkpoint.write:3", "fault", "checkpoint.write:3"),
         ("INTERMISSION_BACKGROUND_CHECKPOINTS", "false", "background_checkpoints", False),
+        ("INTERMISSION_RESUME_DEPLOYMENT", "resume-study/nightly", "resume_deployment", "resume-study/nightly"),
     ],
 )
 def test_a_variable_overrides_its_default(monkeypatch, variable, value, field, expected):

@@ -43,6 +43,13 @@ class IntermissionSettings(BaseSettings):
             "epoch trains (the training thread only copies the state); false: on the training thread."
         ),
     )
+    resume_deployment: str = Field(
+        default="resume-study/resume-study",
+        description=(
+            "The control deployment (flow/deployment) whose scheduled run resumes a paused study at a "
+            "set time (the UI dialog's timeout, `resume_cron`, `intermission resume --at`)."
+        ),
+    )
     fault: str = Field(
         default="",
         description="Fault injection for tests: `point:count` kills the process at its count-th visit of `point`.",

@@ -25,10 +25,24 @@ from deployments.ui_actions import (
     wait_for,
     wait_for_state,
     wait_until_mid_training,
+    wait_until_suspended_by_study,
 )
-from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+from prefect_intermission.pausing.timed_resume import pending_resume, resume_tag
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, pause_history
-from tests.e2e.studies import artifacts_of, error_logs, final_weights, last_epoch, paused_line, study_events, trained_epochs, trials
+from tests.e2e.studies import (
+    artifacts_of,
+    error_logs,
+    final_weights,
+    last_epoch,
+    paused_line,
+    run_logs,
+    study_events,
+    trained_epochs,
+    trials,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -47,17 +61,6 @@ def _parameters(study_name: str, tmp_path) -> dict:
         "max_concurrent_trials": 1,
         "seed": 7,
     }
-
-
-def _wait_suspended_by_study(flow_run_id):
-    """Wait until the study itself has suspended the run (not just the UI's request)."""
-
-    def acknowledged():
-        run = read_run(flow_run_id)
-        key = run.state.state_details.pause_key or "" if run.state else ""
-        return run if run.state.name == "Suspended" and key.startswith(FLOW_PAUSE_KEY_PREFIX) else None
-
-    return wait_for(acknowledged, timeout=120, what="the study to suspend its run")
 
 
 def _intermission(*args: str, env) -> subprocess.CompletedProcess[str]:
@@ -82,7 +85,7 @@ def test_paused_and_resumed_twice_matches_an_uninterrupted_run(prefect_stack, tm
     # First cycle: the UI's Pause button, mid-training.
     wait_until_mid_training(storage, paused_name, min_epochs=2)
     ui_pause(run.id, timeout_seconds=UI_TIMEOUT_SECONDS)
-    suspended = _wait_suspended_by_study(run.id)
+    suspended = wait_until_suspended_by_study(run.id)
     assert suspended.state.state_details.pause_timeout is None
     wait_for(lambda: process_is_gone(suspended), timeout=30, what="the flow's process to exit")
     paused = [t for t in trials(storage, paused_name) if t.state == TrialState.RUNNING]
@@ -132,7 +135,7 @@ def test_paused_and_resumed_twice_matches_an_uninterrupted_run(prefect_stack, tm
     paused_cli = _intermission("pause", str(run.id), env=prefect_stack.env)
     assert paused_cli.returncode == 0, paused_cli.stderr
     assert f"intermission resume {run.id}" in paused_cli.stdout
-    _wait_suspended_by_study(run.id)
+    wait_until_suspended_by_study(run.id)
     assert sum(t.state.is_finished() for t in trials(storage, paused_name)) >= finished_before
     resumed_cli = _intermission("resume", str(run.id), env=prefect_stack.env)
     assert resumed_cli.returncode == 0, resumed_cli.stderr
@@ -197,6 +200,12 @@ def _epochs_trained(storage: str, study_name: str) -> int:
     return sum(len(t.intermediate_values) for t in trials(storage, study_name))
 
 
+def _resume_runs(flow_run_id) -> list:
+    """The `resume-study` runs scheduled for the study run, whatever their state."""
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[resume_tag(flow_run_id)])))
+
+
 def test_the_timeout_typed_in_the_ui_pause_dialog_resumes_the_run_by_itself(prefect_stack, tmp_path):
     name = f"dialog-{uuid.uuid4().hex[:6]}"
     storage = f"sqlite:///{tmp_path}/studies.db"
@@ -208,22 +217,73 @@ def test_the_timeout_typed_in_the_ui_pause_dialog_resumes_the_run_by_itself(pref
         wait_for(lambda: _epochs_trained(storage, name) >= before + 2, timeout=180, what="two more epochs")
         due = ui_pause(run.id, timeout_seconds=DIALOG_TIMEOUT_SECONDS).state_details.pause_timeout  # "back in 20 s"
 
-        # The study pauses, then the run waits as a scheduled run named Resuming, due then.
-        resuming = wait_for_state(run.id, "Resuming", timeout=120)
-        assert resuming.state.state_details.scheduled_time == due
+        # The study pauses and its run stays Suspended, with no timeout (so the UI keeps its
+        # Resume and the server never fails it); a resume-study run is due at the dialog's time.
+        suspended = wait_until_suspended_by_study(run.id)
+        assert suspended.state.state_details.pause_timeout is None
         assert datetime.now(timezone.utc) < due, "paused well within the dialog's timeout"
+        assert pending_resume(suspended).at == due
         summary = artifacts_of(run.id)[f"{name}-pause"].data
         assert f"**Resumes:** by itself at {due.isoformat(timespec='minutes')}" in summary
+        assert f"intermission resume {run.id}" in summary
         assert pause_history(optuna.load_study(study_name=name, storage=storage))[cycle]["reason"] == "ui"
+        status = _intermission("status", str(run.id), env=prefect_stack.env)
+        assert f"resumes by itself at {due.isoformat(timespec='seconds')}" in status.stdout, status.stdout
+        assert f"intermission resume {run.id}" in status.stdout
 
-        # ... and a worker starts it once the timeout has passed (give or take the worker's
-        # 2 s prefetch in this stack), never a pause's worth before.
-        started = wait_for_state(run.id, "Pending", "Running", "Completed", timeout=120)
+        # ... and it resumes once the timeout has passed (give or take the worker's 2 s
+        # prefetch in this stack), never a pause's worth before, once.
+        started = wait_for_state(run.id, "Resuming", "Pending", "Running", "Completed", timeout=120)
         assert started.state.timestamp >= due - timedelta(seconds=3)
+        wait_for_state(run.id, "Running", "Completed", timeout=120)
+        key = suspended.state.state_details.pause_key
+        [control] = [r for r in _resume_runs(run.id) if r.parameters["pause_key"] == key]
+        wait_for_state(control.id, "Completed", timeout=60)
+        assert "Resumed study" in wait_for(lambda: run_logs(control.id), timeout=30, what="its log")
 
     wait_for_state(run.id, "Completed", timeout=300)
+    assert read_run(run.id).run_count == 3  # the first execution and one per pause: none twice
     got = trials(storage, name)
     assert [t.number for t in got] == list(range(N_TRIALS))
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in got)
+    counts = trained_epochs(run.id, at_least=sum(len(t.intermediate_values) for t in got) - N_TRIALS)
+    assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
+
+
+def test_a_timed_pause_resumes_sooner_from_the_terminal_once(prefect_stack, tmp_path):
+    name = f"sooner-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    run = start_deployment_run("pausable-study/digits-demo", _parameters(name, tmp_path))
+    wait_until_mid_training(storage, name, min_epochs=2)
+    ui_pause(run.id, timeout_seconds=900)  # the dialog's "back in 15 minutes"
+    suspended = wait_until_suspended_by_study(run.id)
+    wait_for(lambda: process_is_gone(suspended), timeout=30, what="the flow's process to exit")
+    due = pending_resume(suspended).at
+    assert due > datetime.now(timezone.utc) + timedelta(minutes=14)
+
+    # Rescheduled from the terminal: still paused, the resume moves to the new time.
+    later = _intermission("resume", str(run.id), "--in", "2h", env=prefect_stack.env)
+    assert later.returncode == 0, later.stderr
+    assert "stays paused" in later.stdout and f"intermission resume {run.id}" in later.stdout
+    assert read_run(run.id).state.name == "Suspended"
+    assert pending_resume(read_run(run.id)).at > due + timedelta(minutes=90)
+    assert len([r for r in _resume_runs(run.id) if r.state.is_scheduled()]) == 1
+
+    # Twice at once, now: one execution, which deletes the resume it no longer needs.
+    both = [
+        subprocess.Popen(
+            [sys.executable, "-m", "prefect_intermission.cli.commands", "resume", str(run.id)],
+            env=prefect_stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in both]
+    assert [p.returncode for p in both] == [0, 0], outputs
+    assert any("Resuming" in out and "now" in out for out, _ in outputs), outputs
+    wait_for_state(run.id, "Completed", timeout=300)
+    assert read_run(run.id).run_count == 2
+    assert wait_for(lambda: not _resume_runs(run.id), timeout=30, what="the scheduled resume to be deleted")
+    got = trials(storage, name)
+    assert [t.number for t in got] == list(range(N_TRIALS))
     counts = trained_epochs(run.id, at_least=sum(len(t.intermediate_values) for t in got) - N_TRIALS)
     assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from deployments.ui_actions import (
+    wait_until_suspended_by_study,
     policy_waiting_for_resume,
     process_is_gone,
     read_run,
@@ -21,7 +22,6 @@ from deployments.ui_actions import (
     wait_until_mid_training,
 )
 from tests.e2e.studies import run_logs
-from tests.e2e.test_pause_resume import _wait_suspended_by_study
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +45,7 @@ def test_a_paused_process_ends_at_once_with_its_logs_and_exit_hooks(prefect_stac
     wait_until_mid_training(storage, name, min_epochs=2)
     paused_pid = _pid(read_run(run.id))
     ui_pause(run.id)
-    suspended = _wait_suspended_by_study(run.id)
+    suspended = wait_until_suspended_by_study(run.id)
     wait_for(lambda: process_is_gone(suspended), timeout=60, what="the flow's process to exit")
 
     logs = run_logs(run.id)

@@ -13,6 +13,7 @@ import torch
 from optuna.trial import TrialState
 
 from deployments.ui_actions import (
+    wait_until_suspended_by_study,
     policy_waiting_for_resume,
     process_is_gone,
     read_run,
@@ -24,7 +25,7 @@ from deployments.ui_actions import (
 )
 from prefect_intermission.study.state import TRIAL_PAUSED_STEPS_ATTR
 from tests.e2e.studies import final_weights, trials
-from tests.e2e.test_pause_resume import _intermission, _wait_suspended_by_study
+from tests.e2e.test_pause_resume import _intermission
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +63,7 @@ def test_paused_and_killed_within_epochs_it_continues_step_for_step(prefect_stac
     # The UI's Pause within trial 0's second epoch: it stops at its next step.
     wait_for(lambda: _steps_stored(checkpoints, name, 0) >= 11, timeout=180, what="trial 0 within epoch 2")
     ui_pause(run.id)
-    _wait_suspended_by_study(run.id)
+    wait_until_suspended_by_study(run.id)
     paused = trials(storage, name)[0]
     assert paused.state == TrialState.RUNNING, [(t.number, t.state, t.system_attrs) for t in trials(storage, name)]
     steps_in = paused.system_attrs[TRIAL_PAUSED_STEPS_ATTR]

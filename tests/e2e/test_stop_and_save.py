@@ -15,6 +15,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import State, StateType
 
 from deployments.ui_actions import (
+    wait_until_suspended_by_study,
     policy_waiting_for_resume,
     start_deployment_run,
     ui_pause,
@@ -26,7 +27,7 @@ from flows.digits import build_model
 from prefect_intermission.study.results import best_trial
 from prefect_intermission.training.store import CheckpointStore
 from tests.e2e.studies import run_logs, trials
-from tests.e2e.test_pause_resume import _intermission, _parameters, _wait_suspended_by_study
+from tests.e2e.test_pause_resume import _intermission, _parameters
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +63,7 @@ def test_intermission_stop_ends_the_study_early_and_the_run_completes(prefect_st
     wait_until_mid_training(storage, name, min_epochs=2)
     if while_ == "suspended":
         ui_pause(run.id)
-        _wait_suspended_by_study(run.id)
+        wait_until_suspended_by_study(run.id)
 
     stopped = _intermission("stop", name, env=prefect_stack.env)
     assert stopped.returncode == 0, stopped.stderr

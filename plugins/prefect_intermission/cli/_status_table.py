@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from prefect_intermission._counting import epochs_done
 from prefect_intermission.cli.status import StudyStatus
+from prefect_intermission.pausing.timed_resume import PAUSED_UNTIL, resumes_by_itself
 
 _STATE_STYLES = {
     "running": "green", "pausing": "yellow", "paused": "yellow", "scheduled to resume": "cyan",
@@ -117,7 +120,11 @@ def details(s: StudyStatus) -> Group:
             f"  resumed {r['at']} trial #{r['trial']} after {r['reason']} {_resumed_from(r['from_epoch'])}"
             + (f", retrained epochs {r['lost_epochs']}" if r.get("lost_epochs") else "")
         ))
-    if s.resumes_at:
+    if s.resumes_at and s.state == "paused":
+        resume_button = s.prefect_state != PAUSED_UNTIL  # still Suspended: the UI offers Resume
+        when = resumes_by_itself(s.flow_run_id, datetime.fromisoformat(s.resumes_at), resume_button=resume_button)
+        lines.append(Text(f"  {when}"))
+    elif s.resumes_at:
         lines.append(Text(f"  scheduled to resume at {s.resumes_at}"))
     for problem in s.problems:
         lines.append(Text(f"  problem: {problem}", style="red"))

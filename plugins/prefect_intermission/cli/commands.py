@@ -41,25 +41,25 @@ def _resume(args: argparse.Namespace) -> None:
     if args.trial is not None:
         _resume_trial(args)
         return
-    from prefect_intermission.pausing.run_control import (
-        parse_flow_run_id,
-        parse_resume_time,
-        request_resume,
-    )
+    from prefect_intermission.pausing.run_control import parse_flow_run_id, parse_resume_time, resume
+    from prefect_intermission.pausing.timed_resume import resumes_by_itself
     from prefect_intermission.reporting.links import flow_run_link
 
     at = parse_resume_time(args.at, args.within)
-    flow_run = request_resume(parse_flow_run_id(args.flow_run_id), force=args.force, at=at)
-    state = flow_run.state
-    when = (
-        f" at {state.state_details.scheduled_time.isoformat(timespec='seconds')}"
-        if state is not None and state.is_scheduled() and state.state_details.scheduled_time
-        else ""
-    )
-    print(
-        f"Resuming {flow_run.name}{flow_run_link(flow_run.id)}{when}: a worker of its work pool "
-        "picks it up and continues every paused trial from its checkpoint."
-    )
+    resumption = resume(parse_flow_run_id(args.flow_run_id), force=args.force, at=at)
+    flow_run = resumption.flow_run
+    run = f"{flow_run.name}{flow_run_link(flow_run.id)}"
+    state = flow_run.state.name if flow_run.state else "new"
+    if resumption.already:
+        print(f"{run} is already resuming ({state}): nothing more to do; it continues every paused trial.")
+    elif resumption.at is None:
+        print(
+            f"Resuming {run} now: a worker of its work pool picks it up and continues every paused "
+            "trial from its checkpoint."
+        )
+    else:
+        when = resumes_by_itself(flow_run.id, resumption.at, resume_button=resumption.keeps_resume_button)
+        print(f"{run} stays paused. {when}")
 
 
 def _resume_trial(args: argparse.Namespace) -> None:
@@ -142,15 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--trial", type=int, help="Pause only this trial (its number); the others go on."
     )
     pause.set_defaults(handler=_pause)
-    resume = commands.add_parser("resume", help="Resume a paused (suspended) study.")
+    resume = commands.add_parser(
+        "resume",
+        help=(
+            "Resume a paused study now, even one set to resume by itself later; with --at or --in, "
+            "(re)schedule when it resumes by itself instead."
+        ),
+    )
     resume.add_argument("flow_run_id", help="The study's flow-run id.")
     resume.add_argument("--trial", type=int, help="Resume only this trial, paused on its own.")
     resume.add_argument(
         "--force", action="store_true",
         help="Resume even if the run has not finished pausing (its process is gone).",
     )
-    resume.add_argument("--at", help="Resume at this time: HH:MM (local, next such time) or ISO 8601.")
-    resume.add_argument("--in", dest="within", help="Resume after this long, e.g. 90s, 45m, 2h30m.")
+    resume.add_argument(
+        "--at", help="Stay paused and resume by itself at this time: HH:MM (local, next such time) or ISO 8601."
+    )
+    resume.add_argument("--in", dest="within", help="Stay paused and resume by itself after this long, e.g. 90s, 45m, 2h30m.")
     resume.set_defaults(handler=_resume)
     stop = commands.add_parser(
         "stop", help="Stop & Save: end a study early (running or paused), keeping its best trial."

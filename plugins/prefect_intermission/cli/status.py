@@ -27,6 +27,7 @@ from prefect_intermission.cli._study_facts import (
 )
 from prefect_intermission.pausing.abandonment import ABANDONED_STATE_NAME
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.timed_resume import PAUSED_UNTIL, pending_resume
 from prefect_intermission.reporting.links import flow_run_url
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.results import best_value
@@ -78,6 +79,8 @@ def _state(run: FlowRun, pauses: list[dict[str, Any]], lease: str, renewed_at: f
         return "abandoned" if gone else "pausing"
     if kind == "RUNNING":
         return "abandoned" if gone else "running"
+    if kind == "SCHEDULED" and state.name == PAUSED_UNTIL:
+        return "paused"
     if kind in ("SCHEDULED", "PENDING"):
         resumed = state.name == "Resuming" or run.run_count > 0 or bool(pauses)
         return "scheduled to resume" if resumed else "scheduled"
@@ -100,10 +103,10 @@ def _epochs_left(run: FlowRun, config: StudyConfig, trials: TrialFacts) -> int:
 
 
 def _resumes_at(run: FlowRun) -> str | None:
-    """When a scheduled run is due to start (resume), else None."""
-    if run.state is None or not run.state.is_scheduled():
-        return None
-    return _iso(run.state.state_details.scheduled_time or run.next_scheduled_start_time)
+    """When the study resumes by itself (a paused run's scheduled resume, or a scheduled run's
+    start), else None."""
+    timed = pending_resume(run)
+    return _iso(timed.at) if timed is not None else None
 
 
 def build_status(run: FlowRun, *, storage: str | None = None, now: float | None = None) -> StudyStatus:

@@ -1,4 +1,5 @@
-"""Control flows: pause a study, stop it early (Stop & Save), and resume paused studies, as deployments.
+"""Control flows: pause a study, stop it early (Stop & Save), resume one at its set time, and
+resume paused studies, as deployments.
 
 Deployed from prefect.yaml, they are buttons on the UI's deployment pages and
 `prefect deployment run` commands; the nightly, hourly and five-minute ones run on cron schedules.
@@ -22,7 +23,7 @@ from prefect_intermission.pausing.abandonment import abandon_expired_pauses
 from prefect_intermission.pausing.pause_files import resume_deleted_pause_files
 from prefect_intermission.errors import FlowRunControlError
 from prefect_intermission.study.flow_runs import read_study_runs
-from prefect_intermission.pausing.run_control import request_pause, request_resume
+from prefect_intermission.pausing.run_control import read_flow_run, request_pause, request_resume, resume
 from prefect_intermission.pausing.run_states import CONTROL_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study.stopping import stop_study
 
@@ -81,6 +82,27 @@ def resume_deleted_pause_files_flow() -> list[str]:
     print(f"Resumed {len(resumed)} stud{'y' if len(resumed) == 1 else 'ies'} whose pause file was deleted: "
           f"{', '.join(resumed) or 'none'}.")
     return resumed
+
+
+@flow(name="resume-study", log_prints=True)
+def resume_study(flow_run_id: str, pause_key: str) -> bool:
+    """Resume a paused study at the time it was scheduled to resume (a paused study schedules
+    this run itself), if it is still in that pause: resumed sooner, or paused again since,
+    it is left alone. Whether it resumed it."""
+    target = read_flow_run(UUID(flow_run_id))
+    state = target.state
+    if state is None or not state.is_paused() or state.state_details.pause_key != pause_key:
+        print(
+            f"Study {target.name} (flow run {target.id}) is {state.name if state else 'new'}, no longer in "
+            "the pause this resume was scheduled for (resumed sooner, or paused again since): nothing to do."
+        )
+        return False
+    resumed = resume(target.id)
+    if resumed.already:
+        print(f"Study {target.name} (flow run {target.id}) was resumed meanwhile: nothing to do.")
+        return False
+    print(f"Resumed study {target.name} (flow run {target.id}) at its scheduled time.")
+    return True
 
 
 @flow(name="resume-paused-studies", log_prints=True)

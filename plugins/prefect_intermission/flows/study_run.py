@@ -28,6 +28,7 @@ from prefect_intermission.pausing.reasons import PauseReason, describe
 from prefect_intermission.pausing.run_control import read_flow_run
 from prefect_intermission.pausing.run_states import pause_reason_of_state
 from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.pausing.timed_resume import cancel_pending_resumes
 from prefect_intermission.pausing.triggers import pause_file_trigger, pause_window_trigger
 from prefect_intermission.pausing.watcher import FlowRunPauseWatcher
 from prefect_intermission.reporting.artifacts import ArtifactReporter
@@ -111,6 +112,8 @@ class StudyRun:
 
     def continue_study(self) -> None:
         """Release held trials and say which unfinished trials this execution continues."""
+        if self.in_deployment:
+            self._drop_pending_resumes()
         if released := self.holds.release_all():
             self.logger.info("Held trial(s) %s resume with the study.", ", ".join(f"#{n}" for n in sorted(released)))
         unfinished = self.state.unfinished_trials()
@@ -131,6 +134,16 @@ class StudyRun:
                 f"Study {self.study_name!r} resumed (flow run {self.flow_run.id}): "
                 f"{finished} of {self.config.n_trials} trials finished; continuing {continuing}.",
             )
+
+    def _drop_pending_resumes(self) -> None:
+        """A study resumed before its set time no longer needs the resume scheduled for then."""
+        try:
+            dropped = cancel_pending_resumes(self.flow_run.id)
+        except Exception:  # it would find the study resumed and do nothing: harmless
+            self.logger.warning("Could not delete the resume scheduled for this run.", exc_info=True)
+            return
+        if dropped:
+            self.logger.info("Resumed before its scheduled resume, which is deleted: it is no longer needed.")
 
     def train(self) -> ScheduleResult | State:
         """Train until done or paused; a pause by the pause file alone may be waited out here."""

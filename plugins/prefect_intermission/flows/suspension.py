@@ -31,7 +31,8 @@ from prefect_intermission.errors import IntermissionError
 from prefect_intermission.flows._how_to_continue import continue_instruction, epochs_text
 from prefect_intermission.flows.process_exit import exit_at_once
 from prefect_intermission.pausing.reasons import PauseReason
-from prefect_intermission.pausing.run_control import read_flow_run, schedule_resume
+from prefect_intermission.pausing.run_control import read_flow_run
+from prefect_intermission.pausing.timed_resume import resumes_by_itself, schedule_resume
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.pausing.triggers import wait_until_removed
 from prefect_intermission.reporting.events import emit_study_event
@@ -79,14 +80,16 @@ def suspend(
         summary, flow_run_link(flow_run.id), flow_run.id,
     )
     fault_point("flow.suspend")
+    pause_key = f"{FLOW_PAUSE_KEY_PREFIX}{uuid4().hex}"
     try:
-        suspend_flow_run(timeout=None, key=f"{FLOW_PAUSE_KEY_PREFIX}{uuid4().hex}")
+        suspend_flow_run(timeout=None, key=pause_key)
     except Pause:
-        # Suspended: the pause is complete. Schedule the resume and tell people, then exit
-        # as soon as Prefect's engine has reported the run's state and sent its logs.
+        # Suspended, with no timeout: the pause is complete. Schedule the resume (the run
+        # stays Suspended, so Resume still resumes it sooner) and tell people, then exit as
+        # soon as Prefect's engine has reported the run's state and sent its logs.
         if resume_at is not None:
-            schedule_resume(flow_run.id, resume_at)
-            run.logger.info("The study resumes by itself at %s.", resume_at.isoformat())
+            timed = schedule_resume(flow_run, resume_at, pause_key=pause_key)
+            run.logger.info("%s", resumes_by_itself(flow_run.id, timed.at, resume_button=timed.keeps_resume_button))
         on_stopped()
         exit_at_once()
         raise

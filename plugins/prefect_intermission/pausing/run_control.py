@@ -2,12 +2,14 @@
 
 `request_pause` sets the same PAUSED state the UI's Pause / Suspend button sets;
 the running study notices it within a second, stores everything at the next epoch
-boundary and suspends itself. `request_resume` is the UI's Resume button.
+boundary and suspends itself. `resume` (and `request_resume`) is the UI's Resume
+button, or, with a time, a resume scheduled for then (`timed_resume.py`).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from uuid import UUID, uuid4
 
@@ -19,6 +21,7 @@ from prefect.states import Paused, Scheduled, Suspended
 
 from prefect_intermission.errors import FlowRunControlError
 from prefect_intermission.pausing.run_states import CLI_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.timed_resume import PAUSED_UNTIL, schedule_resume
 
 
 def parse_flow_run_id(value: str) -> UUID:
@@ -64,49 +67,92 @@ def request_pause(flow_run_id: UUID, *, key_prefix: str = CLI_PAUSE_KEY_PREFIX) 
     return read_flow_run(flow_run_id)
 
 
+@dataclass(frozen=True)
+class Resumption:
+    """What a resume request did to a study's flow run."""
+
+    flow_run: FlowRun
+    #: When it resumes: None for now (or already, with `already`).
+    at: datetime | None = None
+    #: It had left its pause before this request: resuming, or running again.
+    already: bool = False
+    #: It stays paused (Suspended) until `at`, so the UI's Resume can resume it sooner.
+    keeps_resume_button: bool = True
+
+
 def request_resume(flow_run_id: UUID, *, force: bool = False, at: datetime | None = None) -> FlowRun:
-    """Resume a suspended study now, or at `at`: a worker runs it again and it continues
+    """Resume a paused study now, or at `at`: a worker runs it again and it continues
     every trial. Asking again while a resume is pending changes nothing."""
+    return resume(flow_run_id, force=force, at=at).flow_run
+
+
+def resume(flow_run_id: UUID, *, force: bool = False, at: datetime | None = None) -> Resumption:
+    """Resume a study now (`at` None) or (re)schedule its resume at `at`, whether it is
+    paused or already waiting for a resume at a set time; what happened."""
     flow_run = read_flow_run(flow_run_id)
     state = flow_run.state
-    if state is not None and state.is_scheduled() and state.name == "Resuming" and at is None:
-        return flow_run  # already resuming: a second request must not start a second execution
-    if state is None or not state.is_paused():
-        raise FlowRunControlError(
-            f"Flow run {flow_run_id} ({flow_run.name}) is {state.name if state else 'new'}, "
-            "not paused: only a paused study can be resumed."
+    if state is not None and state.is_paused():
+        return _resume_paused(flow_run, force=force, at=at)
+    if _waits_for_timed_resume(flow_run):
+        when = at or datetime.now(timezone.utc)
+        state = (
+            Scheduled(scheduled_time=when, name="Resuming", message="Resumed with `intermission resume`.")
+            if at is None else
+            Scheduled(
+                scheduled_time=when, name=PAUSED_UNTIL,
+                message=f"Paused until {when.isoformat(timespec='seconds')}, then it resumes by itself.",
+            )
         )
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run_id, state, force=True)
+        return Resumption(read_flow_run(flow_run_id), at, keeps_resume_button=False)
+    if at is None and _resuming_or_resumed(flow_run):
+        return Resumption(flow_run, already=True)  # a second request must not start a second execution
+    raise FlowRunControlError(
+        f"Flow run {flow_run_id} ({flow_run.name}) is {state.name if state else 'new'}, "
+        "not paused: only a paused study can be resumed."
+    )
+
+
+def _resume_paused(flow_run: FlowRun, *, force: bool, at: datetime | None) -> Resumption:
+    """Resume a Suspended study run now, or have it resume by itself at `at`."""
+    state = flow_run.state
+    assert state is not None
     key = state.state_details.pause_key or ""
     if not force and not key.startswith(FLOW_PAUSE_KEY_PREFIX):
         raise FlowRunControlError(
-            f"Flow run {flow_run_id} is still pausing: its trials are finishing their current "
+            f"Flow run {flow_run.id} is still pausing: its trials are finishing their current "
             "epoch and storing checkpoints. Try again in a few seconds, or pass --force if "
             "its process is gone."
         )
-    if at is None:
-        try:
-            resume_flow_run(flow_run_id)
-        except (NotPausedError, RuntimeError):
-            # Another request resumed it between our read and ours: that resume stands.
-            resumed = read_flow_run(flow_run_id)
-            if not _resuming_or_resumed(resumed):
-                raise
-            return resumed
-    else:
-        schedule_resume(flow_run_id, at)
-    return read_flow_run(flow_run_id)
+    if at is not None:
+        timed = schedule_resume(flow_run, at, pause_key=key)
+        return Resumption(read_flow_run(flow_run.id), timed.at, keeps_resume_button=timed.keeps_resume_button)
+    try:
+        resume_flow_run(flow_run.id)
+    except (NotPausedError, RuntimeError):
+        # Another request resumed it between our read and ours: that resume stands.
+        resumed = read_flow_run(flow_run.id)
+        if not _resuming_or_resumed(resumed):
+            raise
+        return Resumption(resumed, already=True)
+    return Resumption(read_flow_run(flow_run.id))
+
+
+def _waits_for_timed_resume(flow_run: FlowRun) -> bool:
+    """Whether the run is scheduled to resume later, rather than paused (the way a timed pause
+    waits without the `resume-study` deployment, and the way earlier releases scheduled it)."""
+    state = flow_run.state
+    if state is None or not state.is_scheduled() or state.name not in (PAUSED_UNTIL, "Resuming"):
+        return False
+    due = state.state_details.scheduled_time
+    return due is not None and due > datetime.now(timezone.utc)
 
 
 def _resuming_or_resumed(flow_run: FlowRun) -> bool:
     """Whether the run left its pause: scheduled to resume, or started again."""
     state = flow_run.state
     return state is not None and (state.is_scheduled() or state.is_pending() or state.is_running())
-
-
-def schedule_resume(flow_run_id: UUID, at: datetime) -> None:
-    """Turn a suspension into a run scheduled at `at`: the UI shows it, a worker starts it then."""
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(flow_run_id, Scheduled(scheduled_time=at, name="Resuming"))
 
 
 def parse_resume_time(at: str | None, within: str | None, *, now: datetime | None = None) -> datetime | None:

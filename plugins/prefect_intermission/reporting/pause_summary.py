@@ -67,7 +67,8 @@ def pause_summary(
                 f"(peak {_bytes(gpu['max_memory_allocated_bytes'])})"
             )
     lines.append(
-        f"- **Resumes:** by itself at {resume_at.isoformat(timespec='minutes')} (UTC)"
+        f"- **Resumes:** by itself at {resume_at.isoformat(timespec='minutes')} (UTC), or sooner "
+        "when you resume it (below)"
         if resume_at is not None else "- **Resumes:** when you resume it"
     )
     lines += ["", "## Resume", "", how_to_resume or _resume_button_and_command(flow_run_id), ""]
