@@ -8,6 +8,7 @@ run's header). Each click is the user's; each dialog is confirmed as the user do
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,13 +89,16 @@ class RunPage:
         dialog.get_by_role("button", name=confirm, exact=True).click()
         dialog.wait_for(state="hidden")
 
-    def state_badge(self) -> str:
-        """The state name drawn in the run's header."""
+    def state_badge(self, timeout: float = 20) -> str:
+        """The state name drawn in the run's header (waiting for the header to draw it)."""
         names = ("Running", "Suspended", "Paused", "Resuming", "Scheduled", "Pending", "Completed", "Failed")
-        for name in names:
-            badge = self.page.get_by_text(name, exact=True)
-            if badge.count() and badge.first.is_visible():
-                return name
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name in names:
+                badge = self.page.get_by_text(name, exact=True)
+                if badge.count() and badge.first.is_visible():
+                    return name
+            self.page.wait_for_timeout(250)
         return ""
 
     def tab_shows(self, tab: str, text: str) -> bool:

@@ -30,6 +30,8 @@ from deployments.ui_actions import (
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
+from prefect_intermission.flows.control import resume_study
+from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.pausing.timed_resume import pending_resume, resume_tag
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, pause_history
 from tests.e2e.studies import (
@@ -269,6 +271,10 @@ def test_a_timed_pause_resumes_sooner_from_the_terminal_once(prefect_stack, tmp_
     assert pending_resume(read_run(run.id)).at > due + timedelta(minutes=90)
     assert len([r for r in _resume_runs(run.id) if r.state.is_scheduled()]) == 1
 
+    # A resume scheduled for an earlier pause of this run finds it in another pause: it does nothing.
+    assert resume_study(str(run.id), f"{FLOW_PAUSE_KEY_PREFIX}an-earlier-pause") is False
+    assert read_run(run.id).state.name == "Suspended"
+
     # Twice at once, now: one execution, which deletes the resume it no longer needs.
     both = [
         subprocess.Popen(
@@ -285,5 +291,35 @@ def test_a_timed_pause_resumes_sooner_from_the_terminal_once(prefect_stack, tmp_
     assert wait_for(lambda: not _resume_runs(run.id), timeout=30, what="the scheduled resume to be deleted")
     got = trials(storage, name)
     assert [t.number for t in got] == list(range(N_TRIALS))
+    counts = trained_epochs(run.id, at_least=sum(len(t.intermediate_values) for t in got) - N_TRIALS)
+    assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
+
+
+def test_without_the_resume_deployment_a_timed_pause_waits_as_paused_and_resumes_sooner(prefect_stack, tmp_path):
+    name = f"no-control-{uuid.uuid4().hex[:6]}"
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    run = start_deployment_run(
+        "pausable-study/digits-demo", _parameters(name, tmp_path),
+        job_variables={"env": {"INTERMISSION_RESUME_DEPLOYMENT": "resume-study/not-deployed"}},
+    )
+    wait_until_mid_training(storage, name, min_epochs=2)
+    due = ui_pause(run.id, timeout_seconds=900).state_details.pause_timeout
+
+    # The run waits for its time as a scheduled run that says it is paused, and how to resume now.
+    waiting = wait_for_state(run.id, "Paused", timeout=120)
+    assert waiting.state.is_scheduled() and waiting.state.state_details.scheduled_time == due
+    assert f"intermission resume {run.id}" in waiting.state.message
+    assert "Deploy the control flows" in wait_for(
+        lambda: "No deployment 'resume-study/not-deployed'" in run_logs(run.id) and run_logs(run.id),
+        timeout=30, what="the warning on the run's log",
+    )
+    status = _intermission("status", str(run.id), env=prefect_stack.env)
+    assert " paused " in status.stdout and f"resumes by itself at {due.isoformat(timespec='seconds')}" in status.stdout
+
+    resumed = _intermission("resume", str(run.id), env=prefect_stack.env)
+    assert resumed.returncode == 0 and "now" in resumed.stdout, resumed.stdout + resumed.stderr
+    wait_for_state(run.id, "Completed", timeout=300)
+    assert read_run(run.id).run_count == 2
+    got = trials(storage, name)
     counts = trained_epochs(run.id, at_least=sum(len(t.intermediate_values) for t in got) - N_TRIALS)
     assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}

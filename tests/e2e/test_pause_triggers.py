@@ -29,6 +29,7 @@ from deployments.ui_actions import (
 from prefect_intermission import PausePolicy, request_resume
 from prefect_intermission.flows.control import resume_deleted_pause_files_flow, resume_paused_studies
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.pausing.timed_resume import pending_resume
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from tests.e2e.studies import paused_line, run_logs, trained_epochs, trials
 from tests.e2e.webhook import webhook
@@ -110,10 +111,10 @@ def test_notifications_on_pause_resume_and_completion_reach_a_webhook(prefect_st
         after = datetime.now(timezone.utc)
         assert resumed.returncode == 0, resumed.stderr
         scheduled = read_run(run.id)
-        assert scheduled.state.name == "Resuming" and scheduled.state.is_scheduled()
-        resume_at = scheduled.state.state_details.scheduled_time
+        assert scheduled.state.name == "Suspended", "it stays paused (Resume on its page) until then"
+        resume_at = pending_resume(scheduled).at
         assert before + timedelta(seconds=4) <= resume_at <= after + timedelta(seconds=4)
-        assert f"at {resume_at.isoformat(timespec='seconds')}" in resumed.stdout
+        assert f"resumes by itself at {resume_at.isoformat(timespec='seconds')}" in resumed.stdout
         wait_for_state(run.id, "Completed", timeout=300)
         resumed_msg = hook.messages(f"Study {name} resumed")
         assert resumed_msg and "continuing #" in resumed_msg[0]["message"]
@@ -133,12 +134,9 @@ def test_a_pause_file_pauses_and_the_policy_schedule_resumes(prefect_stack, tmp_
     run = start_deployment_run("pausable-study/digits-demo", _parameters(name, tmp_path, name))
     wait_until_mid_training(storage, name, min_epochs=2)
     pause_file.touch()
-    scheduled = wait_for(
-        lambda: (r := read_run(run.id)).state.name == "Resuming" and r, timeout=120,
-        what="the run to be scheduled to resume",
-    )
+    suspended = _suspended_by_study(run.id)
     pause_file.unlink()
-    resume_at = scheduled.state.state_details.scheduled_time
+    resume_at = pending_resume(suspended).at
     assert resume_at.second == 0 and resume_at > datetime.now(timezone.utc)
     assert pause_history(optuna.load_study(study_name=name, storage=storage))[0]["reason"] == "file"
     wait_for_state(run.id, "Completed", timeout=240)

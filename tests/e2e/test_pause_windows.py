@@ -1,5 +1,5 @@
 """The pause windows of a pause policy: the study pauses by itself when one begins and the
-server's scheduler resumes it at the policy's resume time, until the study is complete.
+a scheduled resume-study run resumes it at the policy's resume time, until the study is complete.
 
 The windows are shortened to seconds for the test: cron expressions with a sixth field,
 seconds, first (`*/30 * * * * *` is every half minute).
@@ -8,14 +8,17 @@ seconds, first (`*/30 * * * * *` is every half minute).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import optuna
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.sorting import FlowRunSort
 
 from deployments.ui_actions import start_deployment_run, wait_for_state
 from prefect_intermission import PausePolicy
+from prefect_intermission.pausing.timed_resume import resume_tag
 from prefect_intermission.study.state import pause_history
 from tests.e2e.studies import trained_epochs, trials
 
@@ -39,15 +42,23 @@ def test_a_study_pauses_in_its_windows_and_resumes_at_the_resume_time(prefect_st
     for pause in pauses:  # each at the start of a window (:00 or :30), once the epoch in progress ended
         assert datetime.fromisoformat(pause["paused_at"]).second % 30 < 10, pause["paused_at"]
 
-    # Each resume came from the scheduler at the policy's resume time (:05 or :35), not before.
+    # Each resume came from a resume-study run scheduled at the policy's resume time (:05 or
+    # :35), while the run stayed Suspended; the study ran again only after that time.
     with get_client(sync_client=True) as client:
         states = client.read_flow_run_states(run.id)
-    resumes = [s for s in states if s.is_scheduled() and s.name == "Resuming"]
+        resumes = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[resume_tag(run.id)])),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+        )
     assert len(resumes) == len(pauses)
+    assert all(  # the study's own run was never scheduled for later: it stayed Suspended
+        s.state_details.scheduled_time <= s.timestamp + timedelta(seconds=1)
+        for s in states if s.is_scheduled() and s.state_details.scheduled_time is not None
+    )
     for resume in resumes:
-        at = resume.state_details.scheduled_time
-        assert at.second in (5, 35)
-        started = [s.timestamp for s in states if s.is_running() and s.timestamp > resume.timestamp]
+        at = datetime.fromisoformat(resume.parameters["at"])
+        assert at.second in (5, 35) and resume.state.is_completed()
+        started = [s.timestamp for s in states if s.is_running() and s.timestamp > resume.created]
         assert started and started[0] >= at
 
     done = trials(storage, name)

@@ -7,6 +7,8 @@ Deployed from prefect.yaml, they are buttons on the UI's deployment pages and
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -85,10 +87,12 @@ def resume_deleted_pause_files_flow() -> list[str]:
 
 
 @flow(name="resume-study", log_prints=True)
-def resume_study(flow_run_id: str, pause_key: str) -> bool:
-    """Resume a paused study at the time it was scheduled to resume (a paused study schedules
-    this run itself), if it is still in that pause: resumed sooner, or paused again since,
-    it is left alone. Whether it resumed it."""
+def resume_study(flow_run_id: str, pause_key: str, at: datetime | None = None) -> bool:
+    """Resume a paused study at the time it was scheduled to resume, `at` (a paused study
+    schedules this run itself), if it is still in that pause: resumed sooner, or paused
+    again since, it is left alone. Whether it resumed it."""
+    if at is not None and (early := (at - datetime.now(timezone.utc)).total_seconds()) > 0:
+        time.sleep(early)  # a worker may start a scheduled run a little early (its prefetch)
     target = read_flow_run(UUID(flow_run_id))
     state = target.state
     if state is None or not state.is_paused() or state.state_details.pause_key != pause_key:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from uuid import UUID
 
+from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -30,7 +31,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import MissingContextError, ObjectNotFound
 from prefect.states import Scheduled
 
 from prefect_intermission.settings import settings
@@ -82,7 +83,7 @@ def schedule_resume(flow_run: FlowRun, at: datetime, *, pause_key: str) -> Timed
         try:
             deployment = client.read_deployment_by_name(deployment_name)
         except ObjectNotFound:
-            logger.warning(
+            _logger().warning(
                 "No deployment %r on this Prefect server: flow run %s is scheduled to run again at %s "
                 "instead of staying Suspended, so the UI shows no Resume button for it until then "
                 "(`intermission resume %s` resumes it sooner). Deploy the control flows "
@@ -102,13 +103,21 @@ def schedule_resume(flow_run: FlowRun, at: datetime, *, pause_key: str) -> Timed
             return TimedResume(at)
         control = client.create_flow_run_from_deployment(
             deployment.id,
-            parameters={"flow_run_id": str(flow_run.id), "pause_key": pause_key},
+            parameters={"flow_run_id": str(flow_run.id), "pause_key": pause_key, "at": at.isoformat()},
             state=Scheduled(scheduled_time=at),
             name=f"resume-{flow_run.name}",
             tags=[resume_tag(flow_run.id)],
             idempotency_key=f"{resume_tag(flow_run.id)}:{pause_key}:{at.isoformat()}",
         )
     return TimedResume(at, control.id)
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The flow run's logger inside a run (the message belongs on its page), else this module's."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logger
 
 
 def pending_resume(flow_run: FlowRun) -> TimedResume | None:
