@@ -23,6 +23,7 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.states import Completed, Failed, State
 
+from prefect_intermission._optuna_internals import storage_of, study_id_of
 from prefect_intermission._counting import epochs_done
 from prefect_intermission._import_path import import_objective
 from prefect_intermission.errors import IntermissionError
@@ -116,8 +117,8 @@ def _train(
     progress: StudyProgress,
 ) -> TrialOutcome | State:
     """Train the claimed trial, unless it is finished already or the study paused meanwhile."""
-    storage = state.study._storage
-    trial_id = storage.get_trial_id_from_study_id_trial_number(state.study._study_id, number)
+    storage = storage_of(state.study)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id_of(state.study), number)
     frozen = storage.get_trial(trial_id)
     if frozen.state != TrialState.RUNNING:
         get_run_logger().info("Trial %d is already %s; nothing to train.", number, frozen.state.name)
@@ -173,10 +174,10 @@ def _paused_before_start(state: StudyState, store: CheckpointStore, number: int,
     A new trial is marked paused before its first epoch; one that a crash cut off
     stays marked as interrupted, so its continuation is recorded as one after a crash.
     """
-    trial_id = state.study._storage.get_trial_id_from_study_id_trial_number(state.study._study_id, number)
-    attrs = state.study._storage.get_trial_system_attrs(trial_id)
+    trial_id = storage_of(state.study).get_trial_id_from_study_id_trial_number(study_id_of(state.study), number)
+    attrs = storage_of(state.study).get_trial_system_attrs(trial_id)
     if attrs.get(TRIAL_STATUS_ATTR) is None:
         state.mark_paused(trial_id, store.for_trial(state.study.study_name, number).last_epoch())
-    epoch = state.study._storage.get_trial_system_attrs(trial_id).get(TRIAL_PAUSED_EPOCH_ATTR)
+    epoch = storage_of(state.study).get_trial_system_attrs(trial_id).get(TRIAL_PAUSED_EPOCH_ATTR)
     done = epochs_done(epoch)
     return paused_trial_state(f"Trial {number} paused before training ({reason}): {done} epochs done.")

@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+from prefect_intermission._optuna_internals import storage_of, trial_id_of
 from prefect_intermission._counting import epochs_done
 from prefect_intermission._faults import fault_point
 from prefect_intermission._logging import run_logger
@@ -122,8 +123,8 @@ def run_trial_attempt(
     """
     number = trial.number
     seed = trial_seed(study_seed, number)
-    earlier = state.study._storage.get_trial_system_attrs(trial._trial_id).get(TRIAL_STATUS_ATTR)
-    state.mark_running(trial._trial_id, seed)
+    earlier = storage_of(state.study).get_trial_system_attrs(trial_id_of(trial)).get(TRIAL_STATUS_ATTR)
+    state.mark_running(trial_id_of(trial), seed)
     seed_everything(seed)
     samples = not hold_sampler_while_suggesting or not trial.params
     suggesting = ExitStack()
@@ -156,10 +157,10 @@ def run_trial_attempt(
             suggesting.close()
             loop.checkpoints.wait()  # however the objective ended, its last checkpoint is stored (or its error raised)
     except BaseException as stopped:
-        state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
+        state.record_epoch_seconds(trial_id_of(trial), loop.epoch_seconds)
         outcome = _stopped(state, trial, loop, stopped, catch=catch, callbacks=callbacks)
     else:
-        state.record_epoch_seconds(trial._trial_id, loop.epoch_seconds)
+        state.record_epoch_seconds(trial_id_of(trial), loop.epoch_seconds)
         outcome = _returned(state, trial, value, loop.epoch, callbacks=callbacks)
     loop.release()  # the model, optimizer and copy buffers go now, not at a full garbage collection
     if outcome.state == "paused":  # here, where the pause and its traceback are let go of
@@ -195,7 +196,7 @@ class _Started:
             self.progress.trial_started(self.trial.number, self.trial.params, start, self.loop.best_metric)
         if self.earlier is not None:
             self.state.record_resumption(
-                self.trial._trial_id,
+                trial_id_of(self.trial),
                 {
                     "reason": "pause" if self.earlier == "paused" else "crash",
                     "from_epoch": restore.from_epoch,
@@ -245,7 +246,7 @@ def _stopped(
     number = trial.number
     if isinstance(stopped, TrialPaused):
         steps = stopped.steps_into_epoch
-        state.mark_paused(trial._trial_id, stopped.epoch, steps_into_epoch=steps)
+        state.mark_paused(trial_id_of(trial), stopped.epoch, steps_into_epoch=steps)
         within = f", {steps} steps into epoch {epochs_done(stopped.epoch) + 1}" if steps else ""
         path = loop.checkpoints.path(stopped.epoch + 1, mid_epoch=True) if steps else loop.checkpoints.path(stopped.epoch)
         stopping = state.stop_request() is not None
@@ -280,7 +281,7 @@ def _failed(
     callbacks: Sequence[TrialCallback],
 ) -> TrialOutcome:
     """Mark the trial FAIL in Optuna, recording why and whether the study goes on."""
-    state.record_failure(trial._trial_id, error, study_goes_on=study_goes_on)
+    state.record_failure(trial_id_of(trial), error, study_goes_on=study_goes_on)
     _tell(state, trial.number, trial_state=TrialState.FAIL, callbacks=callbacks)
     return TrialOutcome(trial.number, "failed", epoch=epoch, error=error, study_goes_on=study_goes_on)
 
@@ -302,7 +303,7 @@ def _kept_for_next_run(
         last = loop.checkpoints.last_epoch()
     except Exception:
         last = None
-    state.mark_paused(trial._trial_id, last)
+    state.mark_paused(trial_id_of(trial), last)
     logger.error(
         "Trial %d stopped: %s. It keeps its checkpoints (the last with %s epochs done) and continues "
         "from there when the study runs again.", trial.number, stopped, epochs_done(last), exc_info=stopped,

@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from uuid import UUID
 
+from prefect_intermission._optuna_internals import trial_id_of
 from prefect_intermission.errors import CheckpointError
 from prefect_intermission._counting import epochs_done
 from prefect_intermission.pausing.reasons import PauseReason
@@ -112,7 +113,7 @@ class TrialScheduler:
         held.clear()  # rebuilt from the stored trials: a hold lifted meanwhile must not queue twice
         to_continue: deque[int] = deque()
         for trial in self.state.unfinished_trials():
-            self._trial_ids[trial.number] = trial._trial_id
+            self._trial_ids[trial.number] = trial_id_of(trial)
             if self.executor.trains_here and trial.number in self.pause_signal.held:
                 held[trial.number] = trial.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR)
             else:
@@ -174,7 +175,7 @@ class TrialScheduler:
             with self.state.sampler_lock:
                 trial = self.state.study.ask()
                 self.state.save_sampler()
-            self._trial_ids[trial.number] = trial._trial_id
+            self._trial_ids[trial.number] = trial_id_of(trial)
         self.executor.start(trial)
 
     def _record(self, outcome: TrialOutcome, result: ScheduleResult) -> None:

@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from prefect_intermission._optuna_internals import storage_of, study_id_of
 from prefect_intermission._signing import sign, verify
 from prefect_intermission.errors import ConfigurationError
 from prefect_intermission.study.leases import LeaseLock
@@ -159,7 +160,7 @@ def utc_now_iso() -> str:
 
 def pause_history(study: optuna.Study) -> list[dict[str, Any]]:
     """Every pause of a study, oldest first: when, why, and which trials stopped after which epoch."""
-    return list(study._storage.get_study_system_attrs(study._study_id).get(PAUSES_ATTR, []))
+    return list(storage_of(study).get_study_system_attrs(study_id_of(study)).get(PAUSES_ATTR, []))
 
 
 class StudyState:
@@ -179,8 +180,8 @@ class StudyState:
     def __init__(self, study: optuna.Study, *, engine: Engine, signing_key: bytes) -> None:
         self.study = study
         self.engine = engine
-        self._storage = study._storage
-        self._study_id = study._study_id
+        self._storage = storage_of(study)
+        self._study_id = study_id_of(study)
         self._key = signing_key
         self.sampler_lock: AbstractContextManager[Any] = threading.RLock()
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from prefect_intermission._optuna_internals import storage_of, trial_id_of
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
@@ -96,7 +97,7 @@ def prune_unfinished(state: StudyState) -> dict[int, Any]:
     """Record every unfinished trial PRUNED at its last epoch; return each one's value."""
     pruned = {}
     for trial in state.unfinished_trials():
-        state.study._storage.set_trial_system_attr(trial._trial_id, STOPPED_ATTR, True)
+        storage_of(state.study).set_trial_system_attr(trial_id_of(trial), STOPPED_ATTR, True)
         with state.sampler_lock:
             frozen = state.study.tell(trial.number, state=TrialState.PRUNED)
             state.save_sampler()

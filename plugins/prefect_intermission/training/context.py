@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 
+from prefect_intermission._optuna_internals import trial_id_of
 from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.settings import settings
 from prefect_intermission.training.checkpoints import LoadResult, TrialCheckpoints
@@ -61,7 +62,7 @@ class TrialContext:
     def report(self, value: float, step: int) -> None:
         """Report an intermediate value to Optuna (recorded as it is with several objectives)."""
         if self.several_objectives:  # Optuna's report() refuses these; the value is still recorded
-            self.trial.storage.set_trial_intermediate_value(self.trial._trial_id, step, value)
+            self.trial.storage.set_trial_intermediate_value(trial_id_of(self.trial), step, value)
         else:
             self.trial.report(value, step)
 
@@ -90,7 +91,7 @@ class TrialContext:
 
     def reported_steps(self) -> set[int]:
         """The steps already reported to Optuna by earlier attempts of this trial."""
-        return set(self.trial.storage.get_trial(self.trial._trial_id).intermediate_values)
+        return set(self.trial.storage.get_trial(trial_id_of(self.trial)).intermediate_values)
 
     def load_latest(self, reported: set[int]) -> LoadResult:
         """The trial's latest valid checkpoint, verified. Damaged newer ones are skipped, and a

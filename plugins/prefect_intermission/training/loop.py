@@ -33,6 +33,7 @@ from typing import Any, Literal
 import optuna
 import torch
 
+from prefect_intermission._optuna_internals import trial_id_of
 from prefect_intermission._faults import fault_point
 from prefect_intermission._counting import epochs_done
 from prefect_intermission.settings import settings
@@ -402,7 +403,7 @@ class TrialLoop:
         several_objectives = len(self.trial.study.directions) > 1
         if epoch not in self._reported:  # an epoch trained again after a crash keeps its report
             if several_objectives:  # Optuna's report() refuses these; the value is still recorded
-                self.trial.storage.set_trial_intermediate_value(self.trial._trial_id, epoch, metric)
+                self.trial.storage.set_trial_intermediate_value(trial_id_of(self.trial), epoch, metric)
             else:
                 self.trial.report(metric, epoch)
         fault_point("trial.report")
@@ -452,7 +453,7 @@ class TrialLoop:
 
     def _restore(self) -> Restore:
         """Load the latest valid checkpoint, if any, into the tracked objects."""
-        self._reported = set(self.trial.storage.get_trial(self.trial._trial_id).intermediate_values)
+        self._reported = set(self.trial.storage.get_trial(trial_id_of(self.trial)).intermediate_values)
         loaded = self.context.load_latest(self._reported)
         state = loaded.state
         if state is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from optuna.trial import FrozenTrial, TrialState
 from prefect.client.schemas.objects import FlowRun
 
+from prefect_intermission._optuna_internals import storage_of, trial_id_of
 from prefect_intermission._logging import run_logger
 from prefect_intermission._counting import epochs_done
 from prefect_intermission.study.attempt import TrialOutcome
@@ -21,7 +22,7 @@ def outcome_of_trial_run(
     state: StudyState, checkpoints: CheckpointStore, run: FlowRun, *, number: int, trial_id: int
 ) -> TrialOutcome:
     """How trial `number` fared in its flow run `run`, once the run has ended."""
-    frozen = state.study._storage.get_trial(trial_id)
+    frozen = storage_of(state.study).get_trial(trial_id)
     ended = run.state.name if run.state else "gone"
     if run.state is not None and (run.state.is_failed() or run.state.is_crashed()):
         run_logger(__name__).warning(
@@ -61,7 +62,7 @@ def _interrupted(state: StudyState, checkpoints: CheckpointStore, run: FlowRun, 
     number = frozen.number
     last = checkpoints.for_trial(state.study.study_name, number).last_epoch()
     if run.start_time is None and frozen.system_attrs.get(TRIAL_STATUS_ATTR) is None:
-        state.mark_paused(frozen._trial_id, last)  # no worker ever started it
+        state.mark_paused(trial_id_of(frozen), last)  # no worker ever started it
     else:
         run_logger(__name__).warning(
             "Trial %d: its flow run %s ended %s without recording an outcome; the study "

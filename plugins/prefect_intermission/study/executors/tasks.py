@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import Pause
 from prefect.states import State
 
+from prefect_intermission._optuna_internals import storage_of, trial_id_of
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_states import paused_trial_state, stopped_trial_state
 from prefect_intermission.pausing.signal import PauseSignal
@@ -124,7 +125,7 @@ class TaskExecutor(TrialExecutor):
         for number, attempt in list(self._active.items()):
             last = self._last_epoch(number)
             try:
-                self.state.mark_paused(attempt.trial._trial_id, last)
+                self.state.mark_paused(trial_id_of(attempt.trial), last)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # it finished meanwhile
             stopped[number] = last
@@ -135,7 +136,7 @@ class TaskExecutor(TrialExecutor):
         was already suspended, or something outside the objective (the study's storage)
         raised. Either way the study pauses and the trial continues from its last
         checkpoint, unless Optuna already recorded it finished."""
-        number, trial_id = attempt.trial.number, attempt.trial._trial_id
+        number, trial_id = attempt.trial.number, trial_id_of(attempt.trial)
         if attempt.error is None:
             self.pause_signal.request(PauseReason.UI)
         else:
@@ -149,7 +150,7 @@ class TaskExecutor(TrialExecutor):
         try:
             self.state.mark_paused(trial_id, last)
         except optuna.exceptions.UpdateFinishedTrialError:
-            frozen = self.state.study._storage.get_trial(trial_id)
+            frozen = storage_of(self.state.study).get_trial(trial_id)
             if frozen.state in _FINISHED_STATES:
                 return TrialOutcome(number, _FINISHED_STATES[frozen.state], value=frozen.value, epoch=last)
             return TrialOutcome(number, "failed", epoch=last, error=f"{type(attempt.error).__name__}: {attempt.error}")

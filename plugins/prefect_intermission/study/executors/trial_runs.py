@@ -31,6 +31,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Crashed
 
+from prefect_intermission._optuna_internals import storage_of, trial_id_of
 from prefect_intermission._logging import run_logger
 from prefect_intermission.errors import ConfigurationError
 from prefect_intermission.pausing.flow_run_poll import FlowRunWatch, shared_poll
@@ -134,7 +135,7 @@ class FlowRunExecutor(TrialExecutor):
             self._client = None
 
     def start(self, trial: optuna.Trial) -> None:
-        launched = self._launch(trial.number, trial._trial_id)
+        launched = self._launch(trial.number, trial_id_of(trial))
         self._launched[launched.flow_run_id] = launched
         self._watches[launched.flow_run_id] = shared_poll().watch(launched.flow_run_id, every=self.poll_seconds)
 
@@ -263,7 +264,7 @@ class FlowRunExecutor(TrialExecutor):
         return _TrialRun(number, trial_id, run.id, seen_epochs=set(values))
 
     def _frozen(self, trial_id: int) -> FrozenTrial:
-        return self.state.study._storage.get_trial(trial_id)
+        return storage_of(self.state.study).get_trial(trial_id)
 
     def _observe(self, trial_run: _TrialRun) -> None:
         """Report epochs the trial run has stored since the last look (progress, rules)."""
