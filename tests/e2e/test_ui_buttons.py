@@ -67,6 +67,7 @@ def test_a_ui_pause_keeps_resume_whatever_the_timeout(prefect_stack, tmp_path, u
         assert page.resume_offered()
         # While paused, its pause summary and trials are there to read.
         assert page.tab_shows("Artifacts", f"{name}-pause")
+        page.screenshot(f"paused-{ui}-{typed_timeout or 'default'}-artifacts")
         assert page.tab_shows("Task Runs", "trial-0")
         page.screenshot(f"paused-{ui}-{typed_timeout or 'default'}")
 
