@@ -102,6 +102,7 @@ def test_a_pause_policy_with_apprise_urls_still_checks_them():
     "args",
     [
         ["--help"],
+        ["--version"],
         ["status", "--help"],
         ["report", "--help"],
         ["pause", "--help"],

@@ -132,9 +132,12 @@ def _best(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `intermission` command."""
+    from prefect_intermission import __version__
+
     parser = argparse.ArgumentParser(
         prog="intermission", description="Pause and resume Optuna studies running on Prefect."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     pause = commands.add_parser("pause", help="Pause a running study at its next epoch boundary.")
     pause.add_argument("flow_run_id", help="The study's flow-run id.")
