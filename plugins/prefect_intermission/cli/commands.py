@@ -1,4 +1,5 @@
-"""The `intermission` command: pause, resume and inspect studies, and copy their best weights out.
+"""The `intermission` command: deploy the package's flows; pause, resume and inspect studies, and
+copy their best weights out.
 
 Each subcommand imports what it uses when it runs: `intermission --help` and a
 subcommand's `--help` import neither Prefect nor Optuna nor PyTorch.
@@ -130,6 +131,28 @@ def _best(args: argparse.Namespace) -> None:
     )
 
 
+def _deploy(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from prefect_intermission.deploy.catalog import DEPLOYMENTS, with_nightly_timezone
+    from prefect_intermission.deploy.register import register
+
+    specs = with_nightly_timezone(DEPLOYMENTS, args.timezone) if args.timezone else DEPLOYMENTS
+    directory = Path(args.directory).resolve()
+    if not directory.is_dir():
+        raise IntermissionError(f"--directory {args.directory!r} is not a folder.")
+    registered = register(specs, pool=args.pool, directory=directory)
+    print(f"Deployed to work pool {args.pool!r}; their flow runs start in {directory}:")
+    for deployment in registered:
+        when = "; ".join(f"cron {s.cron!r} ({s.timezone})" for s in deployment.spec.schedules)
+        print(f"  {deployment.full_name}" + (f"  [{when}]" if when else ""))
+    print(
+        "Start a worker: prefect worker start --pool " + args.pool + "\n"
+        "Run a study:    prefect deployment run pausable-study/study "
+        "--param study_name=my-search --param objective=my_objective:objective"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `intermission` command."""
     from prefect_intermission import __version__
@@ -203,6 +226,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoints", help="Where its checkpoints are (default: its flow run's `checkpoints`)."
     )
     best.set_defaults(handler=_best)
+    deploy = commands.add_parser(
+        "deploy",
+        help="Register the study deployment and every control deployment from the installed package.",
+        description=(
+            "Create or update, for a work pool, the deployments this package ships: the study "
+            "(pausable-study/study), the trial flow and the control flows (pause, stop, the nightly "
+            "resume, abandonment, the pause file's resume), with their schedules."
+        ),
+    )
+    deploy.add_argument("--pool", required=True, help="The work pool (it must exist).")
+    deploy.add_argument(
+        "--timezone",
+        help="The IANA time zone of the nightly resume at 22:00 (default: Europe/Berlin), e.g. America/New_York.",
+    )
+    deploy.add_argument(
+        "--directory", default=".",
+        help="The folder the flow runs start in on the worker's machine: where objectives are imported "
+        "from and relative storage paths point (default: this folder).",
+    )
+    deploy.set_defaults(handler=_deploy)
     return parser
 
 
