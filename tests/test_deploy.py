@@ -1,8 +1,10 @@
-"""`intermission deploy`: the package's one list of deployments, the repository's prefect.yaml
-that uses the same entry points, and what the command registers on a real server."""
+"""`intermission deploy` and `init`: the package's one list of deployments, the repository's
+prefect.yaml that uses the same entry points, what `deploy` registers on a real server, and
+what `init` writes."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from prefect.utilities.importtools import import_object
 from deployments.local_stack import PROJECT_ROOT, WORK_POOL
 from prefect_intermission.cli.commands import main
 from prefect_intermission.deploy.catalog import DEPLOYMENTS, NIGHTLY_RESUME, with_nightly_timezone
+from prefect_intermission.deploy.project import deployment_entry
 from prefect_intermission.errors import ConfigurationError
 
 PREFECT_YAML = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
@@ -22,15 +25,9 @@ YAML_DEPLOYMENTS = {d["name"]: d for d in PREFECT_YAML["deployments"]}
 
 @pytest.mark.parametrize("spec", DEPLOYMENTS, ids=lambda spec: spec.name)
 def test_each_deployment_of_the_package_is_in_prefect_yaml_word_for_word(spec):
-    entry = YAML_DEPLOYMENTS[spec.name]
-    assert entry["entrypoint"] == spec.entrypoint
-    assert entry["description"] == spec.description
-    assert entry.get("parameters", {}) == spec.parameters
-    assert entry["work_pool"].get("work_queue_name") == spec.work_queue
-    assert entry["tags"] == list(spec.tags)
-    assert [(s["cron"], s["timezone"]) for s in entry.get("schedules", [])] == [
-        (s.cron, s.timezone) for s in spec.schedules
-    ]
+    """As `intermission init` writes it: name, entry point, description, tags, work pool and
+    queue, parameters, schedules."""
+    assert YAML_DEPLOYMENTS[spec.name] == deployment_entry(spec, WORK_POOL)
 
 
 def test_prefect_yaml_uses_only_the_packages_entry_points():
@@ -83,3 +80,24 @@ def test_intermission_deploy_to_a_missing_pool_says_how_to_create_it(prefect_sta
     err = capsys.readouterr().err
     assert "There is no work pool 'no-such-pool'" in err
     assert "prefect work-pool create no-such-pool --type process" in err
+
+
+def test_intermission_init_writes_the_packages_deployments_and_the_quickstart_objective(tmp_path, capsys):
+    args = ["init", "--pool", "my-pool", "--timezone", "America/New_York", "--directory", str(tmp_path)]
+    assert main(args) == 0
+    assert "prefect deploy --all" in capsys.readouterr().out
+    written = yaml.safe_load((tmp_path / "prefect.yaml").read_text())
+    assert written["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PWD }}"}}]
+    specs = with_nightly_timezone(DEPLOYMENTS, "America/New_York")
+    assert written["deployments"] == [deployment_entry(spec, "my-pool") for spec in specs]
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    quickstart = re.search(r"<!-- readme-example: quickstart/my_objective.py -->\n```python\n(.*?)```", readme, re.S)
+    assert (tmp_path / "my_objective.py").read_text() == quickstart.group(1)
+
+    # A second init keeps the user's files; --force overwrites them.
+    (tmp_path / "my_objective.py").write_text("# mine\n")
+    assert main(args) == 1
+    assert "my_objective.py already exist" in capsys.readouterr().err
+    assert (tmp_path / "my_objective.py").read_text() == "# mine\n"
+    assert main([*args, "--force"]) == 0
+    assert (tmp_path / "my_objective.py").read_text() == quickstart.group(1)

@@ -153,6 +153,25 @@ def _deploy(args: argparse.Namespace) -> None:
     )
 
 
+def _init(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from prefect_intermission.deploy.catalog import DEPLOYMENTS, with_nightly_timezone
+    from prefect_intermission.deploy.project import init_project
+
+    specs = with_nightly_timezone(DEPLOYMENTS, args.timezone) if args.timezone else DEPLOYMENTS
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise IntermissionError(f"--directory {args.directory!r} is not a folder.")
+    written = init_project(directory, specs, pool=args.pool, force=args.force)
+    print(
+        f"Wrote {' and '.join(str(path) for path in written)}.\n"
+        f"Deploy from this folder with: prefect deploy --all  (or: intermission deploy --pool {args.pool})\n"
+        "Run a study:    prefect deployment run pausable-study/study "
+        "--param study_name=my-search --param objective=my_objective:objective"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `intermission` command."""
     from prefect_intermission import __version__
@@ -246,6 +265,23 @@ def build_parser() -> argparse.ArgumentParser:
         "from and relative storage paths point (default: this folder).",
     )
     deploy.set_defaults(handler=_deploy)
+    init = commands.add_parser(
+        "init",
+        help="Write a prefect.yaml of the package's deployments and an objective to start from.",
+        description=(
+            "Write, into this folder, prefect.yaml (the deployments `intermission deploy` registers, "
+            "for `prefect deploy --all`) and my_objective.py (an objective that trains through the "
+            "TrialLoop). Existing files are kept unless --force."
+        ),
+    )
+    init.add_argument("--pool", required=True, help="The work pool the deployments use.")
+    init.add_argument(
+        "--timezone",
+        help="The IANA time zone of the nightly resume at 22:00 (default: Europe/Berlin), e.g. America/New_York.",
+    )
+    init.add_argument("--directory", default=".", help="The folder to write into (default: this folder).")
+    init.add_argument("--force", action="store_true", help="Overwrite prefect.yaml and my_objective.py.")
+    init.set_defaults(handler=_init)
     return parser
 
 
