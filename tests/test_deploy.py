@@ -87,7 +87,10 @@ def test_intermission_init_writes_the_packages_deployments_and_the_quickstart_ob
     assert main(args) == 0
     assert "prefect deploy --all" in capsys.readouterr().out
     written = yaml.safe_load((tmp_path / "prefect.yaml").read_text())
-    assert written["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PWD }}"}}]
+    # The folder's absolute path: a `{{ $PWD }}` would be the worker's folder when the run starts.
+    assert written["pull"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(tmp_path.resolve())}}
+    ]
     specs = with_nightly_timezone(DEPLOYMENTS, "America/New_York")
     assert written["deployments"] == [deployment_entry(spec, "my-pool") for spec in specs]
     readme = (PROJECT_ROOT / "README.md").read_text()

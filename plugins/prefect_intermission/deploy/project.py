@@ -2,8 +2,9 @@
 objective to start from.
 
 The prefect.yaml lists `catalog.DEPLOYMENTS` for a work pool, with the entry points of the
-installed package and a pull step that starts each flow run in the folder `prefect deploy`
-runs from; `prefect deploy --all` registers what `intermission deploy` does. It is written
+installed package and a pull step that starts each flow run in the project's folder (its
+absolute path: Prefect resolves a `{{ $PWD }}` there only when the run starts, in the
+worker's environment); `prefect deploy --all` registers what `intermission deploy` does. It is written
 without a YAML library: every value is a JSON scalar, which is valid YAML.
 """
 
@@ -38,20 +39,22 @@ def deployment_entry(spec: DeploymentSpec, pool: str) -> dict[str, Any]:
     return entry
 
 
-def prefect_yaml(specs: tuple[DeploymentSpec, ...], *, pool: str, project_name: str) -> str:
-    """The text of a prefect.yaml that deploys `specs` to work pool `pool`."""
+def prefect_yaml(specs: tuple[DeploymentSpec, ...], *, pool: str, directory: Path) -> str:
+    """The text of a prefect.yaml that deploys `specs` to work pool `pool`, their flow runs
+    starting in `directory` (an absolute path)."""
     lines = [
         "# The deployments of prefect-intermission, written by `intermission init`.",
-        "# `prefect deploy --all` registers them (as `intermission deploy --pool POOL` does); each",
-        "# flow run starts in the folder `prefect deploy` ran from, where objectives are imported from.",
-        f"name: {json.dumps(project_name)}",
+        "# `prefect deploy --all` registers them (as `intermission deploy --pool POOL` does). Each",
+        "# flow run starts in the pull step's directory, where objectives are imported from and a",
+        "# study's relative storage and checkpoint paths point: this folder on the worker's machine.",
+        f"name: {json.dumps(directory.name)}",
         f"prefect-version: {json.dumps(version('prefect'))}",
         "",
         "build: null",
         "push: null",
         "pull:",
         "  - prefect.deployments.steps.set_working_directory:",
-        '      directory: "{{ $PWD }}"',
+        f"      directory: {json.dumps(str(directory))}",
         "",
         "deployments:",
     ]
@@ -91,7 +94,7 @@ def init_project(
     Refuses to overwrite either file unless `force`.
     """
     files = {
-        directory / PREFECT_YAML: prefect_yaml(specs, pool=pool, project_name=directory.resolve().name),
+        directory / PREFECT_YAML: prefect_yaml(specs, pool=pool, directory=directory.resolve()),
         directory / OBJECTIVE_FILE: objective_template(),
     }
     existing = [path.name for path in files if path.exists()]
