@@ -250,8 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="Register the study deployment and every control deployment from the installed package.",
         description=(
             "Create or update, for a work pool, the deployments this package ships: the study "
-            "(pausable-study/study), the trial flow and the control flows (pause, stop, the nightly "
-            "resume, abandonment, the pause file's resume), with their schedules."
+            "(pausable-study/study), the trial flow and the control flows (pause, stop, the timed resume, "
+            "the nightly resume, abandonment, the pause file's resume), with their schedules."
         ),
     )
     deploy.add_argument("--pool", required=True, help="The work pool (it must exist).")

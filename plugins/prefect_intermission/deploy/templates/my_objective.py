@@ -9,9 +9,9 @@ from prefect_intermission import TrialLoop
 def objective(trial: optuna.Trial, loop: TrialLoop) -> float:
     lr = trial.suggest_float("lr", 1e-3, 3e-2, log=True)
     hidden = trial.suggest_int("hidden", 16, 64)
-    x = torch.randn(40_000, 16, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(100_000, 16, generator=torch.Generator().manual_seed(0))
     y = torch.sin(x).sum(dim=1, keepdim=True)
-    train, (x_val, y_val) = TensorDataset(x[:32_000], y[:32_000]), (x[32_000:], y[32_000:])
+    train, (x_val, y_val) = TensorDataset(x[:80_000], y[:80_000]), (x[80_000:], y[80_000:])
     model = nn.Sequential(nn.Linear(16, hidden), nn.ReLU(), nn.Linear(hidden, 1))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loader = DataLoader(train, batch_size=64, shuffle=True, generator=loop.generator)
