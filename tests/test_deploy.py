@@ -37,7 +37,9 @@ def test_prefect_yaml_uses_only_the_packages_entry_points():
 
 @pytest.mark.parametrize("spec", DEPLOYMENTS, ids=lambda spec: spec.name)
 def test_each_entry_point_is_a_flow_of_the_installed_package(spec):
-    """Imported the way a worker imports a `module:function` entry point."""
+    """Imported the way a worker imports a `module:function` entry point (with a colon, so
+    that Prefect runs the pull steps first: see catalog.py)."""
+    assert ":" in spec.entrypoint
     flow = import_object(spec.entrypoint)
     assert isinstance(flow, Flow)
     assert Path(flow.fn.__code__.co_filename).is_relative_to(PROJECT_ROOT / "plugins" / "prefect_intermission")

@@ -4,6 +4,13 @@ Each entry point is a module path in the installed package (`module:function`), 
 worker that has the package installed runs it from any working directory; the
 repository's prefect.yaml uses the same entry points (tests/test_deploy.py compares them).
 
+Why `module:function` and not Prefect's dotted module form (`EntrypointType.MODULE_PATH`,
+`module.function`): Prefect (read in 3.7.1's, 3.8.8's and 3.9.1's `load_flow_from_flow_run`)
+runs a deployment's pull steps, which set the working directory a study's objective is
+imported from, before importing a `:` entry point in each of them, but 3.7.1 imports a
+dotted one first and skips its pull steps (fixed later by Prefect's PR #22376). Prefect's
+`import_object` imports `module:function` as a module, not as a file.
+
 To ship one more deployment, add one `DeploymentSpec` to `DEPLOYMENTS`.
 """
 
