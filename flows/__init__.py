@@ -1,1 +1,2 @@
-"""Prefect entrypoints of this project, referenced by prefect.yaml."""
+"""The demo objectives (digits, lightning_digits, text_classification), given to the study
+flow as `objective` parameters, and re-exports of the package's flows for older deployments."""

@@ -1,4 +1,6 @@
-"""Entrypoint of the study deployments: `prefect.yaml` points here."""
+"""The study flow, for deployments registered with the entry point `flows/study.py:optimize_study`.
+
+prefect.yaml and `intermission deploy` use the package's `prefect_intermission.flows.study:optimize_study`."""
 
 from prefect_intermission import optimize_study
 

@@ -102,11 +102,14 @@ def test_a_pause_policy_with_apprise_urls_still_checks_them():
     "args",
     [
         ["--help"],
+        ["--version"],
         ["status", "--help"],
         ["report", "--help"],
         ["pause", "--help"],
         ["resume", "--help"],
         ["best", "--help"],
+        ["deploy", "--help"],
+        ["init", "--help"],
     ],
 )
 def test_intermission_help_imports_no_prefect_torch_or_optuna(args):

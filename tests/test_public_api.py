@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, version
+
+import pytest
 
 import prefect_intermission
+from prefect_intermission.cli.commands import main
 
 
 def test_all_lists_exactly_the_public_names():
@@ -17,3 +20,14 @@ def test_all_lists_exactly_the_public_names():
 def test_registered_as_a_prefect_collection():
     names = {ep.name: ep.value for ep in entry_points(group="prefect.collections")}
     assert names.get("prefect_intermission") == "prefect_intermission.blocks"
+
+
+def test_version_is_the_installed_distributions():
+    assert prefect_intermission.__version__ == version("prefect-intermission")
+
+
+def test_intermission_version_prints_it(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"intermission {version('prefect-intermission')}\n"

@@ -10,9 +10,15 @@ prefect_intermission` imports neither PyTorch nor Optuna nor the flows.
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING
 
 from prefect_intermission._imports import lazy_attributes
+
+try:
+    __version__ = _metadata.version("prefect-intermission")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from prefect_intermission.blocks.credentials import CheckpointStorageCredentials

@@ -1,4 +1,5 @@
-"""The `intermission` command: pause, resume and inspect studies, and copy their best weights out.
+"""The `intermission` command: deploy the package's flows; pause, resume and inspect studies, and
+copy their best weights out.
 
 Each subcommand imports what it uses when it runs: `intermission --help` and a
 subcommand's `--help` import neither Prefect nor Optuna nor PyTorch.
@@ -130,11 +131,55 @@ def _best(args: argparse.Namespace) -> None:
     )
 
 
+def _deploy(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from prefect_intermission.deploy.catalog import DEPLOYMENTS, with_nightly_timezone
+    from prefect_intermission.deploy.register import register
+
+    specs = with_nightly_timezone(DEPLOYMENTS, args.timezone) if args.timezone else DEPLOYMENTS
+    directory = Path(args.directory).resolve()
+    if not directory.is_dir():
+        raise IntermissionError(f"--directory {args.directory!r} is not a folder.")
+    registered = register(specs, pool=args.pool, directory=directory)
+    print(f"Deployed to work pool {args.pool!r}; their flow runs start in {directory}:")
+    for deployment in registered:
+        when = "; ".join(f"cron {s.cron!r} ({s.timezone})" for s in deployment.spec.schedules)
+        print(f"  {deployment.full_name}" + (f"  [{when}]" if when else ""))
+    print(
+        "Start a worker: prefect worker start --pool " + args.pool + "\n"
+        "Run a study:    prefect deployment run pausable-study/study "
+        "--param study_name=my-search --param objective=my_objective:objective"
+    )
+
+
+def _init(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from prefect_intermission.deploy.catalog import DEPLOYMENTS, with_nightly_timezone
+    from prefect_intermission.deploy.project import init_project
+
+    specs = with_nightly_timezone(DEPLOYMENTS, args.timezone) if args.timezone else DEPLOYMENTS
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise IntermissionError(f"--directory {args.directory!r} is not a folder.")
+    written = init_project(directory, specs, pool=args.pool, force=args.force)
+    print(
+        f"Wrote {' and '.join(str(path) for path in written)}.\n"
+        f"Deploy from this folder with: prefect deploy --all  (or: intermission deploy --pool {args.pool})\n"
+        "Run a study:    prefect deployment run pausable-study/study "
+        "--param study_name=my-search --param objective=my_objective:objective"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `intermission` command."""
+    from prefect_intermission import __version__
+
     parser = argparse.ArgumentParser(
         prog="intermission", description="Pause and resume Optuna studies running on Prefect."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     pause = commands.add_parser("pause", help="Pause a running study at its next epoch boundary.")
     pause.add_argument("flow_run_id", help="The study's flow-run id.")
@@ -200,6 +245,43 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoints", help="Where its checkpoints are (default: its flow run's `checkpoints`)."
     )
     best.set_defaults(handler=_best)
+    deploy = commands.add_parser(
+        "deploy",
+        help="Register the study deployment and every control deployment from the installed package.",
+        description=(
+            "Create or update, for a work pool, the deployments this package ships: the study "
+            "(pausable-study/study), the trial flow and the control flows (pause, stop, the timed resume, "
+            "the nightly resume, abandonment, the pause file's resume), with their schedules."
+        ),
+    )
+    deploy.add_argument("--pool", required=True, help="The work pool (it must exist).")
+    deploy.add_argument(
+        "--timezone",
+        help="The IANA time zone of the nightly resume at 22:00 (default: Europe/Berlin), e.g. America/New_York.",
+    )
+    deploy.add_argument(
+        "--directory", default=".",
+        help="The folder the flow runs start in on the worker's machine: where objectives are imported "
+        "from and relative storage paths point (default: this folder).",
+    )
+    deploy.set_defaults(handler=_deploy)
+    init = commands.add_parser(
+        "init",
+        help="Write a prefect.yaml of the package's deployments and an objective to start from.",
+        description=(
+            "Write, into this folder, prefect.yaml (the deployments `intermission deploy` registers, "
+            "for `prefect deploy --all`) and my_objective.py (an objective that trains through the "
+            "TrialLoop). Existing files are kept unless --force."
+        ),
+    )
+    init.add_argument("--pool", required=True, help="The work pool the deployments use.")
+    init.add_argument(
+        "--timezone",
+        help="The IANA time zone of the nightly resume at 22:00 (default: Europe/Berlin), e.g. America/New_York.",
+    )
+    init.add_argument("--directory", default=".", help="The folder to write into (default: this folder).")
+    init.add_argument("--force", action="store_true", help="Overwrite prefect.yaml and my_objective.py.")
+    init.set_defaults(handler=_init)
     return parser
 
 

@@ -70,8 +70,8 @@ def check_trial_deployment(name: str) -> None:
         except (ObjectNotFound, ValueError) as e:
             raise ConfigurationError(
                 f"trial_deployment {name!r} is not a deployment on this Prefect server ({e}). "
-                "Deploy the trial flow first (`prefect deploy --name train-trial` with this "
-                "project's prefect.yaml) and pass its full name, e.g. 'pausable-trial/train-trial'."
+                "Deploy the trial flow first (`intermission deploy --pool POOL`, or `prefect deploy "
+                "--name train-trial` with this project's prefect.yaml) and pass its full name, e.g. 'pausable-trial/train-trial'."
             ) from e
 
 
