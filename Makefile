@@ -1,5 +1,7 @@
 # The two commands a newcomer needs: `make demo` and `make test` (and `make bench`).
-# All create .venv on first use: torch==2.13.0 first (the CPU build), then the project.
+# All create .venv on first use: torch==2.13.0 first (the CPU build) and the newest Prefect 3,
+# then the project, which must leave that Prefect as it is. `make test-floor` tests the oldest
+# release of every dependency range in a virtualenv of its own, .venv-floor.
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,13 +9,13 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test test-floor bench venv clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet torch==2.13.0 'prefect<4'
+	.ci/install-keeping-prefect $(PY) -e '.[test]'
 	touch $(INSTALLED)
 
 venv: $(INSTALLED)
@@ -24,9 +26,43 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	$(PY) -m pytest
 
+# The floors: the oldest release of each range (.ci/floor-constraints.txt), Prefect and torch
+# installed first, then the project from its wheel (not editable), as a user installs it; then
+# the tests of the pause/resume path through a real server and worker: the UI's Pause and the
+# study's suspension, resume, the UI pause's timeout and the pause windows' scheduled resume,
+# the crash cases, the Lightning and Transformers pauses, and Prefect's private names.
+FLOOR_VENV := .venv-floor
+FLOOR_PY := $(FLOOR_VENV)/bin/python
+FLOOR_CONSTRAINTS := .ci/floor-constraints.txt
+FLOOR_INSTALLED := $(FLOOR_VENV)/.installed
+FLOOR_TESTS := \
+	tests/test_prefect_internals.py \
+	tests/e2e/test_pause_resume.py \
+	tests/e2e/test_crash_recovery.py \
+	tests/e2e/test_pause_windows.py \
+	tests/e2e/test_lightning_demo.py \
+	tests/e2e/test_transformers_demo.py
+
+$(FLOOR_INSTALLED): pyproject.toml $(FLOOR_CONSTRAINTS)
+	rm -rf $(FLOOR_VENV)
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_PY) -m pip install --quiet --upgrade pip
+	$(FLOOR_PY) -m pip install --quiet torch prefect -c $(FLOOR_CONSTRAINTS)
+	touch $(FLOOR_INSTALLED)
+
+test-floor: $(FLOOR_INSTALLED)
+	rm -rf build/floor-wheel
+	$(FLOOR_PY) -m pip wheel --quiet --no-deps --wheel-dir build/floor-wheel .
+	$(FLOOR_PY) -m pip uninstall --quiet --yes prefect-intermission
+	.ci/install-keeping-prefect $(FLOOR_PY) "$$(ls build/floor-wheel/*.whl)[test]" -c $(FLOOR_CONSTRAINTS)
+	cd /tmp && $(CURDIR)/$(FLOOR_PY) -c 'import prefect_intermission, sys; \
+		assert "site-packages" in prefect_intermission.__file__, prefect_intermission.__file__'
+	$(FLOOR_PY) -m pip list 2>/dev/null | grep -iE '^(prefect|torch|optuna|lightning|transformers|accelerate|peft) '
+	$(FLOOR_PY) -m pytest $(FLOOR_TESTS)
+
 # Measures the plugin against plain Optuna and the hardware; writes benchmarks/results/latest.json.
 bench: $(INSTALLED)
 	$(PY) -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) .intermission
+	rm -rf $(VENV) $(FLOOR_VENV) .intermission

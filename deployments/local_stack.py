@@ -47,6 +47,10 @@ class LocalPrefect:
             "PREFECT_API_URL": self.api_url,
             "PREFECT_UI_URL": f"http://127.0.0.1:{self.port}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # Each server copies the UI into a folder of its own: by default the first start of a
+            # new virtualenv copies it into site-packages, and two servers starting at once there
+            # (two test processes) fail ("Directory not empty: 'assets'").
+            "PREFECT_UI_STATIC_DIRECTORY": str(home / "ui"),
             "PREFECT_WORKER_QUERY_SECONDS": str(worker_poll_seconds),
             "PREFECT_WORKER_PREFETCH_SECONDS": "2",
             "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 import xxhash
-from torch.utils.serialization import config
 
 from prefect_intermission import CheckpointError, CheckpointStore, ConfigurationError
 from tests.manifests import list_as_written
@@ -103,6 +102,8 @@ def test_a_checkpoint_is_a_plain_torch_file_listed_with_its_true_size_and_hash(t
 
 
 def test_saves_leave_torch_save_computing_zip_checksums_for_everyone_else(tmp_path):
+    # torch 2.6 has no such setting: it always computes them (the saves above pass there too).
+    config = pytest.importorskip("torch.utils.serialization").config
     store = CheckpointStore(str(tmp_path))
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda n: store.for_trial("study", n).save(0, {"w": torch.randn(500_000)}), range(8)))

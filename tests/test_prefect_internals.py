@@ -12,9 +12,11 @@ import time
 import typing
 from uuid import uuid4
 
+import prefect
 import pytest
+from packaging.version import Version
 from prefect import flow_engine
-from prefect._internal import attempt_control, control_listener
+from prefect._internal import control_listener
 from prefect.exceptions import TerminationSignal
 from prefect.utilities import engine as prefect_engine
 from prefect.utilities.engine import capture_sigterm
@@ -24,7 +26,9 @@ from prefect_intermission._prefect_internals import (
     check_prefect_internals,
     commit_cancel_intent,
     control_intent,
+    intent_type_module,
     is_prefect_sigterm_handler,
+    supervisor_intents_sent,
 )
 from prefect_intermission.pausing import interrupts
 from prefect_intermission.pausing.interrupts import PauseOnSignals, supervisor_intent
@@ -47,6 +51,16 @@ def sigterm_recorder():
 
 def test_the_installed_prefect_has_every_private_name_the_package_uses():
     check_prefect_internals()
+
+
+def test_supervisor_intents_are_expected_exactly_where_prefects_supervisor_sends_them():
+    """From 3.8.1 on, `prefect flow-run execute` announces "reschedule" or "relinquish" through the
+    control channel (a byte the listener maps to the intent); before, it sends none."""
+    listener_bytes = getattr(intent_type_module(), "INTENT_FOR_BYTE", None) or control_listener._INTENT_FOR_BYTE
+    assert supervisor_intents_sent() == ({"reschedule", "relinquish"} <= set(listener_bytes.values()))
+    assert "cancel" in listener_bytes.values()
+    # A later Prefect that stopped sending them would leave a SIGTERM'd run unacknowledged.
+    assert supervisor_intents_sent() == (Version(prefect.__version__) >= Version("3.8.1"))
 
 
 def test_a_committed_cancel_intent_is_read_back_by_the_package_and_by_prefects_engine(sigterm_recorder):
@@ -187,13 +201,13 @@ def test_a_private_module_that_is_gone_is_named(monkeypatch):
 
 
 def test_an_intent_type_without_cancel_is_named(monkeypatch):
-    monkeypatch.setattr(attempt_control, "Intent", str)
+    monkeypatch.setattr(intent_type_module(), "Intent", str)
     with pytest.raises(PrefectInternalsChanged, match=r"Intent no longer includes 'cancel'"):
         check_prefect_internals()
 
 
 def test_an_intent_type_without_reschedule_is_named(monkeypatch):
-    monkeypatch.setattr(attempt_control, "Intent", typing.Literal["cancel", "relinquish"])
+    monkeypatch.setattr(intent_type_module(), "Intent", typing.Literal["cancel", "relinquish"])
     with pytest.raises(PrefectInternalsChanged, match=r"Intent no longer includes 'reschedule'"):
         check_prefect_internals()
 

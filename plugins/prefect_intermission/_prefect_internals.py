@@ -6,8 +6,14 @@ a way to commit the intent "cancel" as Prefect's control listener would, Prefect
 own SIGTERM handler, to recognise it, and a way to have the control listener acknowledge
 a `prefect flow-run execute` supervisor's intent while our handler is installed. Our
 flows' runs also end without the engine's wait for its heartbeat thread
-(flows/process_exit.py). Each is wrapped here in a small function, checked against
-Prefect `CHECKED_PREFECT_VERSION`.
+(flows/process_exit.py). Each is wrapped here in a small function.
+
+The supported Prefect releases (pyproject.toml: 3.7.1 up to 4) differ here, and this module
+looks for the feature rather than the version: before 3.8.1 a `prefect flow-run execute`
+supervisor sends no control intents of its own ("reschedule", "relinquish"; Prefect's `Intent`
+type then allows only "cancel"), so there is none to acknowledge (`SUPERVISOR_INTENTS_SENT`);
+the `Intent` type lives in `prefect._internal.attempt_control` since 3.8.x, in
+`prefect._internal.control_listener` before.
 
 `check_prefect_internals()` verifies that each private name still exists and can be
 called as this module calls it; tests/test_prefect_internals.py runs it and exercises
@@ -20,6 +26,7 @@ import importlib
 import inspect
 import signal
 import threading
+import types
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,7 +38,9 @@ from prefect.utilities import engine as prefect_engine
 
 from prefect_intermission.errors import IntermissionError
 
-CHECKED_PREFECT_VERSION = "3.8.8"
+#: The Prefect releases this module was checked against: the floor (`make test-floor`) and
+#: the newest (`make test`).
+CHECKED_PREFECT_RELEASES = "3.7.1 and 3.9.1"
 
 # (module, name, the arguments this module calls it with)
 _PRIVATE_CALLABLES: tuple[tuple[str, str, tuple[object, ...]], ...] = (
@@ -49,6 +58,27 @@ _PRIVATE_CALLABLES: tuple[tuple[str, str, tuple[object, ...]], ...] = (
 SUPERVISOR_INTENTS = frozenset({"reschedule", "relinquish"})
 
 
+def intent_type_module() -> types.ModuleType:
+    """The Prefect module that defines the control `Intent` type: `prefect._internal.attempt_control`
+    where it exists (3.8.x and later), else `prefect._internal.control_listener`."""
+    try:
+        return importlib.import_module("prefect._internal.attempt_control")
+    except ImportError:
+        return control_listener
+
+
+def _control_intents() -> tuple[object, ...]:
+    """The values Prefect's `Intent` type allows, or () if it cannot be read."""
+    return typing.get_args(getattr(intent_type_module(), "Intent", None))
+
+
+def supervisor_intents_sent() -> bool:
+    """Whether this Prefect's `prefect flow-run execute` sends its SIGTERM behaviour as a control
+    intent before passing SIGTERM on (3.8.1 and later). Before, a "reschedule" supervisor
+    proposes AwaitingRetry and sends SIGTERM with no intent, and "relinquish" does not exist."""
+    return bool(SUPERVISOR_INTENTS & set(_control_intents()))
+
+
 class PrefectInternalsChanged(IntermissionError):
     """The installed Prefect no longer has a private name prefect-intermission relies on."""
 
@@ -58,7 +88,6 @@ def control_intent() -> str | None:
 
     Relies on `prefect._internal.control_listener.get_intent()`: once it is not None,
     Prefect's runner is driving the termination and the next SIGTERM is Prefect's own.
-    Checked against Prefect 3.8.8.
     """
     return control_listener.get_intent()
 
@@ -69,7 +98,6 @@ def commit_cancel_intent() -> None:
     Relies on `prefect._internal.control_listener._set_intent("cancel")`: with an intent
     committed, the engine's `capture_sigterm()` does not pass the SIGTERM on to the
     handler it replaced, and the engine ends the run Cancelled instead of Crashed.
-    Checked against Prefect 3.8.8.
     """
     control_listener._set_intent("cancel")
 
@@ -80,7 +108,6 @@ def is_prefect_sigterm_handler(handler: object) -> bool:
     Relies on `prefect.utilities.engine._prefect_sigterm_handler`, the function
     `capture_sigterm()` installs (it raises `TerminationSignal`); Prefect's control
     listener acknowledges a runner's intent only while it is installed.
-    Checked against Prefect 3.8.8.
     """
     return handler is prefect_engine._prefect_sigterm_handler
 
@@ -98,11 +125,11 @@ def acknowledging_supervisor_intents(handler: Callable[..., object]) -> Iterator
     Prefect's own SIGTERM handler is installed; unacknowledged, the supervisor kills the
     process at once (SIGKILL), with no time to store anything. Inside this context the
     listener acknowledges these two intents, and commits them as it would, while `handler` is
-    installed; every other intent, or another handler, is left to Prefect's own rule.
+    installed; every other intent, or another handler, is left to Prefect's own rule. (A
+    supervisor of Prefect before 3.8.1 sends no such intents: there is nothing to acknowledge.)
 
     Relies on `prefect._internal.control_listener._acknowledge_intent(sock, intent)`, which is
-    replaced by a function that sends the acknowledgement byte itself; checked against
-    Prefect 3.8.8.
+    replaced by a function that sends the acknowledgement byte itself.
     """
     global _prefect_acknowledge
     if _prefect_acknowledge is None:
@@ -148,7 +175,7 @@ def heartbeats_not_awaited_when(skip: Callable[[typing.Any], bool]) -> None:
     Relies on `prefect.flow_engine._send_heartbeats(engine, join_on_exit)`, the context
     manager the sync engine's `run_context` enters around the flow function, and on its
     thread running `heartbeat_loop`; it is replaced by one that joins that thread itself
-    unless `skip()`. Checked against Prefect 3.8.8.
+    unless `skip()`.
     """
     from prefect import flow_engine
 
@@ -194,15 +221,17 @@ def check_prefect_internals() -> None:
     """
     problems = [p for module, name, args in _PRIVATE_CALLABLES if (p := _problem(module, name, args))]
     intents = _control_intents()
-    for intent in ("cancel", *sorted(SUPERVISOR_INTENTS)):
+    # Before 3.8.1 the type allows "cancel" alone; from then on, both supervisor intents too.
+    expected = ("cancel", *sorted(SUPERVISOR_INTENTS)) if supervisor_intents_sent() else ("cancel",)
+    for intent in expected:
         if intent not in intents:
             problems.append(
-                f"prefect._internal.attempt_control.Intent no longer includes {intent!r} (it is {intents!r})"
+                f"{intent_type_module().__name__}.Intent no longer includes {intent!r} (it is {intents!r})"
             )
     if problems:
         raise PrefectInternalsChanged(
             f"The installed Prefect ({prefect.__version__}) changed private API prefect-intermission "
-            f"relies on (checked against Prefect {CHECKED_PREFECT_VERSION}): {'; '.join(problems)}. "
+            f"relies on (checked against Prefect {CHECKED_PREFECT_RELEASES}): {'; '.join(problems)}. "
             "Adapt prefect_intermission/_prefect_internals.py."
         )
 
@@ -228,12 +257,3 @@ def _problem(module_name: str, name: str, args: tuple[object, ...]) -> str | Non
     except TypeError as e:
         return f"{where}{signature} can no longer be called with {args!r} ({e})"
     return None
-
-
-def _control_intents() -> tuple[object, ...]:
-    """The values Prefect's `Intent` type allows, or () if it cannot be read."""
-    try:
-        attempt_control = importlib.import_module("prefect._internal.attempt_control")
-    except ImportError:
-        return ()
-    return typing.get_args(getattr(attempt_control, "Intent", None))

@@ -77,9 +77,15 @@ def without_zip_crc32() -> Iterator[None]:
     The manifest's checksum already covers every byte, and the CRC-32 doubles the cost of
     serializing. `torch.load` reads such files as usual. The setting is process-wide, so
     concurrent saves share it: the last one to finish restores what was there before.
+    torch 2.6 has no such setting (`torch.utils.serialization.config` came with 2.7): there
+    `torch.save` computes the CRC-32 as always, and only the save is slower.
     """
     global _crc_users, _crc_before
-    from torch.utils.serialization import config as torch_serialization_config  # only when saving
+    try:
+        from torch.utils.serialization import config as torch_serialization_config  # only when saving
+    except ImportError:  # torch < 2.7
+        yield
+        return
 
     with _crc_lock:
         if _crc_users == 0:
