@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-floor bench venv clean
+.PHONY: demo test check test-floor bench venv clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PY) -m pytest
+
+# The developer's quicker loop: every test not marked e2e (no process worker; some still start
+# a Prefect server). `make test` runs everything.
+check: $(INSTALLED)
+	$(PY) -m pytest -m "not e2e"
 
 # The floors: the oldest release of each range (.ci/floor-constraints.txt), Prefect and torch
 # installed first, then the project from its wheel (not editable), as a user installs it; then
