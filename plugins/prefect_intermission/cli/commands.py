@@ -172,6 +172,15 @@ def _init(args: argparse.Namespace) -> None:
     )
 
 
+def _deployment_options(command: argparse.ArgumentParser, *, pool_help: str) -> None:
+    """The options `deploy` and `init` share: the work pool and the nightly resume's time zone."""
+    command.add_argument("--pool", required=True, help=pool_help)
+    command.add_argument(
+        "--timezone",
+        help="The IANA time zone of the nightly resume at 22:00 (default: Europe/Berlin), e.g. America/New_York.",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `intermission` command."""
     from prefect_intermission import __version__
@@ -254,11 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
             "the nightly resume, abandonment, the pause file's resume), with their schedules."
         ),
     )
-    deploy.add_argument("--pool", required=True, help="The work pool (it must exist).")
-    deploy.add_argument(
-        "--timezone",
-        help="The IANA time zone of the nightly resume at 22:00 (default: Europe/Berlin), e.g. America/New_York.",
-    )
+    _deployment_options(deploy, pool_help="The work pool (it must exist).")
     deploy.add_argument(
         "--directory", default=".",
         help="The folder the flow runs start in on the worker's machine: where objectives are imported "
@@ -274,11 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
             "TrialLoop). Existing files are kept unless --force."
         ),
     )
-    init.add_argument("--pool", required=True, help="The work pool the deployments use.")
-    init.add_argument(
-        "--timezone",
-        help="The IANA time zone of the nightly resume at 22:00 (default: Europe/Berlin), e.g. America/New_York.",
-    )
+    _deployment_options(init, pool_help="The work pool the deployments use.")
     init.add_argument("--directory", default=".", help="The folder to write into (default: this folder).")
     init.add_argument("--force", action="store_true", help="Overwrite prefect.yaml and my_objective.py.")
     init.set_defaults(handler=_init)
