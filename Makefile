@@ -42,6 +42,7 @@ FLOOR_CONSTRAINTS := .ci/floor-constraints.txt
 FLOOR_INSTALLED := $(FLOOR_VENV)/.installed
 FLOOR_TESTS := \
 	tests/test_prefect_internals.py \
+	tests/test_transformers.py \
 	tests/e2e/test_pause_resume.py \
 	tests/e2e/test_crash_recovery.py \
 	tests/e2e/test_pause_windows.py \
