@@ -34,8 +34,8 @@ check: $(INSTALLED)
 # The floors: the oldest release of each range (.ci/floor-constraints.txt), Prefect and torch
 # installed first, then the project from its wheel (not editable), as a user installs it; then
 # the tests of the pause/resume path through a real server and worker: the UI's Pause and the
-# study's suspension, resume, the UI pause's timeout and the pause windows' scheduled resume,
-# the crash cases, the Lightning and Transformers pauses, and Prefect's private names.
+# study's suspension, resume, the UI pause's timeout (a scheduled resume), the crash cases, the
+# Lightning and Transformers pauses, and Prefect's private names.
 FLOOR_VENV := .venv-floor
 FLOOR_PY := $(FLOOR_VENV)/bin/python
 FLOOR_CONSTRAINTS := .ci/floor-constraints.txt
@@ -43,9 +43,9 @@ FLOOR_INSTALLED := $(FLOOR_VENV)/.installed
 FLOOR_TESTS := \
 	tests/test_prefect_internals.py \
 	tests/test_transformers.py \
-	tests/e2e/test_pause_resume.py \
+	tests/e2e/test_pause_resume.py::test_paused_and_resumed_twice_matches_an_uninterrupted_run \
+	tests/e2e/test_pause_resume.py::test_the_timeout_typed_in_the_ui_pause_dialog_resumes_the_run_by_itself \
 	tests/e2e/test_crash_recovery.py \
-	tests/e2e/test_pause_windows.py \
 	tests/e2e/test_lightning_demo.py \
 	tests/e2e/test_transformers_demo.py
 
