@@ -21,7 +21,7 @@ from prefect.states import Paused, Scheduled, Suspended
 
 from prefect_intermission.errors import FlowRunControlError
 from prefect_intermission.pausing.run_states import CLI_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.pausing.timed_resume import PAUSED_UNTIL, schedule_resume
+from prefect_intermission.pausing.timed_resume import PAUSED_UNTIL, paused_until, schedule_resume
 
 
 def parse_flow_run_id(value: str) -> UUID:
@@ -94,14 +94,12 @@ def resume(flow_run_id: UUID, *, force: bool = False, at: datetime | None = None
     if state is not None and state.is_paused():
         return _resume_paused(flow_run, force=force, at=at)
     if _waits_for_timed_resume(flow_run):
-        when = at or datetime.now(timezone.utc)
         state = (
-            Scheduled(scheduled_time=when, name="Resuming", message="Resumed with `intermission resume`.")
-            if at is None else
             Scheduled(
-                scheduled_time=when, name=PAUSED_UNTIL,
-                message=f"Paused until {when.isoformat(timespec='seconds')}, then it resumes by itself.",
+                scheduled_time=datetime.now(timezone.utc), name="Resuming",
+                message="Resumed with `intermission resume`.",
             )
+            if at is None else paused_until(flow_run_id, at)
         )
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(flow_run_id, state, force=True)

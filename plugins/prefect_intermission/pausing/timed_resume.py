@@ -32,7 +32,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import MissingContextError, ObjectNotFound
-from prefect.states import Scheduled
+from prefect.states import Scheduled, State
 
 from prefect_intermission.settings import settings
 
@@ -57,6 +57,17 @@ class TimedResume:
     def keeps_resume_button(self) -> bool:
         """Whether the study's run stays Suspended (the UI's Resume resumes it sooner)."""
         return self.control_run_id is not None
+
+
+def paused_until(flow_run_id: UUID, at: datetime) -> State:
+    """The Scheduled state a study run waits in, paused until `at`, without `resume-study`."""
+    return Scheduled(
+        scheduled_time=at, name=PAUSED_UNTIL,
+        message=(
+            f"Paused until {at.isoformat(timespec='seconds')}, then it resumes by itself; "
+            f"resume it now with `intermission resume {flow_run_id}`."
+        ),
+    )
 
 
 def resumes_by_itself(flow_run_id: UUID | str, at: datetime, *, resume_button: bool = True) -> str:
@@ -90,16 +101,7 @@ def schedule_resume(flow_run: FlowRun, at: datetime, *, pause_key: str) -> Timed
                 "(`intermission deploy`) to keep it.",
                 deployment_name, flow_run.id, at.isoformat(timespec="seconds"), flow_run.id,
             )
-            client.set_flow_run_state(
-                flow_run.id,
-                Scheduled(
-                    scheduled_time=at, name=PAUSED_UNTIL,
-                    message=(
-                        f"Paused until {at.isoformat(timespec='seconds')}, then it resumes by itself; "
-                        f"resume it now with `intermission resume {flow_run.id}`."
-                    ),
-                ),
-            )
+            client.set_flow_run_state(flow_run.id, paused_until(flow_run.id, at))
             return TimedResume(at)
         control = client.create_flow_run_from_deployment(
             deployment.id,
