@@ -111,6 +111,14 @@ def wait_until_suspended_by_study(flow_run_id: UUID, timeout: float = 120) -> Fl
     return wait_for(acknowledged, timeout=timeout, what="the study to suspend its run")
 
 
+def wait_until_paused_by_study(flow_run_id: UUID, timeout: float = 120) -> FlowRun:
+    """Wait until the study's pause is complete: its run suspended by the study and its process
+    gone (the process exits only once the pause's scheduled resume, if any, is in place)."""
+    suspended = wait_until_suspended_by_study(flow_run_id, timeout)
+    wait_for(lambda: process_is_gone(suspended), timeout=60, what="the flow's process to exit")
+    return suspended
+
+
 def wait_until_mid_training(storage: str, study_name: str, *, min_epochs: int = 2, timeout: float = 300) -> list[int]:
     """Wait until a trial of the study is RUNNING with `min_epochs` epochs reported."""
 

@@ -69,10 +69,15 @@ class RunPage:
     def resume_offered(self) -> bool:
         """Whether the page offers Resume (v2: in the run's menu; v1: a header button)."""
         if self.ui == "v2":
-            self.page.get_by_role("button", name="Open menu").click()
+            trigger = self.page.get_by_role("button", name="Open menu")
+            beside = trigger.bounding_box()
+            trigger.click()
             item = self.page.get_by_role("menuitem", name="Resume")
             offered = item.count() == 1 and item.is_visible()
-            self.page.keyboard.press("Escape")
+            # Closed with a click beside it, on the header's empty space; not with Escape: the run
+            # graph takes that key too and goes full screen, and its canvas then takes every click.
+            self.page.mouse.click(beside["x"] - 150, beside["y"] + beside["height"] / 2)
+            self.page.get_by_role("menu").wait_for(state="hidden")
             return offered
         button = self.page.get_by_role("button", name="Resume", exact=True)
         return button.count() == 1 and button.is_visible()
@@ -103,7 +108,7 @@ class RunPage:
 
     def tab_shows(self, tab: str, text: str) -> bool:
         """Open one of the run's tabs (Artifacts, Task Runs, Logs...); whether `text` appears in it."""
-        self.page.get_by_text(tab, exact=True).first.click()
+        self._open_tab(tab)
         try:
             self.page.get_by_text(text).first.wait_for(timeout=15_000)
         except PlaywrightTimeoutError:
@@ -117,6 +122,12 @@ class RunPage:
         path = SCREENSHOTS / f"{name}.png"
         self.page.screenshot(path=str(path))
         return path
+
+    def _open_tab(self, tab: str) -> None:
+        if self.ui == "v2":
+            self.page.get_by_role("tab", name=tab, exact=True).click()
+        else:
+            self.page.get_by_text(tab, exact=True).first.click()
 
     def _menu_item(self, name: str) -> None:
         self.page.get_by_role("button", name="Open menu").click()

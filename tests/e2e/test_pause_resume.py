@@ -17,7 +17,6 @@ from optuna.trial import TrialState
 
 from deployments.ui_actions import (
     policy_waiting_for_resume,
-    process_is_gone,
     read_run,
     start_deployment_run,
     ui_pause,
@@ -25,6 +24,7 @@ from deployments.ui_actions import (
     wait_for,
     wait_for_state,
     wait_until_mid_training,
+    wait_until_paused_by_study,
     wait_until_suspended_by_study,
 )
 from prefect.client.orchestration import get_client
@@ -87,9 +87,8 @@ def test_paused_and_resumed_twice_matches_an_uninterrupted_run(prefect_stack, tm
     # First cycle: the UI's Pause button, mid-training.
     wait_until_mid_training(storage, paused_name, min_epochs=2)
     ui_pause(run.id, timeout_seconds=UI_TIMEOUT_SECONDS)
-    suspended = wait_until_suspended_by_study(run.id)
+    suspended = wait_until_paused_by_study(run.id)
     assert suspended.state.state_details.pause_timeout is None
-    wait_for(lambda: process_is_gone(suspended), timeout=30, what="the flow's process to exit")
     paused = [t for t in trials(storage, paused_name) if t.state == TrialState.RUNNING]
     assert paused, "a trial was mid-training when the pause landed"
     for t in paused:
@@ -221,7 +220,7 @@ def test_the_timeout_typed_in_the_ui_pause_dialog_resumes_the_run_by_itself(pref
 
         # The study pauses and its run stays Suspended, with no timeout (so the UI keeps its
         # Resume and the server never fails it); a resume-study run is due at the dialog's time.
-        suspended = wait_until_suspended_by_study(run.id)
+        suspended = wait_until_paused_by_study(run.id)
         assert suspended.state.state_details.pause_timeout is None
         assert datetime.now(timezone.utc) < due, "paused well within the dialog's timeout"
         assert pending_resume(suspended).at == due
@@ -258,8 +257,7 @@ def test_a_timed_pause_resumes_sooner_from_the_terminal_once(prefect_stack, tmp_
     run = start_deployment_run("pausable-study/digits-demo", _parameters(name, tmp_path))
     wait_until_mid_training(storage, name, min_epochs=2)
     ui_pause(run.id, timeout_seconds=900)  # the dialog's "back in 15 minutes"
-    suspended = wait_until_suspended_by_study(run.id)
-    wait_for(lambda: process_is_gone(suspended), timeout=30, what="the flow's process to exit")
+    suspended = wait_until_paused_by_study(run.id)
     due = pending_resume(suspended).at
     assert due > datetime.now(timezone.utc) + timedelta(minutes=14)
 

@@ -25,10 +25,11 @@ from deployments.ui_actions import (
     wait_for,
     wait_for_state,
     wait_until_mid_training,
+    wait_until_paused_by_study,
+    wait_until_suspended_by_study,
 )
 from prefect_intermission import PausePolicy, request_resume
 from prefect_intermission.flows.control import resume_deleted_pause_files_flow, resume_paused_studies
-from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.pausing.timed_resume import pending_resume
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from tests.e2e.studies import paused_line, run_logs, trained_epochs, trials
@@ -49,15 +50,6 @@ def _parameters(name, tmp_path, policy, max_epochs=16):
         "seed": 5,
         "pause_policy": policy,
     }
-
-
-def _suspended_by_study(flow_run_id, timeout=120):
-    def done():
-        run = read_run(flow_run_id)
-        key = (run.state.state_details.pause_key or "") if run.state else ""
-        return run if run.state.is_paused() and key.startswith(FLOW_PAUSE_KEY_PREFIX) else None
-
-    return wait_for(done, timeout=timeout, what="the study to suspend its run")
 
 
 def _executions(flow_run_id) -> int:
@@ -86,7 +78,7 @@ def test_notifications_on_pause_resume_and_completion_reach_a_webhook(prefect_st
         run = start_deployment_run("pausable-study/digits-demo", _parameters(name, tmp_path, name))
         wait_until_mid_training(storage, name, min_epochs=2)
         ui_pause(run.id)
-        _suspended_by_study(run.id)
+        wait_until_suspended_by_study(run.id)
         paused_msg = wait_for(lambda: hook.messages(f"Study {name} paused"), timeout=60, what="the pause message")[0]
         body = paused_msg["message"]
         running = [t for t in trials(storage, name) if t.state == TrialState.RUNNING]
@@ -134,7 +126,7 @@ def test_a_pause_file_pauses_and_the_policy_schedule_resumes(prefect_stack, tmp_
     run = start_deployment_run("pausable-study/digits-demo", _parameters(name, tmp_path, name))
     wait_until_mid_training(storage, name, min_epochs=2)
     pause_file.touch()
-    suspended = _suspended_by_study(run.id)
+    suspended = wait_until_paused_by_study(run.id)
     pause_file.unlink()
     resume_at = pending_resume(suspended).at
     assert resume_at.second == 0 and resume_at > datetime.now(timezone.utc)
@@ -155,7 +147,7 @@ def test_deleting_the_pause_file_resumes_the_suspended_run_it_paused(prefect_sta
     run = start_deployment_run("pausable-study/digits-demo", _parameters(name, tmp_path, name))
     wait_until_mid_training(storage, name, min_epochs=2)
     pause_file.touch()
-    _suspended_by_study(run.id)
+    wait_until_suspended_by_study(run.id)
     assert pause_history(optuna.load_study(study_name=name, storage=storage))[0]["reason"] == "file"
 
     # What the resume-deleted-pause-files deployment runs every 5 minutes.
@@ -181,7 +173,7 @@ def test_control_deployments_pause_and_resume_and_two_resumes_start_one_executio
     )
     wait_until_mid_training(storage, name, min_epochs=2)
     prefect_stack.prefect("deployment", "run", "pause-study/pause-study", "--param", f"study_name={name}")
-    _suspended_by_study(run.id)
+    wait_until_suspended_by_study(run.id)
     assert pause_history(optuna.load_study(study_name=name, storage=storage))[0]["reason"] == "deployment"
     assert _executions(run.id) == 1
 
@@ -218,7 +210,7 @@ def test_a_pause_rule_suspends_the_run_and_each_trial_pauses_it_only_once(prefec
     run = start_deployment_run(
         "pausable-study/digits-demo", {**_parameters(name, tmp_path, None, max_epochs=6), "pause_rules": [rule]}
     )
-    _suspended_by_study(run.id)
+    wait_until_suspended_by_study(run.id)
     (pause,) = pause_history(optuna.load_study(study_name=name, storage=storage))
     assert pause["reason"].startswith("rule: trial ") and "reached metric" in pause["reason"]
     paused = {t.number: t.system_attrs[TRIAL_PAUSED_EPOCH_ATTR] for t in trials(storage, name)
