@@ -18,6 +18,9 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from prefect_intermission.control.timed_resume import pending_resume  # noqa: E402
+from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR  # noqa: E402
+
 from deployments.local_stack import PROJECT_ROOT, LocalPrefect  # noqa: E402
 from deployments.ui_actions import (  # noqa: E402
     process_is_gone,
@@ -28,8 +31,6 @@ from deployments.ui_actions import (  # noqa: E402
     wait_until_mid_training,
     wait_until_suspended_by_study,
 )
-from prefect_intermission.pausing.timed_resume import pending_resume  # noqa: E402
-from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR  # noqa: E402
 
 STORAGE = f"sqlite:///{PROJECT_ROOT}/.intermission/studies.db"
 DIALOG_TIMEOUT_SECONDS = 20  # what a user types in the pause dialog: "back in 20 seconds"

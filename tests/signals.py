@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.training.pause_signal import PauseSignal
 
 
 class PauseAfter(PauseSignal):

@@ -9,9 +9,14 @@ import uuid
 import pytest
 import s3fs
 import torch
-
-from prefect_intermission import CheckpointError, CheckpointStorageCredentials, CheckpointStore, ConfigurationError
+from prefect_intermission import (
+    CheckpointError,
+    CheckpointStorageCredentials,
+    CheckpointStore,
+    ConfigurationError,
+)
 from prefect_intermission.study.setup import open_checkpoint_store
+
 from tests.manifests import list_as_written
 
 
@@ -72,8 +77,8 @@ def test_a_truncated_checkpoint_falls_back_over_s3(s3_server, s3_bucket):
     trial = CheckpointStore(f"s3://{s3_bucket}/t", storage_options=s3_server.storage_options).for_trial("s", 0)
     trial.save(0, {"w": torch.zeros(2)})
     trial.save(1, {"w": torch.ones(2)})
-    data = trial.store.fs.cat_file(trial.path(1))
-    trial.store.fs.pipe_file(trial.path(1), data[: len(data) // 2])
+    data = trial.fs.cat_file(trial.path(1))
+    trial.fs.pipe_file(trial.path(1), data[: len(data) // 2])
     loaded = trial.load_latest_valid()
     assert loaded.epoch == 0 and torch.equal(loaded.state["w"], torch.zeros(2))
     assert "the manifest says" in loaded.fallbacks[0]["problem"]
@@ -82,10 +87,10 @@ def test_a_truncated_checkpoint_falls_back_over_s3(s3_server, s3_bucket):
 def _replace_with_manifest(trial, data: bytes) -> None:
     """Write `data` as epoch 0's checkpoint with a matching manifest entry, as a writer would."""
     trial.save(0, {"w": torch.zeros(1)})
-    trial.store.fs.pipe_file(trial.path(0), data)
-    manifest = json.loads(trial.store.fs.cat_file(trial.manifest_path))
+    trial.fs.pipe_file(trial.path(0), data)
+    manifest = json.loads(trial.fs.cat_file(trial.manifest_path))
     list_as_written(manifest["checkpoints"][0], data)
-    trial.store.fs.pipe_file(trial.manifest_path, json.dumps(manifest).encode())
+    trial.fs.pipe_file(trial.manifest_path, json.dumps(manifest).encode())
 
 
 def test_a_missing_bucket_is_a_configuration_error_that_names_it(s3_server):

@@ -13,9 +13,8 @@ import time
 from uuid import uuid4
 
 import pytest
-
 from prefect_intermission.pausing.interrupts import PauseOnSignals, StopNow
-from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.training.pause_signal import PauseSignal
 
 
 def test_the_first_ctrl_c_requests_a_pause_and_the_second_stops_at_once():

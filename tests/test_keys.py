@@ -8,9 +8,8 @@ import pty
 import termios
 
 import pytest
-
 from prefect_intermission.pausing.keys import HINT, PauseKeys
-from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.training.pause_signal import PauseSignal
 
 
 @pytest.fixture

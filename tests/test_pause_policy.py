@@ -7,10 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
-from pydantic import ValidationError
-
 from prefect_intermission import PausePolicy
-from prefect_intermission.pausing.run_control import parse_resume_time
+from prefect_intermission.control.run_control import parse_resume_time
+from pydantic import ValidationError
 
 
 class TestPausePolicyBlock(BlockStandardTestSuite):

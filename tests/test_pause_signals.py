@@ -8,14 +8,14 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import create_engine
-
-from prefect_intermission.pausing.signal import PauseSignal, StudyStopped
-
-from prefect_intermission.pausing.triggers import pause_file_trigger
-from prefect_intermission.flows._how_to_continue import continue_instruction as _continue_instruction
+from prefect_intermission.flows._how_to_continue import (
+    continue_instruction as _continue_instruction,
+)
 from prefect_intermission.pausing.holds import TrialHolds
 from prefect_intermission.pausing.notices import PauseNotices
+from prefect_intermission.pausing.triggers import pause_file_trigger
+from prefect_intermission.training.pause_signal import PauseSignal, StudyStopped
+from sqlalchemy import create_engine
 
 
 def test_a_pause_file_left_from_an_earlier_pause_waits_until_it_is_touched_or_created_again(tmp_path):

@@ -20,7 +20,6 @@ from prefect._internal import control_listener
 from prefect.exceptions import TerminationSignal
 from prefect.utilities import engine as prefect_engine
 from prefect.utilities.engine import capture_sigterm
-
 from prefect_intermission._prefect_internals import (
     PrefectInternalsChanged,
     check_prefect_internals,
@@ -32,7 +31,7 @@ from prefect_intermission._prefect_internals import (
 )
 from prefect_intermission.pausing import interrupts
 from prefect_intermission.pausing.interrupts import PauseOnSignals, supervisor_intent
-from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.training.pause_signal import PauseSignal
 
 
 @pytest.fixture
@@ -220,8 +219,10 @@ def test_the_engine_still_waits_for_its_heartbeat_thread_unless_told_not_to(pref
     import time
 
     from prefect import flow
-
-    from prefect_intermission._prefect_internals import _is_heartbeat, heartbeats_not_awaited_when
+    from prefect_intermission._prefect_internals import (
+        _is_heartbeat,
+        heartbeats_not_awaited_when,
+    )
 
     heartbeats_not_awaited_when(lambda engine: False)
     earlier = {t for t in threading.enumerate() if _is_heartbeat(t)}  # other runs' may still be ending
@@ -246,9 +247,8 @@ def test_a_run_of_a_flow_of_ours_ends_without_waiting_for_the_heartbeat_thread(p
     import threading
     import time
 
-    from prefect import flow
-
     import prefect_intermission.flows.process_exit  # noqa: F401  # installs the rule, as our flows do
+    from prefect import flow
     from prefect_intermission._prefect_internals import _is_heartbeat
 
     earlier = {t for t in threading.enumerate() if _is_heartbeat(t)}  # other runs' may still be ending

@@ -12,18 +12,18 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.states import Running
-
-from deployments.local_stack import PROJECT_ROOT
-from deployments.ui_actions import read_run, ui_pause
 from prefect_intermission import PauseSignal
 from prefect_intermission.pausing.flow_run_poll import FlowRunPoll, shared_poll
 from prefect_intermission.pausing.notices import PauseNotices
-from prefect_intermission.pausing.study_run_watcher import StudyRunWatcher
 from prefect_intermission.pausing.watcher import FlowRunPauseWatcher
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.executors.trial_runs import FlowRunExecutor
 from prefect_intermission.study.leases import StudyLease
 from prefect_intermission.study.setup import open_store, open_study
+from prefect_intermission.study.study_run_watcher import StudyRunWatcher
+
+from deployments.local_stack import PROJECT_ROOT
+from deployments.ui_actions import read_run, ui_pause
 
 pytestmark = pytest.mark.usefixtures("prefect_stack")
 

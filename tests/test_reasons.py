@@ -6,9 +6,8 @@ import uuid
 
 import optuna
 import pytest
-
+from prefect_intermission.flows.pause_summary import pause_summary
 from prefect_intermission.pausing.reasons import PauseReason, describe
-from prefect_intermission.reporting.pause_summary import pause_summary
 from prefect_intermission.study.state import StudyState, open_storage
 
 

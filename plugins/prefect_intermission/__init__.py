@@ -23,6 +23,7 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
 if TYPE_CHECKING:
     from prefect_intermission.blocks.credentials import CheckpointStorageCredentials
     from prefect_intermission.blocks.pause_policy import PausePolicy
+    from prefect_intermission.control.run_control import request_pause, request_resume
     from prefect_intermission.errors import (
         CheckpointError,
         ConfigurationError,
@@ -32,10 +33,9 @@ if TYPE_CHECKING:
         TrialPaused,
     )
     from prefect_intermission.flows.study import optimize_study
-    from prefect_intermission.pausing.run_control import request_pause, request_resume
-    from prefect_intermission.pausing.signal import PauseSignal
-    from prefect_intermission.training.store import CheckpointStore
     from prefect_intermission.training.loop import TrialLoop
+    from prefect_intermission.training.pause_signal import PauseSignal
+    from prefect_intermission.training.store import CheckpointStore
 
 __getattr__, __dir__ = lazy_attributes(
     __name__,
@@ -48,12 +48,12 @@ __getattr__, __dir__ = lazy_attributes(
         "IntermissionError": "prefect_intermission.errors",
         "ObjectiveImportError": "prefect_intermission.errors",
         "PausePolicy": "prefect_intermission.blocks.pause_policy",
-        "PauseSignal": "prefect_intermission.pausing.signal",
+        "PauseSignal": "prefect_intermission.training.pause_signal",
         "TrialLoop": "prefect_intermission.training.loop",
         "TrialPaused": "prefect_intermission.errors",
         "optimize_study": "prefect_intermission.flows.study",
-        "request_pause": "prefect_intermission.pausing.run_control",
-        "request_resume": "prefect_intermission.pausing.run_control",
+        "request_pause": "prefect_intermission.control.run_control",
+        "request_resume": "prefect_intermission.control.run_control",
     },
 )
 

@@ -15,25 +15,31 @@ import pytest
 from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
-from sqlalchemy import create_engine
-
-from deployments.local_stack import PROJECT_ROOT
-from deployments.ui_actions import process_is_gone, read_run, wait_for, wait_for_state, wait_until_mid_training
 from prefect_intermission import request_resume
-from prefect_intermission.study.leases import StudyLease
+from prefect_intermission.control.trial_control import request_trial_pause
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.reporting.artifacts import artifact_key
+from prefect_intermission.study.leases import StudyLease
 from prefect_intermission.study.state import (
     TRIAL_PAUSED_EPOCH_ATTR,
     TRIAL_RESUMPTIONS_ATTR,
     TRIAL_STATUS_ATTR,
     pause_history,
 )
-from prefect_intermission.pausing.trial_control import request_trial_pause
+from sqlalchemy import create_engine
+
+from deployments.local_stack import PROJECT_ROOT
+from deployments.ui_actions import (
+    process_is_gone,
+    read_run,
+    wait_for,
+    wait_for_state,
+    wait_until_mid_training,
+)
 from tests.e2e.studies import artifacts_of, run_logs, trained_epochs, trials
-from tests.status_study import intermission, status_json
 from tests.e2e.terminal import Terminal, study_command
 from tests.e2e.test_keys import check_continued_exactly, flow_runs_named
+from tests.status_study import intermission, status_json
 
 pytestmark = pytest.mark.e2e
 CTRL_C = b"\x03"

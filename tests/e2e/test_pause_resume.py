@@ -14,6 +14,16 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect_intermission.control.timed_resume import pending_resume, resume_tag
+from prefect_intermission.flows.control import resume_study
+from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.study.state import (
+    TRIAL_PAUSED_EPOCH_ATTR,
+    TRIAL_STATUS_ATTR,
+    pause_history,
+)
 
 from deployments.ui_actions import (
     policy_waiting_for_resume,
@@ -27,13 +37,6 @@ from deployments.ui_actions import (
     wait_until_paused_by_study,
     wait_until_suspended_by_study,
 )
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
-
-from prefect_intermission.flows.control import resume_study
-from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.pausing.timed_resume import pending_resume, resume_tag
-from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, pause_history
 from tests.e2e.studies import (
     artifacts_of,
     error_logs,

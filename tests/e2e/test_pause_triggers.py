@@ -16,6 +16,17 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
+from prefect_intermission import PausePolicy, request_resume
+from prefect_intermission.control.timed_resume import pending_resume
+from prefect_intermission.flows.control import (
+    resume_deleted_pause_files_flow,
+    resume_paused_studies,
+)
+from prefect_intermission.study.state import (
+    TRIAL_PAUSED_EPOCH_ATTR,
+    TRIAL_RESUMPTIONS_ATTR,
+    pause_history,
+)
 
 from deployments.local_stack import free_port
 from deployments.ui_actions import (
@@ -28,10 +39,6 @@ from deployments.ui_actions import (
     wait_until_paused_by_study,
     wait_until_suspended_by_study,
 )
-from prefect_intermission import PausePolicy, request_resume
-from prefect_intermission.flows.control import resume_deleted_pause_files_flow, resume_paused_studies
-from prefect_intermission.pausing.timed_resume import pending_resume
-from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from tests.e2e.studies import paused_line, run_logs, trained_epochs, trials
 from tests.e2e.webhook import webhook
 

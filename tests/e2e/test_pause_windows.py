@@ -15,11 +15,11 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect_intermission import PausePolicy
+from prefect_intermission.control.timed_resume import resume_tag
+from prefect_intermission.study.state import pause_history
 
 from deployments.ui_actions import start_deployment_run, wait_for_state
-from prefect_intermission import PausePolicy
-from prefect_intermission.pausing.timed_resume import resume_tag
-from prefect_intermission.study.state import pause_history
 from tests.e2e.studies import trained_epochs, trials
 
 pytestmark = pytest.mark.e2e

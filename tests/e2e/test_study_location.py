@@ -23,11 +23,17 @@ import pytest
 from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect_intermission.control.run_control import request_pause
+from prefect_intermission.study.flow_runs import STUDY_FLOW_NAME
 
 from deployments.local_stack import PROJECT_ROOT, LocalPrefect
-from deployments.ui_actions import read_run, start_deployment_run, ui_resume, wait_for, wait_until_mid_training
-from prefect_intermission.pausing.run_control import request_pause
-from prefect_intermission.study.flow_runs import STUDY_FLOW_NAME
+from deployments.ui_actions import (
+    read_run,
+    start_deployment_run,
+    ui_resume,
+    wait_for,
+    wait_until_mid_training,
+)
 from tests.e2e.studies import run_logs, trained_epochs
 
 pytestmark = pytest.mark.e2e

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from optuna.trial import TrialState
+from prefect_intermission.control.timed_resume import pending_resume
 
 from deployments.ui_actions import (
     read_run,
@@ -18,7 +19,6 @@ from deployments.ui_actions import (
     wait_until_mid_training,
     wait_until_paused_by_study,
 )
-from prefect_intermission.pausing.timed_resume import pending_resume
 from tests.e2e.browser import RunPage, chromium
 from tests.e2e.studies import trained_epochs, trials
 

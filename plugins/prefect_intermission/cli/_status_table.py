@@ -10,7 +10,7 @@ from rich.text import Text
 
 from prefect_intermission._counting import epochs_done
 from prefect_intermission.cli.status import StudyStatus
-from prefect_intermission.pausing.timed_resume import PAUSED_UNTIL, resumes_by_itself
+from prefect_intermission.control.timed_resume import PAUSED_UNTIL, resumes_by_itself
 
 _STATE_STYLES = {
     "running": "green", "pausing": "yellow", "paused": "yellow", "scheduled to resume": "cyan",

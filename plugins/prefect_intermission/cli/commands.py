@@ -16,11 +16,14 @@ from prefect_intermission.errors import IntermissionError
 
 
 def _pause(args: argparse.Namespace) -> None:
-    from prefect_intermission.pausing.run_control import parse_flow_run_id, request_pause
+    from prefect_intermission.control.run_control import (
+        parse_flow_run_id,
+        request_pause,
+    )
     from prefect_intermission.reporting.links import flow_run_link
 
     if args.trial is not None:
-        from prefect_intermission.pausing.trial_control import request_trial_pause
+        from prefect_intermission.control.trial_control import request_trial_pause
 
         held = request_trial_pause(parse_flow_run_id(args.flow_run_id), args.trial)
         print(
@@ -42,8 +45,12 @@ def _resume(args: argparse.Namespace) -> None:
     if args.trial is not None:
         _resume_trial(args)
         return
-    from prefect_intermission.pausing.run_control import parse_flow_run_id, parse_resume_time, resume
-    from prefect_intermission.pausing.timed_resume import resumes_by_itself
+    from prefect_intermission.control.run_control import (
+        parse_flow_run_id,
+        parse_resume_time,
+        resume,
+    )
+    from prefect_intermission.control.timed_resume import resumes_by_itself
     from prefect_intermission.reporting.links import flow_run_link
 
     at = parse_resume_time(args.at, args.within)
@@ -64,8 +71,8 @@ def _resume(args: argparse.Namespace) -> None:
 
 
 def _resume_trial(args: argparse.Namespace) -> None:
-    from prefect_intermission.pausing.run_control import parse_flow_run_id
-    from prefect_intermission.pausing.trial_control import request_trial_resume
+    from prefect_intermission.control.run_control import parse_flow_run_id
+    from prefect_intermission.control.trial_control import request_trial_resume
 
     if args.at or args.within or args.force:
         raise IntermissionError("--trial resumes one trial now; it takes no --at, --in or --force.")
@@ -82,7 +89,7 @@ def _resume_trial(args: argparse.Namespace) -> None:
 
 
 def _stop(args: argparse.Namespace) -> None:
-    from prefect_intermission.study.stopping import stop_study
+    from prefect_intermission.control.stopping import stop_study
 
     print(stop_study(args.study, by="intermission stop"))
 

@@ -25,13 +25,17 @@ from prefect_intermission.cli._study_facts import (
     read_checkpoints,
     read_trials,
 )
-from prefect_intermission.pausing.abandonment import ABANDONED_STATE_NAME
+from prefect_intermission.control.abandonment import ABANDONED_STATE_NAME
+from prefect_intermission.control.timed_resume import PAUSED_UNTIL, pending_resume
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.pausing.timed_resume import PAUSED_UNTIL, pending_resume
 from prefect_intermission.reporting.links import flow_run_url
 from prefect_intermission.study.config import StudyConfig
+from prefect_intermission.study.flow_runs import (
+    StatusError,
+    latest_runs,
+    study_config_of,
+)
 from prefect_intermission.study.results import best_value
-from prefect_intermission.study.flow_runs import StatusError, latest_runs, study_config_of
 from prefect_intermission.study.state import pause_history
 
 __all__ = [

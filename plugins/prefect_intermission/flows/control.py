@@ -21,14 +21,21 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
-from prefect_intermission.pausing.abandonment import abandon_expired_pauses
-from prefect_intermission.pausing.pause_files import resume_deleted_pause_files
+from prefect_intermission.control.abandonment import abandon_expired_pauses
+from prefect_intermission.control.pause_files import resume_deleted_pause_files
+from prefect_intermission.control.run_control import (
+    read_flow_run,
+    request_pause,
+    request_resume,
+    resume,
+)
+from prefect_intermission.control.stopping import stop_study
 from prefect_intermission.errors import FlowRunControlError
+from prefect_intermission.pausing.run_states import (
+    CONTROL_PAUSE_KEY_PREFIX,
+    FLOW_PAUSE_KEY_PREFIX,
+)
 from prefect_intermission.study.flow_runs import read_study_runs
-from prefect_intermission.pausing.run_control import read_flow_run, request_pause, request_resume, resume
-from prefect_intermission.pausing.run_states import CONTROL_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.study.stopping import stop_study
-
 
 
 def _study_runs(state: StateType, name: str | None = None) -> list[FlowRun]:

@@ -23,25 +23,37 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import ValidationError
 
 from prefect_intermission._import_path import import_objective
+from prefect_intermission.control.run_control import read_flow_run
 from prefect_intermission.errors import ConfigurationError, IntermissionError
 from prefect_intermission.flows.study_run import StudyRun
 from prefect_intermission.pausing.reasons import PauseReason
-from prefect_intermission.pausing.run_control import read_flow_run
 from prefect_intermission.pausing.rules import PauseRule, attach_rules, load_rules
-from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.notify import send_held_notification
 from prefect_intermission.reporting.progress import StudyProgress
-from prefect_intermission.study.config import MAX_CONCURRENT_TRIALS, StudyConfig
 from prefect_intermission.study.attempt import Objective
+from prefect_intermission.study.config import MAX_CONCURRENT_TRIALS, StudyConfig
 from prefect_intermission.study.executors.base import TrialExecutor
 from prefect_intermission.study.executors.tasks import TaskExecutor
+from prefect_intermission.study.executors.trial_runs import (
+    FlowRunExecutor,
+    check_trial_deployment,
+)
 from prefect_intermission.study.flow_runs import STUDY_FLOW_NAME
-from prefect_intermission.study.executors.trial_runs import FlowRunExecutor, check_trial_deployment
 from prefect_intermission.study.leases import StudyLease
-from prefect_intermission.study.location import check_location, record_location, warn_if_machine_local
+from prefect_intermission.study.location import (
+    check_location,
+    record_location,
+    warn_if_machine_local,
+)
 from prefect_intermission.study.scheduler import TrialScheduler
-from prefect_intermission.study.setup import load_policy, open_store, open_study, refuse_password_in_storage_url
+from prefect_intermission.study.setup import (
+    load_policy,
+    open_store,
+    open_study,
+    refuse_password_in_storage_url,
+)
 from prefect_intermission.study.state import StudyState
+from prefect_intermission.training.pause_signal import PauseSignal
 from prefect_intermission.training.store import CheckpointStore
 
 _default = StudyConfig.default

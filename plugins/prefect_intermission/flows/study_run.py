@@ -3,7 +3,8 @@
 A `StudyRun` holds what the execution needs once (the configuration, the study, the
 checkpoint store, the pause signal, the flow run, its lease and policy) and has one
 method per phase. Carrying out a pause (suspending the run, or stopping at once after
-a second Ctrl+C) is in `flows/suspension.py`.
+a second Ctrl+C) is in `flows/suspension.py`; making a pause known (recorded, summarised,
+emitted, notified) in `flows/pause_announcement.py`.
 """
 
 from __future__ import annotations
@@ -11,39 +12,53 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from prefect import get_run_logger
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import State
 
 from prefect_intermission.blocks.pause_policy import PausePolicy
+from prefect_intermission.control.run_control import read_flow_run
+from prefect_intermission.control.stopping import (
+    is_stopping,
+    prune_unfinished,
+    stop_trigger,
+)
+from prefect_intermission.control.timed_resume import cancel_pending_resumes
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.flows import suspension
 from prefect_intermission.flows._how_to_continue import continue_markdown, epochs_text
+from prefect_intermission.flows.pause_announcement import PauseAnnouncer
 from prefect_intermission.pausing.holds import TrialHolds
-from prefect_intermission.pausing.interrupts import PauseOnSignals, StopNow, supervisor_intent
+from prefect_intermission.pausing.interrupts import (
+    PauseOnSignals,
+    StopNow,
+    supervisor_intent,
+)
 from prefect_intermission.pausing.keys import PauseKeys
 from prefect_intermission.pausing.reasons import PauseReason, describe
-from prefect_intermission.pausing.run_control import read_flow_run
 from prefect_intermission.pausing.run_states import pause_reason_of_state
-from prefect_intermission.pausing.signal import PauseSignal
-from prefect_intermission.pausing.timed_resume import cancel_pending_resumes
-from prefect_intermission.pausing.triggers import pause_file_trigger, pause_window_trigger
+from prefect_intermission.pausing.triggers import (
+    pause_file_trigger,
+    pause_window_trigger,
+)
 from prefect_intermission.pausing.watcher import FlowRunPauseWatcher
 from prefect_intermission.reporting.artifacts import ArtifactReporter
 from prefect_intermission.reporting.events import emit_study_event
-from prefect_intermission.reporting.notify import notify, notify_after_the_run, notify_in_background
-from prefect_intermission.reporting.pause_summary import pause_summary
+from prefect_intermission.reporting.notify import (
+    notify,
+    notify_after_the_run,
+    notify_in_background,
+)
 from prefect_intermission.reporting.progress import StudyProgress
-from prefect_intermission.reporting.resources import measure_resources
 from prefect_intermission.reporting.terminal import TerminalProgress
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.leases import StudyLease
 from prefect_intermission.study.results import best_text, best_trials, pareto_front
 from prefect_intermission.study.scheduler import ScheduleResult, TrialScheduler
 from prefect_intermission.study.state import StudyState
-from prefect_intermission.study.stopping import is_stopping, prune_unfinished, stop_trigger
+from prefect_intermission.training.pause_signal import PauseSignal
 from prefect_intermission.training.store import CheckpointStore
 
 
@@ -75,6 +90,7 @@ class StudyRun:
         self.study_name = config.study_name
         self.logger = get_run_logger()
         self.reporter = ArtifactReporter(flow_run.id, progress)
+        self.announcer = PauseAnnouncer(config, state, store, flow_run, policy, self.reporter)
         self.holds = TrialHolds(state.engine, self.study_name)
         self.execution = read_flow_run(flow_run.id).state.id  # the Running state this execution began with
         signal.on_request(self.announce_pause)
@@ -95,7 +111,7 @@ class StudyRun:
             with self.reporter, TerminalProgress(self.progress):
                 result = self.train()
         except StopNow:
-            self.stop_now()
+            suspension.stop_now(self)
         if isinstance(result, State):  # stopped waiting for the pause file: stays paused
             return result
         if result.failed:
@@ -156,7 +172,7 @@ class StudyRun:
             if result.failed or not self._waits_in_process(result):
                 return result
             with PauseOnSignals(self.signal, self.flow_run.id):  # SIGTERM or Ctrl+C: stop waiting, stay paused
-                stopped = self.wait_for_pause_file(result)
+                stopped = suspension.wait_for_pause_file(self, result)
             if stopped is not None:
                 return stopped
             self.signal.clear()
@@ -177,32 +193,13 @@ class StudyRun:
             describe(reason), ", ".join(f"#{n}" for n in training), where, then,
         )
 
-    def record_stop(self, reason: str, result: ScheduleResult) -> dict[str, Any]:
-        """Store the sampler and a pause entry (why, which trials, resources) in the study."""
-        with self.state.sampler_lock:
-            self.state.save_sampler()
-        return self.state.record_pause(
-            flow_run_id=str(self.flow_run.id), reason=reason, trials=result.paused,
-            resources=measure_resources(),
-        )
-
-    def publish_summary(self, entry: dict[str, Any], resume_at: datetime | None, how_to_resume: str | None) -> str:
-        """The pause's markdown summary, published as the run's pause artifact."""
-        summary = pause_summary(
-            self.state, entry, n_trials=self.config.n_trials, max_epochs=self.config.max_epochs,
-            checkpoints=self.store.study_folder(self.study_name), flow_run_id=self.flow_run.id,
-            resume_at=resume_at, how_to_resume=how_to_resume,
-        )
-        self.reporter.publish_pause_summary(summary)
-        return summary
-
     def how_to_resume(self) -> str | None:
         """Markdown for runs outside a deployment (run them again); None: Resume and `intermission resume`."""
         return None if self.in_deployment else continue_markdown(self.study_name)
 
     def fail(self, result: ScheduleResult) -> None:
         """A trial failed: the others are paused; say what failed and how to continue."""
-        self.record_stop(PauseReason.TRIAL_FAILED, result)
+        self.announcer.record(PauseReason.TRIAL_FAILED, result)
         first = result.failed[0]
         fix = "what the error names" if first.kept else "the objective"
         message = (
@@ -216,35 +213,17 @@ class StudyRun:
     def pause(self, result: ScheduleResult) -> State:
         """Record the pause, publish its summary, and suspend the run (or end it, outside a
         deployment; or, after a `prefect flow-run execute` supervisor's SIGTERM, leave it to it)."""
-        entry = self.record_stop(self.signal.reason or PauseReason.UNKNOWN, result)
         handed_back = supervisor_intent()
         if handed_back is not None:
             resume_at, how_to_resume = suspension.handed_back_resume(self, handed_back)
         else:
             resume_at, how_to_resume = self._resume_time(), self.how_to_resume()
-        summary = self.publish_summary(entry, resume_at, how_to_resume)
-        emit_study_event(
-            "paused", self.study_name, self.flow_run.id,
-            {"reason": entry["reason"], "trials": entry["trials"],
-             "resume_at": resume_at.isoformat() if resume_at else None},
+        announced = self.announcer.announce(
+            self.signal.reason or PauseReason.UNKNOWN, result, resume_at=resume_at, how_to_resume=how_to_resume
         )
-
-        def on_stopped() -> None:
-            notify(self.policy, f"Study {self.study_name} paused", summary)
-
         if handed_back is not None:
-            suspension.hand_back(self, result, handed_back, on_stopped=on_stopped)
-        return self.suspend(result, resume_at=resume_at, on_stopped=on_stopped)
-
-    def suspend(
-        self, result: ScheduleResult, *, resume_at: datetime | None, on_stopped: Callable[[], object]
-    ) -> State:
-        """Suspend the run once everything is stored (outside a deployment: end it "Paused")."""
-        return suspension.suspend(self, result, resume_at=resume_at, on_stopped=on_stopped)
-
-    def stop_now(self) -> NoReturn:
-        """After a second Ctrl+C: store what can be stored, mark the run paused, exit at once."""
-        suspension.stop_now(self)
+            suspension.hand_back(self, result, handed_back, on_stopped=announced.notify)
+        return suspension.suspend(self, result, resume_at=resume_at, on_stopped=announced.notify)
 
     def stop_and_save(self, result: ScheduleResult) -> dict[str, Any]:
         """Stop & Save: record the unfinished trials PRUNED at their last epoch, then complete."""
@@ -303,11 +282,6 @@ class StudyRun:
             f" Its best checkpoint: {path} (`intermission best {self.study_name} --output model.pt` "
             "writes its weights)."
         )
-
-    def wait_for_pause_file(self, result: ScheduleResult) -> State | None:
-        """Store the pause and wait in this process until the pause file is deleted (None), or
-        until another pause reason ends the wait (the run's final state: it stays paused)."""
-        return suspension.wait_for_pause_file(self, result)
 
     def say(self, message: str) -> None:
         """Log `message` to the run and print it in the terminal."""

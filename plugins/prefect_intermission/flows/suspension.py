@@ -1,6 +1,6 @@
 """Carrying out a study's pause once everything is stored: suspend the run, hand it back to
 the `prefect flow-run execute` that got SIGTERM, stop at once, or wait in the process for the
-pause file to go.
+pause file to go. It sees the study's run through `PausingRun` (`StudyRun` is one).
 
 A suspended run frees its machine; Resume (or `intermission resume`) executes it again
 from the top. A run outside a deployment cannot be suspended: it ends Completed named
@@ -16,10 +16,11 @@ import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, NoReturn
-from uuid import uuid4
+from typing import Any, NoReturn, Protocol
+from uuid import UUID, uuid4
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.events.worker import EventsWorker
 from prefect.exceptions import Pause, TerminationSignal
 from prefect.flow_runs import suspend_flow_run
@@ -27,24 +28,51 @@ from prefect.logging.handlers import APILogWorker
 from prefect.states import Completed, Running, State, Suspended
 
 from prefect_intermission._faults import fault_point
+from prefect_intermission.blocks.pause_policy import PausePolicy
+from prefect_intermission.control.run_control import read_flow_run
+from prefect_intermission.control.timed_resume import resumes_by_itself, schedule_resume
 from prefect_intermission.errors import IntermissionError
-from prefect_intermission.flows._how_to_continue import continue_instruction, epochs_text
+from prefect_intermission.flows._how_to_continue import (
+    continue_instruction,
+    epochs_text,
+)
+from prefect_intermission.flows.pause_announcement import PauseAnnouncer
 from prefect_intermission.flows.process_exit import exit_at_once
 from prefect_intermission.pausing.reasons import PauseReason
-from prefect_intermission.pausing.run_control import read_flow_run
-from prefect_intermission.pausing.timed_resume import resumes_by_itself, schedule_resume
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.pausing.triggers import wait_until_removed
 from prefect_intermission.reporting.events import emit_study_event
 from prefect_intermission.reporting.links import flow_run_link
-from prefect_intermission.reporting.notify import notify, notify_in_background
-from prefect_intermission.study.scheduler import ScheduleResult
+from prefect_intermission.reporting.notify import notify_in_background
+from prefect_intermission.study.leases import StudyLease
+from prefect_intermission.study.scheduler import ScheduleResult, TrialScheduler
+from prefect_intermission.study.state import StudyState
 from prefect_intermission.training._memory import release_memory
-
-if TYPE_CHECKING:
-    from prefect_intermission.flows.study_run import StudyRun
+from prefect_intermission.training.pause_signal import PauseSignal
 
 logger = logging.getLogger("prefect_intermission")
+
+
+class PausingRun(Protocol):
+    """What carrying out a pause needs of the execution of the study's run."""
+
+    study_name: str
+    flow_run: FlowRun
+    execution: UUID | None  # the Running state this execution began with
+    signal: PauseSignal
+    policy: PausePolicy | None
+    state: StudyState
+    scheduler: TrialScheduler
+    lease: StudyLease
+    announcer: PauseAnnouncer
+    logger: logging.LoggerAdapter[Any] | logging.Logger
+
+    @property
+    def in_deployment(self) -> bool: ...
+
+    def how_to_resume(self) -> str | None: ...
+
+    def say(self, message: str) -> None: ...
 
 
 def _expired_pause(state: State) -> bool:
@@ -53,7 +81,7 @@ def _expired_pause(state: State) -> bool:
 
 
 def suspend(
-    run: StudyRun,
+    run: PausingRun,
     result: ScheduleResult,
     *,
     resume_at: datetime | None = None,
@@ -110,14 +138,14 @@ _HANDED_BACK = {
 }
 
 
-def handed_back_resume(run: StudyRun, intent: str) -> tuple[datetime | None, str]:
+def handed_back_resume(run: PausingRun, intent: str) -> tuple[datetime | None, str]:
     """When a run handed back to its supervisor (`intent`) runs again, and how its pause summary says so."""
     state = read_flow_run(run.flow_run.id).state
     scheduled = state.state_details.scheduled_time if state is not None and state.is_scheduled() else None
     return scheduled, _HANDED_BACK[intent]
 
 
-def hand_back(run: StudyRun, result: ScheduleResult, intent: str, *, on_stopped: Callable[[], object]) -> NoReturn:
+def hand_back(run: PausingRun, result: ScheduleResult, intent: str, *, on_stopped: Callable[[], object]) -> NoReturn:
     """End this execution, once everything is stored, as Prefect's engine ends it for a
     `prefect flow-run execute` supervisor's SIGTERM: that supervisor owns the run's next state.
 
@@ -134,7 +162,7 @@ def hand_back(run: StudyRun, result: ScheduleResult, intent: str, *, on_stopped:
     raise TerminationSignal(signal.SIGTERM)
 
 
-def _take_back_the_pause(run: StudyRun, summary: str) -> None:
+def _take_back_the_pause(run: PausingRun, summary: str) -> None:
     """Replace a pause request (or the failure its expiry left) with Running, so that our own
     suspension, which waits without a timeout, can follow; leave a run resumed meanwhile alone."""
     flow_run_id = run.flow_run.id
@@ -156,7 +184,7 @@ def _take_back_the_pause(run: StudyRun, summary: str) -> None:
             raise Pause(f"{summary} Resumed while pausing.")
 
 
-def stop_now(run: StudyRun) -> NoReturn:
+def stop_now(run: PausingRun) -> NoReturn:
     """After a second Ctrl+C: store what can be stored, mark the run paused, exit at once.
 
     The trials being trained are marked paused at their last checkpoint (their epoch
@@ -166,7 +194,6 @@ def stop_now(run: StudyRun) -> NoReturn:
     study_name, flow_run = run.study_name, run.flow_run
     run.signal.stop_recording()  # an epoch being stored is finished; no other starts
     result = ScheduleResult(finished=run.state.finished_count(), paused=run.scheduler.stop_now())
-    entry = run.record_stop(PauseReason.SIGNAL, result)
     if run.scheduler.executor.trains_here:
         trials_text = (
             f"trials {epochs_text(result.paused)} continue from these checkpoints and train the "
@@ -196,9 +223,7 @@ def stop_now(run: StudyRun) -> NoReturn:
         run.logger.warning("Could not mark flow run %s paused.", flow_run.id, exc_info=True)
     run.logger.warning(message)
     print(message, file=sys.stderr, flush=True)
-    run.publish_summary(entry, None, run.how_to_resume())
-    emit_study_event("paused", study_name, flow_run.id, {"reason": entry["reason"], "trials": entry["trials"]})
-    notify(run.policy, f"Study {study_name} paused", message)
+    run.announcer.announce(PauseReason.SIGNAL, result, resume_at=None, how_to_resume=run.how_to_resume()).notify(message)
     APILogWorker.drain_all(timeout=10)
     EventsWorker.drain_all(timeout=10)
     sys.stdout.flush()
@@ -206,7 +231,7 @@ def stop_now(run: StudyRun) -> NoReturn:
     os._exit(exit_code)  # the trials' threads are not waited for: that is the point
 
 
-def wait_for_pause_file(run: StudyRun, result: ScheduleResult) -> State | None:
+def wait_for_pause_file(run: PausingRun, result: ScheduleResult) -> State | None:
     """Store the pause, say so, and wait in this process until the pause file is deleted.
 
     Returns None once it is deleted (the study goes on), or the run's final state if
@@ -215,14 +240,14 @@ def wait_for_pause_file(run: StudyRun, result: ScheduleResult) -> State | None:
     """
     assert run.policy is not None and run.policy.pause_file is not None
     path = str(run.policy.pause_file)
-    entry = run.record_stop(PauseReason.FILE, result)
-    emit_study_event("paused", run.study_name, run.flow_run.id, {"reason": PauseReason.FILE, "trials": entry["trials"]})
+    announced = run.announcer.announce(
+        PauseReason.FILE, result, resume_at=None, how_to_resume=f"Delete `{path}`: the study resumes in its process."
+    )
     run.say(
         f"Study {run.study_name!r} paused by the pause file: trials {epochs_text(result.paused)}; "
         f"checkpoints and study state stored. Delete {path} to resume it in this process."
     )
-    summary = run.publish_summary(entry, None, f"Delete `{path}`: the study resumes in its process.")
-    notify(run.policy, f"Study {run.study_name} paused", summary)
+    announced.notify()
     release_memory()  # the paused trials' models and loaders, and the GPU's cached blocks, while it waits
     try:
         wait_until_removed(path, unless=lambda: len(run.signal.reasons) > 1)

@@ -23,24 +23,41 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.states import Completed, Failed, State
 
-from prefect_intermission._optuna_internals import storage_of, study_id_of
 from prefect_intermission._counting import epochs_done
 from prefect_intermission._import_path import import_objective
+from prefect_intermission._optuna_internals import storage_of, study_id_of
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.flows.process_exit import exit_at_once
 from prefect_intermission.pausing.notices import PauseNotices
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.rules import attach_rules, load_rules
-from prefect_intermission.pausing.run_states import pause_reason_of_state, paused_trial_state, stopped_trial_state
-from prefect_intermission.pausing.signal import PauseSignal
-from prefect_intermission.pausing.study_run_watcher import StudyRunWatcher
+from prefect_intermission.pausing.run_states import (
+    pause_reason_of_state,
+    paused_trial_state,
+    stopped_trial_state,
+)
 from prefect_intermission.reporting.progress import StudyProgress
-from prefect_intermission.study.attempt import TrialOutcome, attempt_settings, reattach_trial, run_trial_attempt
+from prefect_intermission.study.attempt import (
+    TrialOutcome,
+    attempt_settings,
+    reattach_trial,
+    run_trial_attempt,
+)
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.flow_runs import TRIAL_FLOW_NAME
-from prefect_intermission.study.leases import StudyLease, trial_claim_owner_prefix, trial_claim_resource
+from prefect_intermission.study.leases import (
+    StudyLease,
+    trial_claim_owner_prefix,
+    trial_claim_resource,
+)
 from prefect_intermission.study.setup import open_store, open_study
-from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR, StudyState
+from prefect_intermission.study.state import (
+    TRIAL_PAUSED_EPOCH_ATTR,
+    TRIAL_STATUS_ATTR,
+    StudyState,
+)
+from prefect_intermission.study.study_run_watcher import StudyRunWatcher
+from prefect_intermission.training.pause_signal import PauseSignal
 from prefect_intermission.training.store import CheckpointStore
 
 logger = logging.getLogger(__name__)

@@ -44,7 +44,7 @@ from prefect_intermission._prefect_internals import (
     control_intent,
     is_prefect_sigterm_handler,
 )
-from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.training.pause_signal import PauseSignal
 
 Handler = Callable[[int, FrameType | None], Any] | int | None
 

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from prefect_intermission._logging import run_logger
 from prefect_intermission._threads import ContextThread
-from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.training.pause_signal import PauseSignal
 
 try:
     import termios

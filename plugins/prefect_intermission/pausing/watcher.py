@@ -20,9 +20,12 @@ from prefect.states import Suspended
 from prefect_intermission._threads import BackgroundLoop, ContextThread
 from prefect_intermission.pausing.flow_run_poll import FlowRunWatch, shared_poll
 from prefect_intermission.pausing.holds import TrialHolds
-from prefect_intermission.pausing.run_states import PAUSING_KEY_PREFIX, pause_reason_of_state
-from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.pausing.run_states import (
+    PAUSING_KEY_PREFIX,
+    pause_reason_of_state,
+)
 from prefect_intermission.settings import settings
+from prefect_intermission.training.pause_signal import PauseSignal
 
 logger = logging.getLogger(__name__)
 

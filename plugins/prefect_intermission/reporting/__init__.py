@@ -1,3 +1,3 @@
-"""What people see: progress, artifacts, the terminal, events, notifications, resources,
-pause summaries and links to the Prefect UI.
+"""What people see: progress, artifacts, the terminal, events, notifications, resources
+and links to the Prefect UI.
 """

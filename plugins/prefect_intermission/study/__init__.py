@@ -7,5 +7,6 @@
 - `state`: what the study stores beside Optuna's trials (sampler, pauses, trial marks).
 - `attempt`: one attempt of one trial; `scheduler` decides which trials train, and
   `executors/` trains them here (tasks) or elsewhere (trial runs).
-- `leases`: one execution per study, one per trial; `flow_runs`: a study's runs on the server.
+- `leases`: one execution per study, one per trial; `flow_runs`: a study's runs on the server;
+  `study_run_watcher`: what a trial run in its own flow run watches of its study run.
 """

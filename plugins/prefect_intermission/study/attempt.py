@@ -18,22 +18,22 @@ import optuna
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from prefect_intermission._optuna_internals import storage_of, trial_id_of
 from prefect_intermission._counting import epochs_done
 from prefect_intermission._faults import fault_point
 from prefect_intermission._logging import run_logger
-from prefect_intermission.training._memory import release_memory, torch_uses_cuda
-from prefect_intermission.training._rng import seed_everything
-from prefect_intermission.training.store import CheckpointStore
+from prefect_intermission._optuna_internals import storage_of, trial_id_of
 from prefect_intermission.errors import CheckpointError, TrialPaused
-from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.callbacks import TrialCallback, load_callbacks
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.failures import exception_types, failure_of_trial
 from prefect_intermission.study.state import TRIAL_STATUS_ATTR, StudyState
+from prefect_intermission.training._memory import release_memory, torch_uses_cuda
+from prefect_intermission.training._rng import seed_everything
 from prefect_intermission.training.direction import Direction
 from prefect_intermission.training.loop import PauseGranularity, Restore, TrialLoop
+from prefect_intermission.training.pause_signal import PauseSignal
+from prefect_intermission.training.store import CheckpointStore
 
 logger = logging.getLogger(__name__)
 

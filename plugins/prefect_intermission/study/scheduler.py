@@ -16,11 +16,10 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from uuid import UUID
 
+from prefect_intermission._counting import epochs_done
 from prefect_intermission._optuna_internals import trial_id_of
 from prefect_intermission.errors import CheckpointError
-from prefect_intermission._counting import epochs_done
 from prefect_intermission.pausing.reasons import PauseReason
-from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.reporting.events import emit_trial_event
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.attempt import TrialOutcome, reattach_trial
@@ -28,6 +27,7 @@ from prefect_intermission.study.clock import TrainingClock
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.executors.base import TrialExecutor
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, StudyState
+from prefect_intermission.training.pause_signal import PauseSignal
 from prefect_intermission.training.store import CheckpointStore
 
 logger = logging.getLogger(__name__)

@@ -32,13 +32,14 @@ import os
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fsspec.implementations.local import LocalFileSystem
 
 from prefect_intermission._faults import fault_point
+from prefect_intermission.errors import CheckpointError
 from prefect_intermission.training._hashed_io import (
     SHA256,
     XXH3_128,
@@ -50,11 +51,11 @@ from prefect_intermission.training._hashed_io import (
     without_zip_crc32,
     write_hashed,
 )
-from prefect_intermission.errors import CheckpointError
 
 if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
     from prefect_intermission.training._background import PendingWrite, Snapshots
-    from prefect_intermission.training.store import CheckpointStore
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +106,9 @@ class TrialCheckpoints:
     costs one checkpoint write and one manifest write, with no reads or listings.
     """
 
-    store: CheckpointStore
+    fs: AbstractFileSystem  # where the store lives (`CheckpointStore.fs`)
     folder: str
+    keep_last: int  # the store's retention: its last checkpoints kept besides the best
     _listed: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
     _pending: PendingWrite | None = field(default=None, init=False, repr=False, compare=False)
     _snapshots: Snapshots | None = field(default=None, init=False, repr=False, compare=False)  # at the first write
@@ -156,7 +158,7 @@ class TrialCheckpoints:
 
     def _manifest(self) -> dict[str, Any] | None:
         try:
-            raw = self.store.fs.cat_file(self.manifest_path)
+            raw = self.fs.cat_file(self.manifest_path)
         except FileNotFoundError:
             return None
         try:
@@ -187,7 +189,7 @@ class TrialCheckpoints:
     def exists(self) -> bool:
         """Whether this trial has a manifest or any checkpoint file at all."""
         self.wait()
-        fs = self.store.fs
+        fs = self.fs
         try:
             return bool(fs.ls(self.folder, detail=False))
         except FileNotFoundError:
@@ -228,7 +230,10 @@ class TrialCheckpoints:
         """
         self.wait()
         path = self.path(epoch, mid_epoch=mid_epoch)
-        from prefect_intermission.training._background import PendingWrite, Snapshots  # needs torch
+        from prefect_intermission.training._background import (  # needs torch
+            PendingWrite,
+            Snapshots,
+        )
 
         if self._snapshots is None:
             self._snapshots = Snapshots()
@@ -300,7 +305,7 @@ class TrialCheckpoints:
         finished = previous if mid_epoch else [*previous, entry]
         # Kept: the last keep_last epochs, the one marked best (only the newest best is
         # marked), and the mid-epoch one being written.
-        newest = len(finished) - self.store.keep_last
+        newest = len(finished) - self.keep_last
         kept = [e for i, e in enumerate(finished) if i >= newest or e.get("best")]
         if mid_epoch:
             kept.append(entry)
@@ -376,7 +381,7 @@ class TrialCheckpoints:
 
     def _write_complete(self, path: str, write: Callable[[HashingWriter], object]) -> tuple[int, str]:
         """Store what `write` writes under `path`, all or nothing; its size and checksum."""
-        fs = self.store.fs
+        fs = self.fs
         if isinstance(fs, LocalFileSystem):
             os.makedirs(self.folder, exist_ok=True)
             partial = f"{self.folder}/.{os.path.basename(path)}.{uuid.uuid4().hex}.partial"
@@ -402,7 +407,7 @@ class TrialCheckpoints:
         a storage of its own, and a damaged file is said to be damaged even when its load
         fails. From an object store the bytes are fetched once and loaded from memory.
         """
-        fs = self.store.fs
+        fs = self.fs
         if isinstance(fs, LocalFileSystem):
             with open(path, "rb") as file:
                 hashing = hash_file_alongside(file, digest)
@@ -435,7 +440,7 @@ class TrialCheckpoints:
 
     def _delete_unlisted(self, keep: set[str]) -> None:
         """Delete checkpoints the manifest no longer lists, and partial files of dead writers."""
-        fs = self.store.fs
+        fs = self.fs
         for path in fs.ls(self.folder, detail=False):
             name = os.path.basename(path.rstrip("/"))
             if name != _MANIFEST and name not in keep and (_EPOCH_FILE.match(name) or name.endswith(".partial")):
@@ -445,6 +450,6 @@ class TrialCheckpoints:
         """Delete checkpoints the manifest stopped listing."""
         for name in names:
             try:
-                self.store.fs.rm_file(f"{self.folder}/{name}")
+                self.fs.rm_file(f"{self.folder}/{name}")
             except FileNotFoundError:
                 pass

@@ -15,10 +15,10 @@ from typing import Any
 import optuna
 
 from prefect_intermission._optuna_internals import trial_id_of
-from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.settings import settings
 from prefect_intermission.training.checkpoints import LoadResult, TrialCheckpoints
 from prefect_intermission.training.direction import Direction
+from prefect_intermission.training.pause_signal import PauseSignal
 
 
 @dataclass(frozen=True)

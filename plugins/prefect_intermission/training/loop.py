@@ -33,15 +33,9 @@ from typing import Any, Literal
 import optuna
 import torch
 
-from prefect_intermission._optuna_internals import trial_id_of
-from prefect_intermission._faults import fault_point
 from prefect_intermission._counting import epochs_done
-from prefect_intermission.settings import settings
-from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
-from prefect_intermission.training.checkpoints import TrialCheckpoints
-from prefect_intermission.training.context import TrialContext
-from prefect_intermission.training.data import ResumableDataLoader
-from prefect_intermission.training.direction import Direction, check_direction, is_better
+from prefect_intermission._faults import fault_point
+from prefect_intermission._optuna_internals import trial_id_of
 from prefect_intermission.errors import (
     CheckpointError,
     ConfigurationError,
@@ -49,7 +43,17 @@ from prefect_intermission.errors import (
     MetricNotFinite,
     TrialPaused,
 )
-from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.settings import settings
+from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
+from prefect_intermission.training.checkpoints import TrialCheckpoints
+from prefect_intermission.training.context import TrialContext
+from prefect_intermission.training.data import ResumableDataLoader
+from prefect_intermission.training.direction import (
+    Direction,
+    check_direction,
+    is_better,
+)
+from prefect_intermission.training.pause_signal import PauseSignal
 
 _COMPONENTS = ("model", "optimizer", "scheduler", "scaler")
 

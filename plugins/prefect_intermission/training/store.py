@@ -100,7 +100,7 @@ class CheckpointStore:
     def for_trial(self, study_name: str, trial_number: int) -> TrialCheckpoints:
         """The checkpoints of one trial of one study."""
         folder = f"{self.root}/{safe_path_component(study_name)}/trial-{trial_number:05d}"
-        return TrialCheckpoints(self, folder)
+        return TrialCheckpoints(self.fs, folder, self.keep_last)
 
     def study_folder(self, study_name: str) -> str:
         """The folder (or prefix) that holds every checkpoint of a study, as a URL."""

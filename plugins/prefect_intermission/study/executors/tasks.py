@@ -14,13 +14,21 @@ from prefect.states import State
 
 from prefect_intermission._optuna_internals import storage_of, trial_id_of
 from prefect_intermission.pausing.reasons import PauseReason
-from prefect_intermission.pausing.run_states import paused_trial_state, stopped_trial_state
-from prefect_intermission.pausing.signal import PauseSignal
+from prefect_intermission.pausing.run_states import (
+    paused_trial_state,
+    stopped_trial_state,
+)
 from prefect_intermission.reporting.progress import StudyProgress
-from prefect_intermission.study.attempt import Objective, TrialOutcome, attempt_settings, run_trial_attempt
+from prefect_intermission.study.attempt import (
+    Objective,
+    TrialOutcome,
+    attempt_settings,
+    run_trial_attempt,
+)
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.executors.base import TrialExecutor
 from prefect_intermission.study.state import StudyState
+from prefect_intermission.training.pause_signal import PauseSignal
 from prefect_intermission.training.store import CheckpointStore
 
 logger = logging.getLogger(__name__)

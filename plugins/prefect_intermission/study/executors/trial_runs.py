@@ -31,14 +31,13 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Crashed
 
-from prefect_intermission._optuna_internals import storage_of, trial_id_of
 from prefect_intermission._logging import run_logger
+from prefect_intermission._optuna_internals import storage_of, trial_id_of
 from prefect_intermission.errors import ConfigurationError
 from prefect_intermission.pausing.flow_run_poll import FlowRunWatch, shared_poll
 from prefect_intermission.pausing.notices import PauseNotices
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_states import pause_reason_of_state, pausing_state
-from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.pausing.watcher import poll_seconds_from_env
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.attempt import TrialOutcome
@@ -52,8 +51,9 @@ from prefect_intermission.study.leases import (
     trial_claim_resource,
 )
 from prefect_intermission.study.state import StudyState
-from prefect_intermission.training.store import CheckpointStore
 from prefect_intermission.training.direction import best_of
+from prefect_intermission.training.pause_signal import PauseSignal
+from prefect_intermission.training.store import CheckpointStore
 
 logger = logging.getLogger(__name__)
 

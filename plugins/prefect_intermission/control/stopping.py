@@ -21,7 +21,12 @@ from prefect_intermission.errors import IntermissionError
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study.results import STOPPED_ATTR
-from prefect_intermission.study.state import STOP_ATTR, StudyState, open_storage, utc_now_iso
+from prefect_intermission.study.state import (
+    STOP_ATTR,
+    StudyState,
+    open_storage,
+    utc_now_iso,
+)
 
 #: How often a running study reads its storage for a stop request.
 STOP_POLL_SECONDS = 2.0
@@ -45,7 +50,7 @@ def stop_study(target: str, *, by: str) -> str:
     A running study stops its trials at their next boundary; a suspended one is resumed
     to stop; one paused outside a deployment stops when it is run again.
     """
-    from prefect_intermission.pausing.run_control import read_flow_run, request_resume
+    from prefect_intermission.control.run_control import read_flow_run, request_resume
     from prefect_intermission.study.flow_runs import latest_runs, study_config_of
 
     run = latest_runs(target)[0]

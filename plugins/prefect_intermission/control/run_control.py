@@ -19,9 +19,16 @@ from prefect.exceptions import NotPausedError, ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Paused, Scheduled, Suspended
 
+from prefect_intermission.control.timed_resume import (
+    PAUSED_UNTIL,
+    paused_until,
+    schedule_resume,
+)
 from prefect_intermission.errors import FlowRunControlError
-from prefect_intermission.pausing.run_states import CLI_PAUSE_KEY_PREFIX, FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.pausing.timed_resume import PAUSED_UNTIL, paused_until, schedule_resume
+from prefect_intermission.pausing.run_states import (
+    CLI_PAUSE_KEY_PREFIX,
+    FLOW_PAUSE_KEY_PREFIX,
+)
 
 
 def parse_flow_run_id(value: str) -> UUID:

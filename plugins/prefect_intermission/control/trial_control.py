@@ -8,11 +8,11 @@ from uuid import UUID
 from optuna.trial import TrialState
 from prefect.client.schemas.objects import FlowRun
 
+from prefect_intermission.control.run_control import read_flow_run
 from prefect_intermission.errors import FlowRunControlError
-from prefect_intermission.pausing.run_control import read_flow_run
+from prefect_intermission.pausing.holds import TrialHolds
 from prefect_intermission.study.flow_runs import study_config_of, study_name_of
 from prefect_intermission.study.state import missing_sqlite_file, open_storage
-from prefect_intermission.pausing.holds import TrialHolds
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.states import Cancelled
 
-from prefect_intermission.reporting.events import emit_study_event
-from prefect_intermission.reporting.notify import notify
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.reporting.events import emit_study_event
+from prefect_intermission.reporting.notify import notify
 from prefect_intermission.study.flow_runs import study_config_of, study_name_of
 
 logger = logging.getLogger(__name__)

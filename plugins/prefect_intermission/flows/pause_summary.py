@@ -6,12 +6,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from prefect_intermission.pausing.reasons import describe
 from prefect_intermission._counting import epochs_done
+from prefect_intermission.pausing.reasons import describe
 from prefect_intermission.reporting.links import flow_run_link
 from prefect_intermission.study.results import best_text
 from prefect_intermission.study.state import StudyState
-
 
 
 def _bytes(n: int) -> str:

@@ -27,9 +27,9 @@ from prefect_intermission._threads import BackgroundLoop, ContextThread
 from prefect_intermission.pausing.flow_run_poll import FlowRunWatch, shared_poll
 from prefect_intermission.pausing.notices import PauseNotices
 from prefect_intermission.pausing.run_states import pause_reason_of_state, pausing_state
-from prefect_intermission.pausing.signal import PauseSignal
 from prefect_intermission.settings import settings
 from prefect_intermission.study.leases import StudyLease
+from prefect_intermission.training.pause_signal import PauseSignal
 
 logger = logging.getLogger(__name__)
 

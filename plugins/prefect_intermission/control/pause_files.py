@@ -17,12 +17,16 @@ import optuna
 from prefect.client.schemas.objects import FlowRun
 
 from prefect_intermission.blocks.pause_policy import PausePolicy
+from prefect_intermission.control.run_control import request_resume
 from prefect_intermission.errors import FlowRunControlError, IntermissionError
 from prefect_intermission.pausing.reasons import PauseReason
-from prefect_intermission.pausing.run_control import request_resume
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study.flow_runs import study_config_of
-from prefect_intermission.study.state import missing_sqlite_file, open_storage, pause_history
+from prefect_intermission.study.state import (
+    missing_sqlite_file,
+    open_storage,
+    pause_history,
+)
 
 logger = logging.getLogger(__name__)
 
