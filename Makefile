@@ -26,10 +26,10 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	$(PY) -m pytest
 
-# The developer's quicker loop: every test not marked e2e (no process worker; some still start
-# a Prefect server). `make test` runs everything.
+# The developer's quicker loop: tests/unit (no server) and tests/integration (a server, no
+# worker). `make test` runs everything, tests/e2e too.
 check: $(INSTALLED)
-	$(PY) -m pytest -m "not e2e"
+	$(PY) -m pytest tests/unit tests/integration
 
 # The floors: the oldest release of each range (.ci/floor-constraints.txt), Prefect and torch
 # installed first, then the project from its wheel (not editable), as a user installs it; then
@@ -41,8 +41,8 @@ FLOOR_PY := $(FLOOR_VENV)/bin/python
 FLOOR_CONSTRAINTS := .ci/floor-constraints.txt
 FLOOR_INSTALLED := $(FLOOR_VENV)/.installed
 FLOOR_TESTS := \
-	tests/test_prefect_internals.py \
-	tests/test_transformers.py \
+	tests/integration/test_prefect_internals.py \
+	tests/integration/test_transformers.py \
 	tests/e2e/test_pause_resume.py::test_paused_and_resumed_twice_matches_an_uninterrupted_run \
 	tests/e2e/test_pause_resume.py::test_the_timeout_typed_in_the_ui_pause_dialog_resumes_the_run_by_itself \
 	tests/e2e/test_crash_recovery.py \

@@ -67,7 +67,7 @@ def _measure(workdir: str, n_trials: int, max_epochs: int) -> dict[str, list[flo
     for _ in range(n_trials):
         trial = study.ask()
         base = store.for_trial("boundary", trial.number)
-        checkpoints = _TimedCheckpoints(base.store, base.folder)
+        checkpoints = _TimedCheckpoints(base.fs, base.folder, base.keep_last)
         loop = _TimedLoop(trial, checkpoints, max_epochs=max_epochs, seed=trial.number, pause_signal=PauseSignal())
         loop._epoch_started = time.perf_counter()
         study.tell(trial, objective(trial, loop))

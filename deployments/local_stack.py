@@ -118,12 +118,16 @@ class LocalPrefect:
             raise RuntimeError(f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
-    def deploy(self, *names: str) -> None:
-        """Create the work pool and apply the named deployments of prefect.yaml."""
+    def create_work_pool(self) -> None:
+        """Create the project's work pool (deployments/work_pool.sh), if it is not there yet."""
         subprocess.run(
             ["bash", "deployments/work_pool.sh", WORK_POOL],
             env=self.env, cwd=PROJECT_ROOT, check=True, capture_output=True,
         )
+
+    def deploy(self, *names: str) -> None:
+        """Create the work pool and apply the named deployments of prefect.yaml."""
+        self.create_work_pool()
         args = [arg for name in names for arg in ("--name", name)]
         self.prefect("--no-prompt", "deploy", *args)
 

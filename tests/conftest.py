@@ -1,4 +1,11 @@
-"""Shared fixtures: a real Prefect server and process worker, started once per test session."""
+"""The test tiers, marked by folder, and the fixtures they share.
+
+- `tests/unit`: no server and no worker: the code on its own; each test has a short timeout.
+- `tests/integration`: one `prefect server start` per test process (`prefect_server`), flows run
+  in the test's own process; no worker. With `tests/unit`, this is `make check`.
+- `tests/e2e`: the real stack (`prefect_stack`): the same server, the deployments and a process
+  worker, driven as users drive it. `make test` runs all three.
+"""
 
 from __future__ import annotations
 
@@ -20,12 +27,27 @@ from deployments.local_services import LocalPostgres, LocalS3  # noqa: E402
 from deployments.local_stack import LocalPrefect  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrefect]:
-    """`prefect server start` on loopback, the deployments, and one process worker.
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "e2e")
+#: A unit test that takes longer than this is waiting for something it should not need.
+UNIT_TIMEOUT_SECONDS = 60
 
-    The worker serves the pool's `default` queue (every deployment but `train-trial`);
-    trial runs wait in the `trials` queue for the workers a test starts for them.
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, the folder it is in; give unit tests their short timeout."""
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: every test lives in one of tests/{{{','.join(TIERS)}}}.")
+        item.add_marker(getattr(pytest.mark, tier))
+        if tier == "unit" and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(UNIT_TIMEOUT_SECONDS))
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrefect]:
+    """`prefect server start` on loopback (its own PREFECT_HOME, SQLite), the API of this
+    process's flows; one per test process.
 
     The pause-expiration service runs every second, so a UI pause's timeout can be
     shortened to seconds; trials look for pauses five times a second.
@@ -42,13 +64,23 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPre
     with stack, temporary_settings(
         {PREFECT_API_URL: stack.api_url, PREFECT_UI_URL: stack.env["PREFECT_UI_URL"]}
     ):
-        stack.deploy(
-            "digits-demo", "text-classification-demo", "pause-study", "resume-study", "resume-paused-studies-at-night",
-            "train-trial",
-        )
-        stack.start_worker(work_queues=("default",))
         yield stack
         APILogWorker.drain_all(timeout=5)  # send this process's run logs before the server stops
+
+
+@pytest.fixture(scope="session")
+def prefect_stack(prefect_server: LocalPrefect) -> LocalPrefect:
+    """The test process's server with the project's deployments and one process worker.
+
+    The worker serves the pool's `default` queue (every deployment but `train-trial`);
+    trial runs wait in the `trials` queue for the workers a test starts for them.
+    """
+    prefect_server.deploy(
+        "digits-demo", "text-classification-demo", "pause-study", "resume-study", "resume-paused-studies-at-night",
+        "train-trial",
+    )
+    prefect_server.start_worker(work_queues=("default",))
+    return prefect_server
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ the ids it keeps as `Study._study_id` and `Trial._trial_id` / `FrozenTrial._tria
 Each is read here, and only here.
 
 `check_optuna_internals()` verifies that each private name still exists on a real
-in-memory study and trial; tests/test_optuna_internals.py runs it, so an Optuna release
+in-memory study and trial; tests/unit/test_optuna_internals.py runs it, so an Optuna release
 that moves one fails there, naming it.
 """
 

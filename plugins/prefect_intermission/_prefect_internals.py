@@ -16,7 +16,7 @@ the `Intent` type lives in `prefect._internal.attempt_control` since 3.8.x, in
 `prefect._internal.control_listener` before.
 
 `check_prefect_internals()` verifies that each private name still exists and can be
-called as this module calls it; tests/test_prefect_internals.py runs it and exercises
+called as this module calls it; tests/integration/test_prefect_internals.py runs it and exercises
 every wrapper, so a Prefect upgrade that changes them fails there, naming what changed.
 """
 

@@ -16,8 +16,6 @@ from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from tests.e2e.studies import study_events, trained_epochs, trials
 from tests.status_study import status_json
 
-pytestmark = pytest.mark.e2e
-
 
 def _parameters(name, tmp_path):
     return {

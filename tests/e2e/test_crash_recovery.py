@@ -7,7 +7,6 @@ import os
 import signal
 import uuid
 
-import pytest
 from optuna.trial import TrialState
 
 from deployments.ui_actions import (
@@ -21,7 +20,6 @@ from deployments.ui_actions import (
 from prefect_intermission.study.state import TRIAL_RESUMPTIONS_ATTR
 from tests.e2e.studies import trained_epochs, trials
 
-pytestmark = pytest.mark.e2e
 N_TRIALS = 3
 
 

@@ -27,7 +27,6 @@ from prefect_intermission._faults import FAULT_POINTS
 from prefect_intermission.training.store import CheckpointStore
 from prefect_intermission.study.state import TRIAL_RESUMPTIONS_ATTR
 
-pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("run_study_script.py")
 N_TRIALS = 4
 POINTS = [p for p in FAULT_POINTS if p != "flow.suspend"]  # a plain script never suspends

@@ -11,7 +11,6 @@ import sys
 import uuid
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
@@ -22,7 +21,6 @@ from deployments.ui_actions import read_run, wait_until_mid_training
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from tests.e2e.studies import run_logs, trained_epochs, trials
 
-pytestmark = pytest.mark.e2e
 #: A queue no worker serves: the test executes the run itself, as an orchestrator's pod would.
 POD_QUEUE = "pods"
 

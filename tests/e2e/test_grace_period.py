@@ -11,15 +11,12 @@ import signal
 import time
 import uuid
 
-import pytest
 import torch
 
 from deployments.ui_actions import process_is_gone, read_run, start_deployment_run, wait_for, wait_for_state
 from prefect_intermission.study.state import TRIAL_RESUMPTIONS_ATTR
 from prefect_intermission.training.store import CheckpointStore
 from tests.e2e.studies import final_weights, run_logs, trials
-
-pytestmark = pytest.mark.e2e
 
 GRACE_SECONDS = 10  # docker's default; kubernetes' is 30
 STEPS_PER_EPOCH, STEP_SECONDS = 8, 2.5  # an epoch longer than the grace period

@@ -11,7 +11,6 @@ import time
 import uuid
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
@@ -41,7 +40,6 @@ from tests.e2e.terminal import Terminal, study_command
 from tests.e2e.test_keys import check_continued_exactly, flow_runs_named
 from tests.status_study import intermission, status_json
 
-pytestmark = pytest.mark.e2e
 CTRL_C = b"\x03"
 
 

@@ -20,7 +20,6 @@ from prefect_intermission.study.state import pause_history
 from tests.e2e.studies import trained_epochs, trials
 from tests.e2e.terminal import Terminal, study_command
 
-pytestmark = pytest.mark.e2e
 N_TRIALS, MAX_EPOCHS = 2, 12  # what run_study_script.py runs
 
 

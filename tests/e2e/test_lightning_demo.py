@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 import torch
 from optuna.trial import TrialState
 
@@ -26,8 +25,6 @@ from prefect_intermission import CheckpointStore
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study.state import TRIAL_STATUS_ATTR
 from tests.e2e.studies import trials
-
-pytestmark = pytest.mark.e2e
 
 DEPLOYMENT = "pausable-study/lightning-digits-demo"
 N_TRIALS = 2

@@ -10,7 +10,6 @@ import uuid
 from collections import Counter
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
@@ -34,8 +33,6 @@ from prefect_intermission.study.state import (
     pause_history,
 )
 from tests.e2e.studies import run_logs, trained_epochs, trials
-
-pytestmark = pytest.mark.e2e
 
 N_TRIALS = 3
 MAX_EPOCHS = 30

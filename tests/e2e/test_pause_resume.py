@@ -11,7 +11,6 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import optuna
-import pytest
 import torch
 from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
@@ -48,8 +47,6 @@ from tests.e2e.studies import (
     trained_epochs,
     trials,
 )
-
-pytestmark = pytest.mark.e2e
 
 N_TRIALS = 4
 MAX_EPOCHS = 8

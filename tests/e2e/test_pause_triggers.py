@@ -13,7 +13,6 @@ from contextvars import copy_context
 from datetime import datetime, timedelta, timezone
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
 from prefect_intermission import PausePolicy, request_resume
@@ -42,7 +41,6 @@ from deployments.ui_actions import (
 from tests.e2e.studies import paused_line, run_logs, trained_epochs, trials
 from tests.e2e.webhook import webhook
 
-pytestmark = pytest.mark.e2e
 N_TRIALS = 2
 SECRET = "s3cr3t-hook-token"
 

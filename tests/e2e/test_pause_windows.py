@@ -11,7 +11,6 @@ import uuid
 from datetime import datetime, timedelta
 
 import optuna
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.sorting import FlowRunSort
@@ -21,8 +20,6 @@ from prefect_intermission.study.state import pause_history
 
 from deployments.ui_actions import start_deployment_run, wait_for_state
 from tests.e2e.studies import trained_epochs, trials
-
-pytestmark = pytest.mark.e2e
 
 
 def test_a_study_pauses_in_its_windows_and_resumes_at_the_resume_time(prefect_stack, tmp_path):

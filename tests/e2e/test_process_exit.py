@@ -5,9 +5,7 @@ of the user's code still run; a run that completes exits as it always did."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
-import pytest
 
 from deployments.ui_actions import (
     wait_until_suspended_by_study,
@@ -22,8 +20,6 @@ from deployments.ui_actions import (
     wait_until_mid_training,
 )
 from tests.e2e.studies import run_logs
-
-pytestmark = pytest.mark.e2e
 
 
 def _pid(run) -> int:

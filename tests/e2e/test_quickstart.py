@@ -51,7 +51,7 @@ from prefect_intermission.deploy.catalog import DEPLOYMENTS
 from tests.e2e.studies import trained_epochs
 
 # One worker builds the virtualenv once for the module's tests.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("quickstart")]
+pytestmark = pytest.mark.xdist_group("quickstart")
 
 README = (PROJECT_ROOT / "README.md").read_text()
 TORCH = "torch==2.13.0"  # the CPU build on this machine's disk (a bare `torch` would be a CUDA build)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 
 import optuna
-import pytest
 import s3fs
 from optuna.trial import TrialState
 from sqlalchemy.pool import NullPool
@@ -24,8 +23,6 @@ from deployments.ui_actions import (
 from prefect_intermission import CheckpointStorageCredentials, CheckpointStore
 from prefect_intermission.study.state import TRIAL_STATUS_ATTR
 from tests.e2e.studies import final_weights, trained_epochs, trials
-
-pytestmark = pytest.mark.e2e
 
 N_TRIALS = 3
 MAX_EPOCHS = 6

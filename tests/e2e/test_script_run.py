@@ -15,7 +15,6 @@ from pathlib import Path
 
 import optuna
 
-import pytest
 from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
@@ -26,7 +25,6 @@ from prefect_intermission import PausePolicy
 from prefect_intermission.study.state import pause_history
 from tests.e2e.studies import artifacts_of, trained_epochs, trials
 
-pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("run_study_script.py")
 
 

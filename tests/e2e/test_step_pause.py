@@ -8,7 +8,6 @@ import os
 import signal
 import uuid
 
-import pytest
 import torch
 from optuna.trial import TrialState
 
@@ -26,8 +25,6 @@ from deployments.ui_actions import (
 from prefect_intermission.study.state import TRIAL_PAUSED_STEPS_ATTR
 from tests.e2e.studies import final_weights, trials
 from tests.e2e.test_pause_resume import _intermission
-
-pytestmark = pytest.mark.e2e
 
 N_TRIALS, MAX_EPOCHS = 2, 3  # 8 steps an epoch
 

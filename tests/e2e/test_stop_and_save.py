@@ -29,8 +29,6 @@ from prefect_intermission.training.store import CheckpointStore
 from tests.e2e.studies import run_logs, trials
 from tests.e2e.test_pause_resume import _intermission, _parameters
 
-pytestmark = pytest.mark.e2e
-
 
 def _check_stopped(storage: str, name: str, in_flight: list[int]) -> None:
     """Every trial finished; those in flight were recorded pruned with their last epoch's value."""

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
@@ -35,8 +34,6 @@ from deployments.ui_actions import (
     wait_until_mid_training,
 )
 from tests.e2e.studies import run_logs, trained_epochs
-
-pytestmark = pytest.mark.e2e
 
 N_TRIALS = 2
 MAX_EPOCHS = 4

@@ -10,11 +10,9 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
 
 from deployments.local_stack import PROJECT_ROOT
 
-pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("run_study_script.py")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

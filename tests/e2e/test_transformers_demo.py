@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 import torch
 from optuna.trial import TrialState
 
@@ -22,8 +21,6 @@ from deployments.ui_actions import (
 from prefect_intermission import CheckpointStore, optimize_study
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR
 from tests.e2e.studies import final_weights, trials
-
-pytestmark = pytest.mark.e2e
 
 N_TRIALS = 2
 MAX_EPOCHS = 2

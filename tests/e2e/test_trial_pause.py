@@ -6,7 +6,6 @@ import subprocess
 import sys
 import uuid
 
-import pytest
 from optuna.trial import TrialState
 
 from deployments.ui_actions import read_run, start_deployment_run, wait_for, wait_for_state
@@ -14,8 +13,6 @@ from prefect_intermission import request_resume
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.study.state import TRIAL_STATUS_ATTR, pause_history
 from tests.e2e.studies import trained_epochs, trials
-
-pytestmark = pytest.mark.e2e
 
 
 def _intermission(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
 from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
@@ -15,7 +14,6 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from deployments.local_stack import PROJECT_ROOT
 from tests.e2e.studies import trained_epochs, trials
 
-pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("run_study_script.py")
 
 

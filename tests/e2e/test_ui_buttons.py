@@ -22,8 +22,6 @@ from deployments.ui_actions import (
 from tests.e2e.browser import RunPage, chromium
 from tests.e2e.studies import trained_epochs, trials
 
-pytestmark = pytest.mark.e2e
-
 N_TRIALS = 2
 MAX_EPOCHS = 6
 DEFAULT_DIALOG_TIMEOUT = 300  # what both dialogs hold until the user types another number

@@ -2,7 +2,7 @@
 
 Each entry point is a module path in the installed package (`module:function`), so a
 worker that has the package installed runs it from any working directory; the
-repository's prefect.yaml uses the same entry points (tests/test_deploy.py compares them).
+repository's prefect.yaml uses the same entry points (tests/integration/test_deploy.py compares them).
 
 Why `module:function` and not Prefect's dotted module form (`EntrypointType.MODULE_PATH`,
 `module.function`): Prefect (read in 3.7.1's, 3.8.8's and 3.9.1's `load_flow_from_flow_run`)
