@@ -17,16 +17,21 @@ import torch
 from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 from prefect.states import Pending
-
 from prefect_intermission import CheckpointStore, PauseSignal, optimize_study
 from prefect_intermission._signing import signing_key
+from prefect_intermission.study.attempt import run_trial_attempt
+from prefect_intermission.study.resuming import reattach_trial
 from prefect_intermission.study.setup import load_study_state
-from prefect_intermission.study.state import REFUSALS_ATTR, SAMPLER_ATTR, TRIAL_RESUMPTIONS_ATTR
-from prefect_intermission.study.attempt import reattach_trial, run_trial_attempt
+from prefect_intermission.study.state import (
+    REFUSALS_ATTR,
+    SAMPLER_ATTR,
+    TRIAL_RESUMPTIONS_ATTR,
+)
+
+from tests.integration.test_run_story import _execute_again, _logs, _story
 from tests.manifests import list_as_written
 from tests.objectives import classifier
 from tests.signals import PauseAfter
-from tests.integration.test_run_story import _execute_again, _logs, _story
 from tests.unit.test_study_state import TouchOnUnpickling, malformed_sampler_state
 
 pytestmark = pytest.mark.usefixtures("prefect_server")  # the signing key is a Secret block

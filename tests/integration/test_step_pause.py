@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from prefect_intermission import PauseSignal
-from prefect_intermission.study.attempt import reattach_trial, run_trial_attempt
+from prefect_intermission.study.attempt import run_trial_attempt
+from prefect_intermission.study.resuming import reattach_trial
 from prefect_intermission.study.setup import load_study_state
-from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_PAUSED_STEPS_ATTR
+from prefect_intermission.study.state import (
+    TRIAL_PAUSED_EPOCH_ATTR,
+    TRIAL_PAUSED_STEPS_ATTR,
+)
 from prefect_intermission.training.store import CheckpointStore
+
 from tests.objectives import classifier, stepped_classifier
 
 pytestmark = pytest.mark.usefixtures("prefect_server")  # the study's signing key is a Secret block

@@ -8,11 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import optuna
 import pytest
-
 from prefect_intermission import CheckpointStore, PauseSignal
+from prefect_intermission.study.attempt import run_trial_attempt, trial_seed
+from prefect_intermission.study.resuming import reattach_trial
 from prefect_intermission.study.setup import load_study_state
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR
-from prefect_intermission.study.attempt import reattach_trial, run_trial_attempt, trial_seed
+
 from tests.objectives import classifier
 
 pytestmark = pytest.mark.usefixtures("prefect_server")  # the signing key is a Secret block

@@ -56,6 +56,7 @@ from prefect_intermission.reporting.terminal import TerminalProgress
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.leases import StudyLease
 from prefect_intermission.study.results import best_text, best_trials, pareto_front
+from prefect_intermission.study.resuming import check_checkpoints, continuation
 from prefect_intermission.study.scheduler import ScheduleResult, TrialScheduler
 from prefect_intermission.study.state import StudyState
 from prefect_intermission.training.pause_signal import PauseSignal
@@ -103,7 +104,9 @@ class StudyRun:
 
     def execute(self) -> dict[str, Any] | State:
         """Every phase in turn; the flow's return value."""
-        self.scheduler.check_checkpoints()
+        check_checkpoints(
+            self.state, self.store, restart_trials_without_checkpoints=self.config.restart_trials_without_checkpoints
+        )
         if self.state.stop_request() is not None:  # stopped while paused: nothing more to train
             return self.stop_and_save(ScheduleResult(finished=self.state.finished_count()))
         self.continue_study()
@@ -132,23 +135,18 @@ class StudyRun:
             self._drop_pending_resumes()
         if released := self.holds.release_all():
             self.logger.info("Held trial(s) %s resume with the study.", ", ".join(f"#{n}" for n in sorted(released)))
-        unfinished = self.state.unfinished_trials()
-        finished = self.state.finished_count()
-        if not unfinished and not finished:
+        continuing = continuation(self.state, self.config.n_trials)
+        if not continuing.anything:
             return
-        continuing = ", ".join(
-            f"#{t.number} ({len(t.intermediate_values)} epochs done)" for t in unfinished
-        ) or "none"
-        self.logger.info(
-            "Continuing study %r: %d/%d trials finished, %d unfinished trial(s) to continue: %s.",
-            self.study_name, finished, self.config.n_trials, len(unfinished), continuing,
-        )
-        if unfinished:
-            emit_study_event("resumed", self.study_name, self.flow_run.id, {"continuing": [t.number for t in unfinished]})
+        self.logger.info("%s", continuing.log_line())
+        if continuing.unfinished:
+            emit_study_event(
+                "resumed", self.study_name, self.flow_run.id, {"continuing": [t.number for t in continuing.unfinished]}
+            )
             notify_in_background(  # the first epoch must not wait for it
                 self.policy, f"Study {self.study_name} resumed",
-                f"Study {self.study_name!r} resumed (flow run {self.flow_run.id}): "
-                f"{finished} of {self.config.n_trials} trials finished; continuing {continuing}.",
+                f"Study {self.study_name!r} resumed (flow run {self.flow_run.id}): {continuing.finished} of "
+                f"{self.config.n_trials} trials finished; continuing {continuing.trials_text}.",
             )
 
     def _drop_pending_resumes(self) -> None:

@@ -40,7 +40,6 @@ from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.attempt import (
     TrialOutcome,
     attempt_settings,
-    reattach_trial,
     run_trial_attempt,
 )
 from prefect_intermission.study.config import StudyConfig
@@ -50,6 +49,7 @@ from prefect_intermission.study.leases import (
     trial_claim_owner_prefix,
     trial_claim_resource,
 )
+from prefect_intermission.study.resuming import reattach_trial
 from prefect_intermission.study.setup import open_store, open_study
 from prefect_intermission.study.state import (
     TRIAL_PAUSED_EPOCH_ATTR,

@@ -5,6 +5,8 @@
 - `location`: where a study lives, recorded with its flow run; a re-execution that does
   not find it there stops before the study is opened.
 - `state`: what the study stores beside Optuna's trials (sampler, pauses, trial marks).
+- `resuming`: what a new execution continues: checkpoints checked first, trials reattached,
+  each continuation recorded.
 - `attempt`: one attempt of one trial; `scheduler` decides which trials train, and
   `executors/` trains them here (tasks) or elsewhere (trial runs).
 - `leases`: one execution per study, one per trial; `flow_runs`: a study's runs on the server;

@@ -27,6 +27,7 @@ from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.callbacks import TrialCallback, load_callbacks
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.failures import exception_types, failure_of_trial
+from prefect_intermission.study.resuming import record_resumption
 from prefect_intermission.study.state import TRIAL_STATUS_ATTR, StudyState
 from prefect_intermission.training._memory import release_memory, torch_uses_cuda
 from prefect_intermission.training._rng import seed_everything
@@ -76,16 +77,6 @@ def attempt_settings(config: StudyConfig) -> dict[str, Any]:
 def trial_seed(study_seed: int, trial_number: int) -> int:
     """The seed of one trial: fixed by the study seed and the trial number."""
     return (study_seed * 1_000_003 + trial_number) % 2**63
-
-
-def reattach_trial(state: StudyState, trial_id: int) -> optuna.Trial:
-    """A live `Trial` for a RUNNING trial left by an earlier run.
-
-    Its parameters come back from storage without drawing from the sampler (Optuna
-    samples only parameters a trial does not have yet), so the study's suggestion
-    sequence goes on as if the run had never stopped.
-    """
-    return optuna.Trial(state.study, trial_id)
 
 
 def run_trial_attempt(
@@ -195,15 +186,7 @@ class _Started:
             start = -1 if restore.from_epoch is None else restore.from_epoch
             self.progress.trial_started(self.trial.number, self.trial.params, start, self.loop.best_metric)
         if self.earlier is not None:
-            self.state.record_resumption(
-                trial_id_of(self.trial),
-                {
-                    "reason": "pause" if self.earlier == "paused" else "crash",
-                    "from_epoch": restore.from_epoch,
-                    "lost_epochs": restore.lost_epochs,
-                    "fallbacks": restore.fallbacks,
-                },
-            )
+            record_resumption(self.state, self.trial, self.earlier, restore)
 
 
 def _returned(

@@ -18,14 +18,14 @@ from uuid import UUID
 
 from prefect_intermission._counting import epochs_done
 from prefect_intermission._optuna_internals import trial_id_of
-from prefect_intermission.errors import CheckpointError
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.reporting.events import emit_trial_event
 from prefect_intermission.reporting.progress import StudyProgress
-from prefect_intermission.study.attempt import TrialOutcome, reattach_trial
+from prefect_intermission.study.attempt import TrialOutcome
 from prefect_intermission.study.clock import TrainingClock
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.executors.base import TrialExecutor
+from prefect_intermission.study.resuming import reattach_trial
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, StudyState
 from prefect_intermission.training.pause_signal import PauseSignal
 from prefect_intermission.training.store import CheckpointStore
@@ -74,32 +74,6 @@ class TrialScheduler:
         self._trial_ids: dict[int, int] = {}
         self._held: dict[int, int | None] = {}  # number -> epoch it paused after
         self._result = ScheduleResult(finished=0)
-
-    def check_checkpoints(self) -> None:
-        """Fail before any work if unfinished trials' checkpoints are gone or of another format.
-
-        A trial paused after an epoch, or cut off after two or more epochs, must have
-        checkpoints; if its folder is gone (deleted, or `checkpoints` points elsewhere)
-        continuing it would silently retrain it, unless `restart_trials_without_checkpoints`.
-        """
-        study_name = self.state.study.study_name
-        missing = []
-        for trial in self.state.unfinished_trials():
-            paused_epoch = trial.system_attrs.get(TRIAL_PAUSED_EPOCH_ATTR)
-            had_checkpoint = paused_epoch is not None or len(trial.intermediate_values) >= 2
-            stored = self.checkpoints.for_trial(study_name, trial.number)
-            stored.check_format()
-            if had_checkpoint and not stored.exists():
-                missing.append(f"#{trial.number} ({len(trial.intermediate_values)} epochs trained)")
-        if missing and not self.config.restart_trials_without_checkpoints:
-            raise CheckpointError(
-                f"The checkpoints of trial(s) {', '.join(missing)} of study {study_name!r} are "
-                f"missing from {self.checkpoints.study_folder(study_name)!r}: they were "
-                "deleted, or `checkpoints` points elsewhere than when they were written. "
-                "Nothing was changed. Point `checkpoints` at the right location, or run again "
-                "with restart_trials_without_checkpoints=True to train those trials again from "
-                "the start with the same parameters."
-            )
 
     def run(self) -> ScheduleResult:
         """Train until `n_trials` are finished, a pause stops the study, or a trial fails.
