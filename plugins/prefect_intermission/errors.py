@@ -6,6 +6,8 @@ message says what is wrong and how to fix it.
 
 from __future__ import annotations
 
+from prefect_intermission._counting import position_text
+
 
 class IntermissionError(Exception):
     """Base class of every error raised by prefect-intermission."""
@@ -41,8 +43,7 @@ class TrialPaused(BaseException):
     """
 
     def __init__(self, trial_number: int, epoch: int, *, steps_into_epoch: int | None = None) -> None:
-        within = f", {steps_into_epoch} steps into epoch {epoch + 2}" if steps_into_epoch else ""
-        super().__init__(f"Trial {trial_number} paused: {epoch + 1} epochs done{within}.")
+        super().__init__(f"Trial {trial_number} paused: {position_text(epoch, steps_into_epoch=steps_into_epoch)}.")
         self.trial_number = trial_number
         self.epoch = epoch
         self.steps_into_epoch = steps_into_epoch

@@ -66,7 +66,7 @@ def test_paused_and_killed_within_epochs_it_continues_step_for_step(prefect_stac
     steps_in = paused.system_attrs[TRIAL_PAUSED_STEPS_ATTR]
     assert 0 < steps_in < 8, "paused within the epoch, not at its end"
     shown = _intermission("status", name, env=prefect_stack.env)
-    assert f"1 of {MAX_EPOCHS} epochs done and {steps_in} steps into epoch 2" in shown.stdout
+    assert f"1 of {MAX_EPOCHS} epochs done, and {steps_in} steps into epoch 2" in shown.stdout
 
     # Resumed, then killed within an epoch: every step taken was checkpointed.
     ui_resume(run.id)

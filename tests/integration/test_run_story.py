@@ -137,10 +137,13 @@ def test_the_runs_log_tells_the_story_of_a_pause(paused_run):
     logs = _logs(paused_run["flow_run"].id)
     story = _story(logs)
 
-    # The pause is announced, naming the trials still training, that finish their current epoch ...
+    # The pause is announced, naming the trials still training, that stop at their next boundary ...
     position, announcement = _announcement(logs)
     prefix = f"Pause requested (rule: trial 0 finished epoch {PAUSE_EPOCH}): trials "
-    suffix = " finish their current epoch, then the run ends, paused."  # outside a deployment
+    suffix = (  # outside a deployment
+        " stop at their next boundary (their next step where they can pause within an epoch, else the end "
+        "of the epoch), then the run ends, paused."
+    )
     assert announcement.message.startswith(prefix) and announcement.message.endswith(suffix), story
     named = announcement.message[len(prefix) : -len(suffix)].split(", ")
     paused_lines = _paused_lines(logs)
@@ -173,11 +176,11 @@ def test_the_runs_log_tells_the_story_of_a_pause(paused_run):
 
 
 def test_the_pause_is_announced_before_any_trial_pauses_naming_them_all(paused_run):
-    """As the README has it: "Pause requested (...): trials #0, #1 finish their current epoch,
-    then ...", said as the pause is asked, then one line per trial checkpointed."""
+    """As the README has it: "Pause requested (...): trials #0, #1 stop at their next boundary
+    (...), then ...", said as the pause is asked, then one line per trial checkpointed."""
     logs = _logs(paused_run["flow_run"].id)
     position, announcement = _announcement(logs)
-    assert announcement.message.endswith(": trials #0, #1 finish their current epoch, then the run ends, paused."), (
+    assert announcement.message.endswith(": trials #0, #1 stop at their next boundary (their next step where they can pause within an epoch, else the end of the epoch), then the run ends, paused."), (
         _story(logs)
     )
     assert all(i > position for i, *_ in _paused_lines(logs).values()), (

@@ -60,7 +60,7 @@ def test_a_trial_paused_within_an_epoch_continues_with_the_next_batch_bit_identi
     paused = _attempt(state, store, trial, PauseOnAsk(11), workers, pause_granularity="step")
     assert paused.state == "paused"
     # 8 steps and the end of epoch 1, then 2 steps of epoch 2.
-    assert "1 of 3 epochs done, 2 steps into epoch 2" in paused.message and "epoch-00001-mid.pt" in paused.message
+    assert "1 of 3 epochs done, and 2 steps into epoch 2" in paused.message and "epoch-00001-mid.pt" in paused.message
     attrs = state.study.trials[0].system_attrs
     assert (attrs[TRIAL_PAUSED_EPOCH_ATTR], attrs[TRIAL_PAUSED_STEPS_ATTR]) == (0, 2)
     assert list(state.study.trials[0].intermediate_values) == [0]  # Optuna saw one report per epoch

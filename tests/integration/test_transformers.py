@@ -91,6 +91,9 @@ def test_a_trainer_paused_at_an_epoch_end_and_within_an_epoch_continues_bit_for_
     assert [h["trials"] for h in history] == [{"0": 0}, {"1": 0}]  # epochs finished when each paused
     stored = CheckpointStore(str(paused / "ckpt")).for_trial("hf", 1).entries()
     assert [(e["epoch"], e.get("mid_epoch", False)) for e in stored] == [(0, False), (1, True)]
+    # It continues "1 of 2 epochs done, and 2 steps into epoch 2", as every trainer says it.
+    mid = CheckpointStore(str(paused / "ckpt")).for_trial("hf", 1).load_latest_valid().state
+    assert mid["steps_into_epoch"] == 2
     assert _run(paused, objective_params=params)["status"] == "completed"
 
     assert _trials(_study(paused)) == _trials(_study(straight))

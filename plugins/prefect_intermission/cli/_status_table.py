@@ -8,7 +8,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from prefect_intermission._counting import epochs_done
+from prefect_intermission._counting import epochs_done, position_text
 from prefect_intermission.cli.status import StudyStatus
 from prefect_intermission.control.timed_resume import PAUSED_UNTIL, resumes_by_itself
 
@@ -98,9 +98,8 @@ def details(s: StudyStatus) -> Group:
     for u in s.unfinished:
         metric = f"{u.last_metric:.6g}" if u.last_metric is not None else "-"
         lines.append(Text(
-            f"  trial #{u.number} {u.status}: {u.epochs_done} of {u.max_epochs} epochs done"
-            + (f" and {u.paused_steps_into_epoch} steps into epoch {u.epochs_done + 1}" if u.paused_steps_into_epoch else "")
-            + f", last metric {metric}"
+            f"  trial #{u.number} {u.status}: {position_text(u.epochs_done - 1, u.max_epochs, u.paused_steps_into_epoch)}"
+            f"; last metric {metric}"
         ))
     for p in s.pauses:
         stopped = ", ".join(f"#{n} ({epochs_done(e)} epochs done)" for n, e in p["trials"].items()) or "no trial"

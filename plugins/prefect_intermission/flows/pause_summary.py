@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from prefect_intermission._counting import epochs_done
+from prefect_intermission._counting import position_text
 from prefect_intermission.pausing.reasons import describe
 from prefect_intermission.reporting.links import flow_run_link
 from prefect_intermission.study.results import best_text
-from prefect_intermission.study.state import StudyState
+from prefect_intermission.study.state import TRIAL_PAUSED_STEPS_ATTR, StudyState
 
 
 def _bytes(n: int) -> str:
@@ -35,6 +35,10 @@ def pause_summary(
     """
     study = state.study
     paused = entry["trials"]
+    steps = {  # the steps trained into the next epoch, for trials paused within it
+        t.number: t.system_attrs.get(TRIAL_PAUSED_STEPS_ATTR)
+        for t in study.get_trials(deepcopy=False) if t.number in {int(n) for n in paused}
+    }
     lines = [
         f"# Study `{study.study_name}` paused",
         "",
@@ -43,7 +47,7 @@ def pause_summary(
         f"- **Trials:** {state.finished_count()} of {n_trials} finished; "
         + (
             ", ".join(
-                f"#{n} paused: {epochs_done(e)} of {max_epochs} epochs done" if e is not None else f"#{n} not started"
+                f"#{n} paused: {position_text(e, max_epochs, steps.get(int(n)))}" if e is not None else f"#{n} not started"
                 for n, e in paused.items()
             )
             or "none mid-training"
@@ -71,7 +75,7 @@ def pause_summary(
         if resume_at is not None else "- **Resumes:** when you resume it"
     )
     lines += ["", "## Resume", "", how_to_resume or _resume_button_and_command(flow_run_id), ""]
-    lines.append("Every paused trial continues after its last epoch, from its checkpoint.")
+    lines.append("Every paused trial continues from its checkpoint, where it stopped.")
     return "\n".join(lines)
 
 

@@ -186,9 +186,14 @@ class StudyRun:
             then = "the run is left to `prefect flow-run execute`, which sent SIGTERM"
         if reason == PauseReason.STOP:
             then = "they are recorded pruned and the study completes with its best trial"
+        boundary = (
+            "stop at their next step" if self.config.pause_granularity == "step"
+            else "stop at their next boundary (their next step where they can pause within an epoch, "
+            "else the end of the epoch)"
+        )
         self.logger.info(
-            "Pause requested (%s): trials %s finish their current epoch%s, then %s.",
-            describe(reason), ", ".join(f"#{n}" for n in training), where, then,
+            "Pause requested (%s): trials %s %s%s, then %s.",
+            describe(reason), ", ".join(f"#{n}" for n in training), boundary, where, then,
         )
 
     def how_to_resume(self) -> str | None:

@@ -72,7 +72,6 @@ from prefect_intermission.errors import (
 from prefect_intermission.integrations._lightning_io import TrialCheckpointIO
 from prefect_intermission.integrations._weights_only import refuse_unsafe
 from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
-from prefect_intermission.training.direction import is_better
 from prefect_intermission.training.loop import Restore, TrialLoop
 
 __all__ = ["IntermissionCallback", "fit"]
@@ -147,12 +146,7 @@ class IntermissionCallback(Checkpoint):
         self._staged: dict[str, Any] | None = None
         self._rng: dict[str, Any] | None = None
         self._io: TrialCheckpointIO | None = None
-        self._reported: set[int] = set()
-        self._epoch = -1  # the last finished epoch
-        self._best: float | None = None
-        self._last: float | None = None
-        self._without_improvement = 0
-        self._epoch_seconds: list[float] = []
+        self.progress = loop.progress  # the trial's progress, the loop's own record
         self._seconds_before = 0.0  # of the epoch in progress, in earlier attempts
         self._epoch_started = time.perf_counter()
         self._validated = False  # in the epoch in progress
@@ -180,8 +174,9 @@ class IntermissionCallback(Checkpoint):
             return self._ckpt_path
         self._prepared = True
         context, number = self.context, self.context.trial.number
-        self._reported = context.reported_steps()
-        loaded = context.load_latest(self._reported)
+        progress = self.progress
+        progress.reported = context.reported_steps()
+        loaded = context.load_latest(progress.reported)
         state = loaded.state
         if state is not None:
             assert loaded.epoch is not None
@@ -195,15 +190,9 @@ class IntermissionCallback(Checkpoint):
             self._resume_from(ours)
             self._ckpt_path = context.checkpoints.path(loaded.epoch, mid_epoch=ours["mid_epoch"])
             self._staged = state
-            context.logger.info(
-                "Trial %d continues from its checkpoint: %d of %d epochs done%s.",
-                number, epochs_done(self._epoch), context.max_epochs,
-                f", and {ours['global_step']} steps" if ours["mid_epoch"] else "",
-            )
-        from_epoch = None if state is None else self._epoch
-        lost = sorted(e for e in self._reported if from_epoch is None or e > from_epoch)
-        self._sync_loop()
-        self.loop.trainer_started(Restore(from_epoch, loaded.fallbacks, lost))
+            context.logger.info("%s", progress.continues_line(ours.get("steps_into_epoch")))
+        from_epoch = None if state is None else progress.epoch
+        self.loop.trainer_started(Restore(from_epoch, loaded.fallbacks, progress.lost_epochs()))
         return self._ckpt_path
 
     def outcome(self) -> float:
@@ -221,12 +210,12 @@ class IntermissionCallback(Checkpoint):
             raise optuna.TrialPruned(self._pruned)
         if self._paused_after is not None:
             raise TrialPaused(self.context.trial.number, self._paused_after, steps_into_epoch=self._paused_steps)
-        if self._best is None:
+        if self.progress.best_metric is None:
             raise IntermissionError(
-                f"Trial {self.context.trial.number} trained {epochs_done(self._epoch)} epochs without "
+                f"Trial {self.context.trial.number} trained {epochs_done(self.progress.epoch)} epochs without "
                 f"a value of {self.monitor!r}: log it in validation_step (self.log({self.monitor!r}, loss))."
             )
-        return self._best
+        return self.progress.best_metric
 
     # --- Lightning's hooks ---------------------------------------------------------------
 
@@ -288,9 +277,9 @@ class IntermissionCallback(Checkpoint):
         """With a pause requested, stop at this step if it is a boundary, after a checkpoint."""
         if trainer.should_stop or not self.context.should_pause() or not self._step_boundary(trainer, batch_idx):
             return
+        self._paused_after, self._paused_steps = self.progress.epoch, batch_idx + 1
         with self._recording():
             self._save(trainer, trainer.current_epoch, mid_epoch=True)
-        self._paused_after, self._paused_steps = self._epoch, batch_idx + 1
         self._stop(trainer, validate=False)
         self.context.logger.info(
             "Trial %d pauses within epoch %d, after step %d: checkpoint %s.",
@@ -304,35 +293,25 @@ class IntermissionCallback(Checkpoint):
         context, epoch = self.context, trainer.current_epoch
         seconds = round(self._seconds_before + time.perf_counter() - self._epoch_started, 4)
         metric = self._monitored(trainer, epoch)
+        progress = self.progress
         with self._recording():
-            self._epoch = epoch
-            self._epoch_seconds.append(seconds)
-            improved = False
-            if metric is not None:
-                if epoch not in self._reported:  # an epoch trained again after a crash keeps its report
-                    context.report(metric, epoch)
-                    self._reported.add(epoch)
-                improved = self._track(metric)
-                if context.should_prune():
-                    self._pruned = f"Pruned after {epochs_done(epoch)} epochs with {self.monitor} {metric}."
-                    self._sync_loop()
-                    self._stop(trainer)
-                    return
+            if metric is not None and progress.needs_report(epoch):
+                context.report(metric, epoch)
+            improved = progress.finish_epoch(epoch, metric, seconds)
+            if metric is not None and context.should_prune():
+                self._pruned = f"Pruned after {epochs_done(epoch)} epochs with {self.monitor} {metric}."
+                self._stop(trainer)
+                return
             plateau_due = _plateau_steps_due(trainer)
             if trainer.fit_loop.restarting:  # Lightning steps none for an epoch it resumed within
                 _step_plateaus(trainer, plateau_due)
                 plateau_due = []
             self._save(trainer, epoch, best=improved, plateau_due=plateau_due)
-            self._sync_loop()
-            context.logger.info(
-                "Trial %d finished epoch %d of %d: %s %.6g (best %.6g); checkpoint %s.",
-                context.trial.number, epochs_done(epoch), context.max_epochs, self.monitor,
-                math.nan if metric is None else metric, math.nan if self._best is None else self._best, self.context.stored,
-            )
+            context.logger.info("%s", progress.epoch_line(context.stored, metric_name=self.monitor))
             if metric is not None and self.loop.on_epoch is not None:
                 self.loop.on_epoch(epoch, metric)
-        patience = self.loop.patience
-        if patience is not None and self._without_improvement >= patience:
+        if progress.stopped_early:
+            context.logger.info("%s", progress.stopped_early_line())
             self._stop(trainer)  # stopped early: the trial is complete
         elif epoch + 1 < context.max_epochs and not trainer.should_stop and context.should_pause():
             self._paused_after = epoch
@@ -411,16 +390,6 @@ class IntermissionCallback(Checkpoint):
             )
         return metric
 
-    def _track(self, metric: float) -> bool:
-        """Count the metric; whether it is the best so far."""
-        self._last = metric
-        improved = is_better(metric, self._best, self.context.direction)
-        if improved:
-            self._best, self._without_improvement = metric, 0
-        else:
-            self._without_improvement += 1
-        return improved
-
     def _save(
         self, trainer: pl.Trainer, epoch: int, *, best: bool = False, mid_epoch: bool = False,
         plateau_due: list[tuple[int, Any]] | None = None,
@@ -436,7 +405,7 @@ class IntermissionCallback(Checkpoint):
             if not self._checked_safe:
                 refuse_unsafe(payload, checkpoints.path(epoch, mid_epoch=mid_epoch))
                 self._checked_safe = True
-            self.context.store(epoch, payload, last_epoch=self._epoch, best=best, mid_epoch=mid_epoch)
+            self.context.store(epoch, payload, last_epoch=self.progress.epoch, best=best, mid_epoch=mid_epoch)
 
         with self._io.routing(checkpoints.path(epoch, mid_epoch=mid_epoch), write):
             # Lightning's weights_only here means "model weights alone": the full training state
@@ -451,13 +420,11 @@ class IntermissionCallback(Checkpoint):
         seconds = self._seconds_before + time.perf_counter() - self._epoch_started if mid_epoch else 0.0
         return {
             "trial_number": self.context.trial.number,
-            "epoch": self._epoch,
+            "epoch": self.progress.epoch,
             "mid_epoch": mid_epoch,
             "global_step": trainer.global_step,
-            "best_metric": self._best,
-            "last_metric": self._last,
-            "epochs_without_improvement": self._without_improvement,
-            "epoch_seconds": list(self._epoch_seconds),
+            "steps_into_epoch": self._paused_steps if mid_epoch else None,
+            **self.progress.state_dict(),
             "seconds_into_epoch": round(seconds, 4),
             "validated": self._validated and mid_epoch,
             "plateau_steps_due": plateau_due,
@@ -467,22 +434,12 @@ class IntermissionCallback(Checkpoint):
 
     def _resume_from(self, ours: dict[str, Any]) -> None:
         """Take back this callback's counts and the generators' states from a checkpoint."""
-        self._epoch = ours["epoch"]
-        self._best, self._last = ours["best_metric"], ours["last_metric"]
-        self._without_improvement = ours["epochs_without_improvement"]
-        self._epoch_seconds = list(ours["epoch_seconds"])
+        self.progress.load_state_dict(ours, epoch=ours["epoch"])
         self._seconds_before = ours["seconds_into_epoch"]
         self._validated = ours["validated"]
         self._plateau_due = list(ours["plateau_steps_due"])
         self.loop.generator.set_state(ours["generator"])
         self._rng = ours["rng"]  # set back once Lightning is about to train (on_fit_start)
-
-    def _sync_loop(self) -> None:
-        """Keep the loop's counts, which the study reads, in step with the callback's."""
-        self.loop.trainer_progress(
-            epoch=self._epoch, best_metric=self._best, last_metric=self._last,
-            epoch_seconds=self._epoch_seconds, epochs_without_improvement=self._without_improvement,
-        )
 
     def _stop(self, trainer: pl.Trainer, *, validate: bool = True) -> None:
         """Stop training through Lightning's own flag."""
@@ -510,7 +467,7 @@ class IntermissionCallback(Checkpoint):
         signal = self.context.pause_signal
         if signal is None:
             return contextlib.nullcontext()
-        return signal.recording(self.context.trial.number, self._epoch)
+        return signal.recording(self.context.trial.number, self.progress.epoch)
 
 
 def _plateau_steps_due(trainer: pl.Trainer) -> list[tuple[int, Any]]:

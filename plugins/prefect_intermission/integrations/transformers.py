@@ -38,7 +38,13 @@ import optuna
 import torch
 
 try:
-    from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+    from transformers import (
+        Trainer,
+        TrainerCallback,
+        TrainerControl,
+        TrainerState,
+        TrainingArguments,
+    )
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
         "prefect_intermission.integrations.transformers needs Hugging Face Transformers: "
@@ -46,11 +52,19 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from prefect_intermission._counting import epochs_done
-from prefect_intermission.errors import CheckpointError, ConfigurationError, MetricNotFinite, TrialPaused
-from prefect_intermission.integrations._checkpoint_folder import pack_folder, unpack_folder
+from prefect_intermission.errors import (
+    CheckpointError,
+    ConfigurationError,
+    MetricNotFinite,
+    TrialPaused,
+)
+from prefect_intermission.integrations._checkpoint_folder import (
+    pack_folder,
+    unpack_folder,
+)
 from prefect_intermission.training.context import TrialContext
-from prefect_intermission.training.direction import is_better
 from prefect_intermission.training.loop import Restore, TrialLoop
+from prefect_intermission.training.trial_progress import TrialProgress
 
 __all__ = ["IntermissionCallback"]
 
@@ -71,11 +85,9 @@ class IntermissionCallback(TrainerCallback):
     epochs in a row without a better metric, as with `TrialLoop`.
 
     Attributes:
-        epoch: The last finished epoch (-1 before the first).
-        best_metric: The best epoch metric so far, or None.
-        last_metric: The last finished epoch's metric, or None.
-        epochs_without_improvement: The early-stopping counter.
-        stopped_early: Whether `patience` ended the training.
+        progress: The trial's progress (`TrialProgress`): the loop's own record, or one of its
+            own with a bare `TrialContext`. `epoch`, `best_metric`, `last_metric`,
+            `epochs_without_improvement` and `stopped_early` read it.
         resumed_from_step: The optimizer step the run continued after, or None.
     """
 
@@ -85,17 +97,13 @@ class IntermissionCallback(TrainerCallback):
         self._loop = loop if isinstance(loop, TrialLoop) else None
         self.context = loop.context if isinstance(loop, TrialLoop) else loop
         self.metric = metric
-        self.epoch = -1
-        self.best_metric: float | None = None
-        self.last_metric: float | None = None
-        self.patience = self._loop.patience if self._loop is not None else None
-        self.epochs_without_improvement = 0
-        self.stopped_early = False
+        self.progress = (
+            self._loop.progress if self._loop is not None
+            else TrialProgress(self.context.trial.number, self.context.max_epochs, self.context.direction)
+        )
         self.resumed_from_step: int | None = None
-        self._epoch_seconds: list[float] = []
         self._epoch_started = 0.0
         self._seconds_before = 0.0  # of the current epoch, trained before a pause
-        self._reported: set[int] = set()
         self._restored = False
         self._resume_folder: str | None = None
         self._output_dir: str | None = None
@@ -105,6 +113,31 @@ class IntermissionCallback(TrainerCallback):
         self._paused_after: int | None = None  # the last finished epoch when training paused
         self._paused_steps: int | None = None  # and the steps into the next one
         self._pruned = False
+
+    @property
+    def epoch(self) -> int:
+        """The last finished epoch (-1 before the first)."""
+        return self.progress.epoch
+
+    @property
+    def best_metric(self) -> float | None:
+        """The best epoch metric so far, or None."""
+        return self.progress.best_metric
+
+    @property
+    def last_metric(self) -> float | None:
+        """The last finished epoch's metric, or None."""
+        return self.progress.last_metric
+
+    @property
+    def epochs_without_improvement(self) -> int:
+        """The early-stopping count."""
+        return self.progress.epochs_without_improvement
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the study's `patience` ended the training."""
+        return self.progress.stopped_early
 
     # ---- Setting a trainer up -----------------------------------------------------------
 
@@ -174,12 +207,13 @@ class IntermissionCallback(TrainerCallback):
             CheckpointError: The checkpoint was not written by this callback.
         """
         context, number = self.context, self.context.trial.number
-        self._reported = context.reported_steps()
-        loaded = context.load_latest(self._reported)
+        progress = self.progress
+        progress.reported = context.reported_steps()
+        loaded = context.load_latest(progress.reported)
         self._restored = True
         state = loaded.state
         if state is None:
-            self._started(Restore(None, loaded.fallbacks, sorted(self._reported)))
+            self._started(Restore(None, loaded.fallbacks, progress.lost_epochs()))
             return None
         if state.get("trainer") != CHECKPOINT_KIND:
             raise CheckpointError(
@@ -187,21 +221,13 @@ class IntermissionCallback(TrainerCallback):
                 f"IntermissionCallback (it says {state.get('trainer')!r}); train the trial the way it "
                 "started, or delete its checkpoints to start it again."
             )
-        self.epoch = state["last_finished_epoch"]
-        self.best_metric, self.last_metric = state["best_metric"], state["last_metric"]
-        self.epochs_without_improvement = state["epochs_without_improvement"]
-        self.stopped_early = state["stopped_early"]
-        self._epoch_seconds = list(state["epoch_seconds"])
+        progress.load_state_dict(state, epoch=state["last_finished_epoch"])
         self._seconds_before = state["seconds_into_epoch"]
         self.resumed_from_step = state["global_step"]
         folder = unpack_folder(state, os.path.join(output_dir, f"checkpoint-{state['global_step']}"))
         self._resume_folder = str(folder)
-        context.logger.info(
-            "Trial %d continues from its checkpoint at step %d: %d of %d epochs done.",
-            number, state["global_step"], epochs_done(self.epoch), context.max_epochs,
-        )
-        lost = sorted(e for e in self._reported if e > self.epoch)  # reported, then lost in a crash
-        self._started(Restore(None if self.epoch < 0 else self.epoch, loaded.fallbacks, lost))
+        context.logger.info("%s", progress.continues_line(state.get("steps_into_epoch")))
+        self._started(Restore(None if progress.epoch < 0 else progress.epoch, loaded.fallbacks, progress.lost_epochs()))
         return self._resume_folder
 
     def finish(self) -> float:
@@ -287,18 +313,9 @@ class IntermissionCallback(TrainerCallback):
                 "that epoch was stored"
             )
         with self._recording():
-            if epoch not in self._reported:  # an epoch trained again after a crash keeps its report
+            if self.progress.needs_report(epoch):  # an epoch trained again after a crash keeps its report
                 context.report(metric, epoch)
-        self.epoch, self.last_metric = epoch, metric
-        self._improved = is_better(metric, self.best_metric, context.direction)
-        if self._improved:
-            self.best_metric = metric
-            self.epochs_without_improvement = 0
-        else:
-            self.epochs_without_improvement += 1
-        self.stopped_early = self.patience is not None and self.epochs_without_improvement >= self.patience
-        self._epoch_seconds.append(round(time.perf_counter() - self._epoch_started, 4))
-        self._mirror()
+        self._improved = self.progress.finish_epoch(epoch, metric, time.perf_counter() - self._epoch_started)
         if context.should_prune():
             self._pruned = True
             control.should_training_stop = True
@@ -320,11 +337,8 @@ class IntermissionCallback(TrainerCallback):
             "epoch": epoch,
             "last_finished_epoch": self.epoch,
             "global_step": state.global_step,
-            "best_metric": self.best_metric,
-            "last_metric": self.last_metric,
-            "epochs_without_improvement": self.epochs_without_improvement,
-            "stopped_early": self.stopped_early,
-            "epoch_seconds": list(self._epoch_seconds),
+            "steps_into_epoch": None if at_epoch_end else _steps_into_epoch(state, self.epoch),
+            **self.progress.state_dict(),
             "seconds_into_epoch": seconds_into_epoch,
             **pack_folder(folder),
         }
@@ -339,27 +353,19 @@ class IntermissionCallback(TrainerCallback):
             self._log_step_checkpoint(state, path)
             if self._stopped_at_step:
                 self._paused_after = self.epoch
-                per_epoch = state.max_steps / state.num_train_epochs
-                self._paused_steps = state.global_step - round((self.epoch + 1) * per_epoch) or None
+                self._paused_steps = _steps_into_epoch(state, self.epoch) or None
 
     # ---- Inside ------------------------------------------------------------------------
 
     def _epoch_recorded(self, epoch: int, state: TrainerState, control: TrainerControl) -> None:
         """Say the epoch is stored, let the study hear of it, and pause if it asks to."""
-        context, number = self.context, self.context.trial.number
+        context = self.context
         self._evaluating_epoch = None
-        context.logger.info(
-            "Trial %d finished epoch %d of %d: metric %.6g (best %.6g); checkpoint %s.",
-            number, epochs_done(epoch), context.max_epochs, self.last_metric, self.best_metric,
-            context.stored,
-        )
+        context.logger.info("%s", self.progress.epoch_line(context.stored))
         if self._loop is not None and self._loop.on_epoch is not None:
             self._loop.on_epoch(epoch, self.last_metric)  # the study's progress and pause rules
         if self.stopped_early:
-            context.logger.info(
-                "Trial %d stops early: %d epochs in a row without a better metric.",
-                number, self.epochs_without_improvement,
-            )
+            context.logger.info("%s", self.progress.stopped_early_line())
             control.should_training_stop = True
         elif state.global_step < state.max_steps and context.should_pause():
             control.should_training_stop = True
@@ -409,18 +415,8 @@ class IntermissionCallback(TrainerCallback):
     def _started(self, restore: Restore) -> None:
         """Tell the study the trial starts (it stores its sampler, shows progress, records a
         continuation), as `TrialLoop.epochs()` does."""
-        self._mirror()
         if self._loop is not None:
             self._loop.trainer_started(restore)
-
-    def _mirror(self) -> None:
-        """Keep the loop's counters (what the study records of an attempt) in step with the trainer's."""
-        if self._loop is None:
-            return
-        self._loop.trainer_progress(
-            epoch=self.epoch, best_metric=self.best_metric, last_metric=self.last_metric,
-            epoch_seconds=self._epoch_seconds, epochs_without_improvement=self.epochs_without_improvement,
-        )
 
     def _clean_up(self) -> None:
         """Remove the unpacked checkpoint folder, and this attempt's own output folder."""
@@ -454,3 +450,9 @@ def refused_arguments(args: TrainingArguments, max_epochs: int) -> list[str]:
         "world_size": (args.world_size > 1, "one process trains a trial"),
     }
     return [f"{name} {why}" for name, (wrong, why) in rules.items() if wrong]
+
+
+def _steps_into_epoch(state: TrainerState, last_finished_epoch: int) -> int:
+    """The optimizer steps the `Trainer` has taken into the epoch after `last_finished_epoch`."""
+    per_epoch = state.max_steps / state.num_train_epochs
+    return state.global_step - round((last_finished_epoch + 1) * per_epoch)

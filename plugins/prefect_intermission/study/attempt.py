@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from prefect_intermission._counting import epochs_done
+from prefect_intermission._counting import epochs_done, position_text
 from prefect_intermission._faults import fault_point
 from prefect_intermission._logging import run_logger
 from prefect_intermission._optuna_internals import storage_of, trial_id_of
@@ -230,12 +230,11 @@ def _stopped(
     if isinstance(stopped, TrialPaused):
         steps = stopped.steps_into_epoch
         state.mark_paused(trial_id_of(trial), stopped.epoch, steps_into_epoch=steps)
-        within = f", {steps} steps into epoch {epochs_done(stopped.epoch) + 1}" if steps else ""
         path = loop.checkpoints.path(stopped.epoch + 1, mid_epoch=True) if steps else loop.checkpoints.path(stopped.epoch)
         stopping = state.stop_request() is not None
         message = (
             f"Trial {number} {'stopped by Stop & Save' if stopping else 'paused'}: "
-            f"{epochs_done(stopped.epoch)} of {loop.max_epochs} epochs done{within}; checkpoint stored at {path}."
+            f"{position_text(stopped.epoch, loop.max_epochs, steps)}; checkpoint stored at {path}."
         )
         run_logger(__name__).info(message)
         return TrialOutcome(number, "paused", epoch=stopped.epoch, message=message, stopping=stopping)

@@ -82,7 +82,9 @@ def without_zip_crc32() -> Iterator[None]:
     """
     global _crc_users, _crc_before
     try:
-        from torch.utils.serialization import config as torch_serialization_config  # only when saving
+        from torch.utils.serialization import (
+            config as torch_serialization_config,  # only when saving
+        )
     except ImportError:  # torch < 2.7
         yield
         return

@@ -35,7 +35,6 @@ import torch
 
 from prefect_intermission._counting import epochs_done
 from prefect_intermission._faults import fault_point
-from prefect_intermission._optuna_internals import trial_id_of
 from prefect_intermission.errors import (
     CheckpointError,
     ConfigurationError,
@@ -51,9 +50,9 @@ from prefect_intermission.training.data import ResumableDataLoader
 from prefect_intermission.training.direction import (
     Direction,
     check_direction,
-    is_better,
 )
 from prefect_intermission.training.pause_signal import PauseSignal
+from prefect_intermission.training.trial_progress import TrialProgress
 
 _COMPONENTS = ("model", "optimizer", "scheduler", "scaler")
 
@@ -122,14 +121,11 @@ class TrialLoop:
         objective_params: The study's `objective_params` (an empty dict when none).
         context: The trial as the study hands it to any training code (`TrialContext`):
             what the Lightning and Transformers integrations take.
-        epoch: The last finished epoch (-1 before the first).
+        progress: The trial's progress (`TrialProgress`): its epochs, metrics and early-stopping
+            count, kept here whatever trains the trial (the integrations keep it too); read it
+            through the properties below.
         global_step: Steps counted with `step()` across epochs.
         steps_in_epoch: Steps counted with `step()` in the current epoch.
-        best_metric: The best metric so far, or None.
-        last_metric: The metric of the last finished epoch, or None.
-        epochs_without_improvement: The early-stopping counter.
-        resumed_from_epoch: The checkpointed epoch training continued after, or None.
-        epoch_seconds: Wall time of each finished epoch (time spent paused is not counted).
     """
 
     @staticmethod
@@ -197,19 +193,42 @@ class TrialLoop:
                 settings().background_checkpoints if background_checkpoints is None else background_checkpoints
             ),
         )
-        self.epoch = -1
+        self.progress = TrialProgress(trial.number, max_epochs, direction, patience)
         self.global_step = 0
-        self.best_metric: float | None = None
-        self.last_metric: float | None = None
-        self.epochs_without_improvement = 0
-        self.resumed_from_epoch: int | None = None
-        self.epoch_seconds: list[float] = []
         self._epoch_started = 0.0
         self._components: dict[str, Any] = {}
-        self._reported: set[int] = set()
         self._log = logger if logger is not None else logging.getLogger(__name__)
         self._epoch_ended = True
-        self._stopped_early = False
+
+    @property
+    def epoch(self) -> int:
+        """The last finished epoch (-1 before the first)."""
+        return self.progress.epoch
+
+    @property
+    def best_metric(self) -> float | None:
+        """The best metric so far, or None."""
+        return self.progress.best_metric
+
+    @property
+    def last_metric(self) -> float | None:
+        """The metric of the last finished epoch, or None."""
+        return self.progress.last_metric
+
+    @property
+    def epochs_without_improvement(self) -> int:
+        """The early-stopping count."""
+        return self.progress.epochs_without_improvement
+
+    @property
+    def epoch_seconds(self) -> list[float]:
+        """Wall time of each finished epoch (time spent paused is not counted)."""
+        return self.progress.epoch_seconds
+
+    @property
+    def resumed_from_epoch(self) -> int | None:
+        """The checkpointed epoch training continued after, or None."""
+        return self.progress.resumed_from_epoch
 
     def epochs(
         self,
@@ -232,7 +251,7 @@ class TrialLoop:
         if self.on_start is not None:
             self.on_start(restore)
         first = 0 if restore.from_epoch is None else restore.from_epoch + 1
-        for epoch in range(self.max_epochs if self._stopped_early else first, self.max_epochs):
+        for epoch in range(self.max_epochs if self.progress.stopped_early else first, self.max_epochs):
             self._epoch_ended = False
             within, self._resuming_within = self._resuming_within, None
             self.steps_in_epoch = within["steps"] if within else 0
@@ -243,32 +262,16 @@ class TrialLoop:
                     f"Epoch {epochs_done(epoch)} of trial {self.trial.number} ended without "
                     "loop.end_epoch(metric); call it once at the end of every epoch."
                 )
-            if self._stopped_early:
+            if self.progress.stopped_early:
                 break
         self.checkpoints.wait()  # the trial ends with its last checkpoint stored
 
     def trainer_started(self, restore: Restore) -> None:
         """For a trainer other than `epochs()` (an integration): it restored the trial's
-        checkpoint as `restore` says and is about to train; the study is told, as `epochs()`
-        tells it."""
-        self.resumed_from_epoch = restore.from_epoch
+        checkpoint as `restore` says (and `progress` with it) and is about to train; the study
+        is told, as `epochs()` tells it."""
         if self.on_start is not None:
             self.on_start(restore)
-
-    def trainer_progress(
-        self,
-        *,
-        epoch: int,
-        best_metric: float | None,
-        last_metric: float | None,
-        epoch_seconds: list[float],
-        epochs_without_improvement: int | None = None,
-    ) -> None:
-        """For a trainer other than `epochs()`: its counts, which the study reads of an attempt."""
-        self.epoch, self.best_metric, self.last_metric = epoch, best_metric, last_metric
-        self.epoch_seconds = list(epoch_seconds)
-        if epochs_without_improvement is not None:
-            self.epochs_without_improvement = epochs_without_improvement
 
     def step(self, n: int = 1) -> None:
         """Count `n` optimisation steps: a step boundary.
@@ -391,77 +394,52 @@ class TrialLoop:
                 f"Trial {self.trial.number} reported metric {metric} after epoch "
                 f"{epochs_done(epoch)}; nothing of that epoch was stored"
             )
-        self.epoch_seconds.append(round(time.perf_counter() - self._epoch_started, 4))
+        seconds = time.perf_counter() - self._epoch_started
         if self.pause_signal is None:
-            self._record_epoch(epoch, metric)
+            self._record_epoch(epoch, metric, seconds)
         else:
             with self.pause_signal.recording(self.trial.number, self.epoch):
-                self._record_epoch(epoch, metric)
-        more_to_train = epoch + 1 < self.max_epochs and not self._stopped_early
+                self._record_epoch(epoch, metric, seconds)
+        more_to_train = epoch + 1 < self.max_epochs and not self.progress.stopped_early
         if more_to_train and self.pause_signal is not None and self.pause_signal.pauses(self.trial.number):
             self.checkpoints.wait()
             raise TrialPaused(self.trial.number, epoch)
 
-    def _record_epoch(self, epoch: int, metric: float) -> None:
-        """Report the epoch, check the pruner, store the checkpoint and say so."""
-        several_objectives = len(self.trial.study.directions) > 1
-        if epoch not in self._reported:  # an epoch trained again after a crash keeps its report
-            if several_objectives:  # Optuna's report() refuses these; the value is still recorded
-                self.trial.storage.set_trial_intermediate_value(trial_id_of(self.trial), epoch, metric)
-            else:
-                self.trial.report(metric, epoch)
+    def _record_epoch(self, epoch: int, metric: float, seconds: float) -> None:
+        """Report the epoch, count it, check the pruner, store the checkpoint and say so."""
+        if self.progress.needs_report(epoch):
+            self.context.report(metric, epoch)
         fault_point("trial.report")
-        improved = self._track(epoch, metric)
-        if not several_objectives and self.trial.should_prune():
+        improved = self.progress.finish_epoch(epoch, metric, seconds)
+        self._epoch_ended = True
+        if self.context.should_prune():
             raise optuna.TrialPruned(f"Pruned after {epochs_done(epoch)} epochs with metric {metric}.")
         self._steps_since_checkpoint, self._last_checkpoint = 0, time.monotonic()
         self._store(epoch, self._checkpoint_state(), best=improved)
-        self._log.info(
-            "Trial %d finished epoch %d of %d: metric %.6g (best %.6g); checkpoint %s.",
-            self.trial.number, epochs_done(epoch), self.max_epochs, metric, self.best_metric,
-            self.context.stored,
-        )
+        self._log.info("%s", self.progress.epoch_line(self.context.stored))
         if self.on_epoch is not None:
             self.on_epoch(epoch, metric)
-
-    def _track(self, epoch: int, metric: float) -> bool:
-        """Count the epoch done; whether its metric is the best so far."""
-        self.epoch = epoch
-        self.last_metric = metric
-        self._epoch_ended = True
-        improved = is_better(metric, self.best_metric, self.direction)
-        if improved:
-            self.best_metric = metric
-            self.epochs_without_improvement = 0
-        else:
-            self.epochs_without_improvement += 1
-        if self.patience is not None and self.epochs_without_improvement >= self.patience:
-            self._stopped_early = True
-        return improved
 
     def _checkpoint_state(self) -> dict[str, Any]:
         return {
             "trial_number": self.trial.number,
             "epoch": self.epoch,
             "global_step": self.global_step,
-            "best_metric": self.best_metric,
-            "last_metric": self.last_metric,
-            "epochs_without_improvement": self.epochs_without_improvement,
-            "stopped_early": self._stopped_early,
+            **self.progress.state_dict(),
             "components": {name: obj.state_dict() for name, obj in self._components.items()},
             "extra_state": self.extra_state,
-            "epoch_seconds": self.epoch_seconds,
             "rng": capture_rng_state(),
             "loader_generator": self.generator.get_state(),
         }
 
     def _restore(self) -> Restore:
         """Load the latest valid checkpoint, if any, into the tracked objects."""
-        self._reported = set(self.trial.storage.get_trial(trial_id_of(self.trial)).intermediate_values)
-        loaded = self.context.load_latest(self._reported)
+        progress = self.progress
+        progress.reported = self.context.reported_steps()
+        loaded = self.context.load_latest(progress.reported)
         state = loaded.state
         if state is None:
-            return Restore(None, loaded.fallbacks, sorted(self._reported))
+            return Restore(None, loaded.fallbacks, progress.lost_epochs())
         within = state.get("within_epoch")
         where = self.checkpoints.path(state["epoch"] + 1 if within else state["epoch"], mid_epoch=bool(within))
         saved = state["components"]
@@ -483,24 +461,12 @@ class TrialLoop:
         self.generator.set_state(state["loader_generator"])
         self.extra_state.clear()
         self.extra_state.update(state["extra_state"])
-        self.epoch = state["epoch"]
+        progress.load_state_dict(state, epoch=state["epoch"])
         self.global_step = state["global_step"]
-        self.best_metric = state["best_metric"]
-        self.last_metric = state["last_metric"]
-        self.epochs_without_improvement = state["epochs_without_improvement"]
-        self._stopped_early = state["stopped_early"]
-        self.epoch_seconds = list(state["epoch_seconds"])
-        self.resumed_from_epoch = self.epoch
-        steps_in = ""
         if within is not None:
             self._restore_data_position(within, where)
-            steps_in = f", and {within['steps']} steps into epoch {epochs_done(self.epoch) + 1}"
-        self._log.info(
-            "Trial %d continues from its checkpoint: %d of %d epochs done%s.",
-            self.trial.number, epochs_done(self.epoch), self.max_epochs, steps_in,
-        )
-        lost = sorted(e for e in self._reported if e > self.epoch)
-        return Restore(self.epoch, loaded.fallbacks, lost)
+        self._log.info("%s", progress.continues_line(within["steps"] if within else None))
+        return Restore(progress.epoch, loaded.fallbacks, progress.lost_epochs())
 
     def _restore_data_position(self, within: dict[str, Any], where: str) -> None:
         """Put the tracked data back where the checkpoint within the epoch left it."""
