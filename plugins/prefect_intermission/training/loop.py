@@ -53,6 +53,7 @@ from prefect_intermission.training.direction import (
 )
 from prefect_intermission.training.pause_signal import PauseSignal
 from prefect_intermission.training.trial_progress import TrialProgress
+from prefect_intermission.training.within_epoch import WithinEpoch
 
 _COMPONENTS = ("model", "optimizer", "scheduler", "scaler")
 
@@ -125,7 +126,7 @@ class TrialLoop:
             count, kept here whatever trains the trial (the integrations keep it too); read it
             through the properties below.
         global_step: Steps counted with `step()` across epochs.
-        steps_in_epoch: Steps counted with `step()` in the current epoch.
+        within_epoch: The steps of the epoch in progress and the data position (`WithinEpoch`).
     """
 
     @staticmethod
@@ -167,13 +168,9 @@ class TrialLoop:
         if pause_granularity not in ("epoch", "step"):
             raise ConfigurationError(f"pause_granularity must be 'epoch' or 'step', but got {pause_granularity=}.")
         self.pause_granularity = pause_granularity
-        self.checkpoint_every_steps = checkpoint_every_steps
-        self.checkpoint_every_seconds = checkpoint_every_seconds
-        self.steps_in_epoch = 0
-        self._data: list[Any] = []
-        self._steps_since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
-        self._resuming_within: dict[str, Any] | None = None
+        self.within_epoch = WithinEpoch(
+            checkpoint_every_steps=checkpoint_every_steps, checkpoint_every_seconds=checkpoint_every_seconds
+        )
         self.trial = trial
         self.checkpoints = checkpoints
         self.max_epochs = max_epochs
@@ -253,9 +250,7 @@ class TrialLoop:
         first = 0 if restore.from_epoch is None else restore.from_epoch + 1
         for epoch in range(self.max_epochs if self.progress.stopped_early else first, self.max_epochs):
             self._epoch_ended = False
-            within, self._resuming_within = self._resuming_within, None
-            self.steps_in_epoch = within["steps"] if within else 0
-            self._epoch_started = time.perf_counter() - (within["seconds"] if within else 0.0)
+            self._epoch_started = time.perf_counter() - self.within_epoch.start_epoch()
             yield epoch
             if not self._epoch_ended:
                 raise IntermissionError(
@@ -284,17 +279,16 @@ class TrialLoop:
             TrialPaused: A pause was requested; the checkpoint is already stored.
         """
         self.global_step += n
-        self.steps_in_epoch += n
-        self._steps_since_checkpoint += n
+        self.within_epoch.count(n)
         pausing = (
             self.pause_granularity == "step" and self.pause_signal is not None
             and self.pause_signal.pauses(self.trial.number)
         )
-        if pausing or self._checkpoint_due():
+        if pausing or self.within_epoch.checkpoint_due():
             self._save_within_epoch()
             if pausing:
                 self.checkpoints.wait()
-                raise TrialPaused(self.trial.number, self.epoch, steps_into_epoch=self.steps_in_epoch)
+                raise TrialPaused(self.trial.number, self.epoch, steps_into_epoch=self.within_epoch.steps)
 
     def release(self) -> None:
         """Let go of the model, optimizer, scheduler, scaler, data loaders, `extra_state`,
@@ -305,7 +299,7 @@ class TrialLoop:
         goes at once, not at the next full garbage collection (the callbacks refer to the loop).
         """
         self._components = {}
-        self._data = []
+        self.within_epoch.release()
         self.extra_state = {}
         self.on_start = self.on_epoch = None
         self.checkpoints.release()
@@ -328,41 +322,17 @@ class TrialLoop:
 
         Register it before `epochs()`; returns it.
         """
-        if not (callable(getattr(data, "state_dict", None)) and callable(getattr(data, "load_state_dict", None))):
-            raise ConfigurationError(
-                f"loop.track_data() needs an object with state_dict() and load_state_dict(), but got "
-                f"{type(data).__name__}; use loop.data_loader(dataset, ...) for a map-style dataset."
-            )
-        self._data.append(data)
-        return data
-
-    def _checkpoint_due(self) -> bool:
-        every_steps, every_seconds = self.checkpoint_every_steps, self.checkpoint_every_seconds
-        return bool(
-            (every_steps and self._steps_since_checkpoint >= every_steps)
-            or (every_seconds and time.monotonic() - self._last_checkpoint >= every_seconds)
-        )
+        return self.within_epoch.track(data)
 
     def _save_within_epoch(self) -> None:
         """Store a checkpoint within the epoch in progress: the state now, plus the data position."""
-        if not self._data:
-            raise ConfigurationError(
-                f"Trial {self.trial.number} cannot checkpoint within an epoch: the data position is "
-                "unknown. Build the loader with loop.data_loader(dataset, ...) (or register your "
-                "own with loop.track_data(...)) before loop.epochs(), or use pause_granularity='epoch' "
-                "without checkpoint_every_steps/seconds."
-            )
         state = self._checkpoint_state()
-        state["within_epoch"] = {
-            "steps": self.steps_in_epoch,
-            "seconds": time.perf_counter() - self._epoch_started,
-            "data": [data.state_dict() for data in self._data],
-        }
+        state["within_epoch"] = self.within_epoch.position(self.trial.number, time.perf_counter() - self._epoch_started)
         path = self._store(self.epoch + 1, state, mid_epoch=True)
-        self._steps_since_checkpoint, self._last_checkpoint = 0, time.monotonic()
+        self.within_epoch.checkpointed()
         self._log.info(
             "Trial %d: checkpoint within epoch %d of %d, %d steps in, %s %s.",
-            self.trial.number, epochs_done(self.epoch) + 1, self.max_epochs, self.steps_in_epoch,
+            self.trial.number, epochs_done(self.epoch) + 1, self.max_epochs, self.within_epoch.steps,
             f"{self.context.stored} at", path,
         )
 
@@ -414,7 +384,7 @@ class TrialLoop:
         self._epoch_ended = True
         if self.context.should_prune():
             raise optuna.TrialPruned(f"Pruned after {epochs_done(epoch)} epochs with metric {metric}.")
-        self._steps_since_checkpoint, self._last_checkpoint = 0, time.monotonic()
+        self.within_epoch.checkpointed()
         self._store(epoch, self._checkpoint_state(), best=improved)
         self._log.info("%s", self.progress.epoch_line(self.context.stored))
         if self.on_epoch is not None:
@@ -464,18 +434,6 @@ class TrialLoop:
         progress.load_state_dict(state, epoch=state["epoch"])
         self.global_step = state["global_step"]
         if within is not None:
-            self._restore_data_position(within, where)
+            self.within_epoch.restore(within, where)
         self._log.info("%s", progress.continues_line(within["steps"] if within else None))
         return Restore(progress.epoch, loaded.fallbacks, progress.lost_epochs())
-
-    def _restore_data_position(self, within: dict[str, Any], where: str) -> None:
-        """Put the tracked data back where the checkpoint within the epoch left it."""
-        if len(within["data"]) != len(self._data):
-            raise CheckpointError(
-                f"Checkpoint {where!r} holds the position of {len(within['data'])} data loader(s), but "
-                f"{len(self._data)} are tracked now; make them with loop.data_loader()/track_data() "
-                "before loop.epochs(), the same way as when the trial started."
-            )
-        for data, position in zip(self._data, within["data"]):
-            data.load_state_dict(position)
-        self._resuming_within = within
