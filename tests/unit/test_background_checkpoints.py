@@ -155,7 +155,7 @@ def test_background_and_synchronous_checkpoints_hold_the_same_training(tmp_path)
         name = f"background-{background}"
         trial = _study(tmp_path, name).ask()
         loop = TrialLoop(trial, store.for_trial(name, 0), max_epochs=4, seed=11, background_checkpoints=background)
-        assert loop.background_checkpoints is background
+        assert loop.context.background_checkpoints is background
         seed_everything(5)
         classifier(trial, loop)
         loaded = store.for_trial(name, 0).load_latest_valid()
@@ -169,9 +169,9 @@ def test_the_setting_turns_background_checkpoints_off(tmp_path, monkeypatch):
     monkeypatch.setenv("INTERMISSION_BACKGROUND_CHECKPOINTS", "false")
     trial = _study(tmp_path, "off").ask()
     store = CheckpointStore(str(tmp_path / "ckpt"))
-    assert TrialLoop(trial, store.for_trial("off", 0), max_epochs=2, seed=1).background_checkpoints is False
+    assert TrialLoop(trial, store.for_trial("off", 0), max_epochs=2, seed=1).context.background_checkpoints is False
     monkeypatch.delenv("INTERMISSION_BACKGROUND_CHECKPOINTS")
-    assert TrialLoop(trial, store.for_trial("off", 0), max_epochs=2, seed=1).background_checkpoints is True
+    assert TrialLoop(trial, store.for_trial("off", 0), max_epochs=2, seed=1).context.background_checkpoints is True
 
 
 def test_a_study_stopped_at_once_waits_for_the_checkpoint_being_written(tmp_path, gate):

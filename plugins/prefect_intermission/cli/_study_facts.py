@@ -22,7 +22,7 @@ from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.cli._status_model import TrialProgress
 from prefect_intermission.errors import ConfigurationError, IntermissionError
 from prefect_intermission.study.config import StudyConfig
-from prefect_intermission.study.results import best_trial, pareto_front
+from prefect_intermission.study.results import best_trial, pareto_front, several_objectives
 from prefect_intermission.study.state import (
     TRIAL_ATTEMPT_STARTED_ATTR,
     TRIAL_EPOCH_SECONDS_ATTR,
@@ -172,7 +172,7 @@ def read_trials(
     starts = [t.datetime_start for t in all_trials if t.datetime_start is not None]
     facts.first_start = min(starts) if starts else None
     if (facts.counts["complete"] or facts.counts["pruned"]) and study is not None:
-        if len(study.directions) > 1:
+        if several_objectives(study):
             facts.pareto_front = pareto_front(study)
         else:
             facts.best = best_trial(study)

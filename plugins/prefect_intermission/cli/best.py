@@ -19,7 +19,7 @@ from prefect_intermission.cli._study_facts import checkpoint_location, load_stud
 from prefect_intermission.errors import CheckpointError, ConfigurationError
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.flow_runs import StatusError, latest_runs, study_config_of
-from prefect_intermission.study.results import best_trial, best_value
+from prefect_intermission.study.results import best_trial, best_value, several_objectives
 from prefect_intermission.study.setup import checkpoint_storage_options
 from prefect_intermission.training.store import CheckpointStore
 
@@ -77,7 +77,7 @@ def chosen_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
             f"Study {study.study_name!r} has no trial {number}; its trials are numbered "
             f"0 to {len(trials) - 1}." if trials else f"Study {study.study_name!r} has no trials yet."
         )
-    if len(study.directions) > 1:
+    if several_objectives(study):
         pareto = sorted(t.number for t in study.best_trials)
         raise ConfigurationError(
             f"Study {study.study_name!r} has {len(study.directions)} objectives, so no single best "
@@ -169,7 +169,7 @@ def export_best(
     return ExportedWeights(
         study_name=config.study_name,
         trial=chosen.number,
-        value=best_value(chosen, study.directions[0]) if len(study.directions) == 1 else None,
+        value=best_value(chosen, study.directions[0]) if not several_objectives(study) else None,
         epoch=loaded.epoch,
         max_epochs=config.max_epochs if from_run else None,
         metric=loaded.state.get("last_metric"),

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from prefect_intermission._counting import epochs_done
 from prefect_intermission.cli._study_facts import load_study
-from prefect_intermission.study.results import best_text
+from prefect_intermission.study.results import best_text, several_objectives
 from prefect_intermission.study.state import TRIAL_RESUMPTIONS_ATTR, pause_history
 
 
@@ -79,7 +79,7 @@ def learning_curves(study: optuna.Study) -> go.Figure:
 
 def _optuna_figures(study: optuna.Study) -> Iterable[tuple[str, go.Figure | None, str]]:
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    several = len(study.directions) > 1
+    several = several_objectives(study)
     if several:  # the best trials are a front, and importances are of the first objective
         yield "Pareto front", optuna.visualization.plot_pareto_front(study) if complete else None, (
             "" if complete else "No trial completed yet."

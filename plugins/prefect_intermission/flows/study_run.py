@@ -55,7 +55,7 @@ from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.reporting.terminal import TerminalProgress
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.leases import StudyLease
-from prefect_intermission.study.results import best_text, best_trials, pareto_front
+from prefect_intermission.study.results import best_text, best_trials, pareto_front, several_objectives
 from prefect_intermission.study.resuming import check_checkpoints, continuation
 from prefect_intermission.study.scheduler import ScheduleResult, TrialScheduler
 from prefect_intermission.study.state import StudyState
@@ -257,7 +257,7 @@ class StudyRun:
         completed = f"Study {self.study_name!r} complete: {ended}{failed}; {best_text(study)}.{self._best_checkpoint_text()}"
         self.logger.info(completed)
         best = best_trials(study)
-        single = best[0] if len(best) == 1 and len(study.directions) == 1 else None
+        single = best[0] if len(best) == 1 and not several_objectives(study) else None
         summary: dict[str, Any] = {
             "finished_trials": result.finished,
             "failed_trials": len(result.failed_trials),
@@ -267,7 +267,7 @@ class StudyRun:
             "best_value": single.value if single else None,
             "best_params": single.params if single else None,
         }
-        if len(study.directions) > 1:
+        if several_objectives(study):
             summary["pareto_front"] = pareto_front(study)
         emit_study_event("completed", self.study_name, self.flow_run.id, summary)
         notify_after_the_run(self.flow_run.id, self.policy, f"Study {self.study_name} completed", completed)

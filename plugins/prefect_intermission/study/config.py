@@ -81,11 +81,6 @@ class StudyConfig(BaseModel):
         """How the loop compares the metric it tracks (the first objective's direction)."""
         return self.study_directions[0]
 
-    @property
-    def multi_objective(self) -> bool:
-        """Whether the study has several objectives (Optuna then prunes nothing)."""
-        return len(self.study_directions) > 1
-
     @classmethod
     def from_run_parameters(cls, parameters: dict[str, Any]) -> StudyConfig:
         """The configuration a study flow run was started with (its defaults filled in).

@@ -40,10 +40,15 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return max(scored, key=lambda vt: (vt[0], -vt[1].number))[1]
 
 
+def several_objectives(study: optuna.Study) -> bool:
+    """Whether the study has several objectives (a Pareto front, and Optuna prunes nothing)."""
+    return len(study.directions) > 1
+
+
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The best trial (a one-item list), the Pareto front with several objectives, or `[]`
     while there is none."""
-    if len(study.directions) > 1:
+    if several_objectives(study):
         if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             return []
         return sorted(study.best_trials, key=lambda t: t.number)
@@ -61,7 +66,7 @@ def best_text(study: optuna.Study) -> str:
     best = best_trials(study)
     if not best:
         return "no trial completed"
-    if len(study.directions) == 1:
+    if not several_objectives(study):
         value = best_value(best[0], study.direction)
         stopped = " (its best epoch; stopped by Stop & Save)" if best[0].state != TrialState.COMPLETE else ""
         return f"best trial #{best[0].number} with value {value:.6g}{stopped} and params {best[0].params}"

@@ -336,11 +336,6 @@ class TrialLoop:
             f"{self.context.stored} at", path,
         )
 
-    @property
-    def background_checkpoints(self) -> bool:
-        """Whether checkpoints are written in a thread of their own (see `TrialContext.store`)."""
-        return self.context.background_checkpoints
-
     def _store(self, epoch: int, state: dict[str, Any], *, best: bool = False, mid_epoch: bool = False) -> str:
         return self.context.store(epoch, state, last_epoch=self.epoch, best=best, mid_epoch=mid_epoch)
 
