@@ -36,7 +36,7 @@ UNIT_TIMEOUT_SECONDS = 60
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test with its tier, the folder it is in; give unit tests their short timeout."""
     for item in items:
-        tier = item.path.relative_to(TESTS).parts[0]
+        tier = item.path.resolve().relative_to(TESTS).parts[0]
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: every test lives in one of tests/{{{','.join(TIERS)}}}.")
         item.add_marker(getattr(pytest.mark, tier))

@@ -85,7 +85,7 @@ _LOADER_SCRIPT = textwrap.dedent("""
 def test_data_loading_workers_leave_ctrl_c_to_the_study(tmp_path):
     script = tmp_path / "loader.py"
     script.write_text(_LOADER_SCRIPT)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50,
                           start_new_session=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["40", "['pause']"], "the epoch's data was cut short"

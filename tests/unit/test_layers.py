@@ -21,7 +21,7 @@ def _lint_imports(config: Path, cwd: Path, **env: str) -> tuple[int, str]:
     result = subprocess.run(
         [str(LINT_IMPORTS), "--no-cache", "--no-logo", str(config)],
         cwd=cwd, env={**os.environ, "COLUMNS": "300", **env},
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=50,
     )
     return result.returncode, result.stdout + result.stderr
 

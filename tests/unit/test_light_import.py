@@ -36,7 +36,7 @@ def imported_after(code: str, *, env: dict[str, str] | None = None, watch: list[
         """
     ) + textwrap.dedent(code)
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=50,
         env=env if env is not None else os.environ.copy(),
     )
     assert result.returncode == 0, result.stdout + result.stderr

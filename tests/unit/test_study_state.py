@@ -73,7 +73,7 @@ def test_two_processes_opening_a_new_database_at_once_both_succeed(tmp_path):
                          stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
-    errors = [p.communicate(timeout=120)[1] for p in processes]
+    errors = [p.communicate(timeout=50)[1] for p in processes]
 
     assert [p.returncode for p in processes] == [0, 0], errors
     for number in range(10):

@@ -56,12 +56,10 @@ class PauseAnnouncer:
             resources=measure_resources(),
         )
 
-    def announce(
-        self, reason: str, result: ScheduleResult, *, resume_at: datetime | None, how_to_resume: str | None
-    ) -> Announced:
-        """Record the pause, publish its summary as the run's pause artifact and emit its event;
-        the notification is the caller's to send (`Announced.notify`) once the pause is complete."""
-        entry = self.record(reason, result)
+    def announce(self, entry: dict[str, Any], *, resume_at: datetime | None, how_to_resume: str | None) -> Announced:
+        """Publish the recorded pause `entry`'s summary as the run's pause artifact and emit its
+        event; the notification is the caller's to send (`Announced.notify`) once the pause is
+        complete. Record it first (`record`), before anything that may fail or take long."""
         summary = pause_summary(
             self.state, entry, n_trials=self.config.n_trials, max_epochs=self.config.max_epochs,
             checkpoints=self.store.study_folder(self.config.study_name), flow_run_id=self.flow_run.id,

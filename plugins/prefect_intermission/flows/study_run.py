@@ -216,14 +216,13 @@ class StudyRun:
     def pause(self, result: ScheduleResult) -> State:
         """Record the pause, publish its summary, and suspend the run (or end it, outside a
         deployment; or, after a `prefect flow-run execute` supervisor's SIGTERM, leave it to it)."""
+        entry = self.announcer.record(self.signal.reason or PauseReason.UNKNOWN, result)
         handed_back = supervisor_intent()
         if handed_back is not None:
             resume_at, how_to_resume = suspension.handed_back_resume(self, handed_back)
         else:
             resume_at, how_to_resume = self._resume_time(), self.how_to_resume()
-        announced = self.announcer.announce(
-            self.signal.reason or PauseReason.UNKNOWN, result, resume_at=resume_at, how_to_resume=how_to_resume
-        )
+        announced = self.announcer.announce(entry, resume_at=resume_at, how_to_resume=how_to_resume)
         if handed_back is not None:
             suspension.hand_back(self, result, handed_back, on_stopped=announced.notify)
         return suspension.suspend(self, result, resume_at=resume_at, on_stopped=announced.notify)

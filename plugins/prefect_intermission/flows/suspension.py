@@ -194,6 +194,7 @@ def stop_now(run: PausingRun) -> NoReturn:
     study_name, flow_run = run.study_name, run.flow_run
     run.signal.stop_recording()  # an epoch being stored is finished; no other starts
     result = ScheduleResult(finished=run.state.finished_count(), paused=run.scheduler.stop_now())
+    entry = run.announcer.record(PauseReason.SIGNAL, result)
     if run.scheduler.executor.trains_here:
         trials_text = (
             f"trials {epochs_text(result.paused)} continue from these checkpoints and train the "
@@ -223,7 +224,7 @@ def stop_now(run: PausingRun) -> NoReturn:
         run.logger.warning("Could not mark flow run %s paused.", flow_run.id, exc_info=True)
     run.logger.warning(message)
     print(message, file=sys.stderr, flush=True)
-    run.announcer.announce(PauseReason.SIGNAL, result, resume_at=None, how_to_resume=run.how_to_resume()).notify(message)
+    run.announcer.announce(entry, resume_at=None, how_to_resume=run.how_to_resume()).notify(message)
     APILogWorker.drain_all(timeout=10)
     EventsWorker.drain_all(timeout=10)
     sys.stdout.flush()
@@ -240,8 +241,9 @@ def wait_for_pause_file(run: PausingRun, result: ScheduleResult) -> State | None
     """
     assert run.policy is not None and run.policy.pause_file is not None
     path = str(run.policy.pause_file)
+    entry = run.announcer.record(PauseReason.FILE, result)
     announced = run.announcer.announce(
-        PauseReason.FILE, result, resume_at=None, how_to_resume=f"Delete `{path}`: the study resumes in its process."
+        entry, resume_at=None, how_to_resume=f"Delete `{path}`: the study resumes in its process."
     )
     run.say(
         f"Study {run.study_name!r} paused by the pause file: trials {epochs_text(result.paused)}; "
