@@ -16,7 +16,6 @@ from deployments.ui_actions import (
     ui_resume,
     wait_for,
     wait_for_state,
-    wait_until_mid_training,
 )
 from prefect_intermission import CheckpointStore, optimize_study
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR
@@ -35,8 +34,9 @@ def _parameters(study_name: str, tmp_path) -> dict:
         "max_epochs": MAX_EPOCHS,
         "max_concurrent_trials": 1,
         "seed": 4,
-        # 40 optimizer steps an epoch: a pause lands well within one.
-        "objective_params": {"train_examples": 640, "batch_size": 16},
+        # 200 optimizer steps an epoch (a second or more): the pause, sent within 0.05 s of the first
+        # epoch's checkpoint and seen by the study within 0.2 s, lands well within the second.
+        "objective_params": {"train_examples": 3200, "batch_size": 16},
     }
 
 
@@ -51,10 +51,10 @@ def test_the_transformers_demo_paused_from_the_ui_within_an_epoch_matches_an_uni
         {**_parameters(paused_name, tmp_path), "pause_policy": policy_waiting_for_resume()},
     )
 
-    [number] = wait_until_mid_training(storage, paused_name, min_epochs=1)
+    number = 0  # one trial at a time: the first one
     stored = CheckpointStore(checkpoints).for_trial(paused_name, number)
-    wait_for(lambda: stored.epochs() == [0], timeout=60, what="the first epoch's checkpoint")
-    ui_pause(run.id, timeout_seconds=30)  # within the second epoch's 40 steps
+    wait_for(lambda: stored.epochs() == [0], timeout=300, what="the first epoch's checkpoint", every=0.05)
+    ui_pause(run.id, timeout_seconds=30)  # within the second epoch's 200 steps
     suspended = wait_for_state(run.id, "Suspended", timeout=120)
     wait_for(lambda: process_is_gone(suspended), timeout=60, what="the flow's process to exit")
     [paused] = [t for t in trials(storage, paused_name) if t.state == TrialState.RUNNING]
