@@ -64,7 +64,7 @@ from prefect_intermission.integrations._checkpoint_folder import (
 )
 from prefect_intermission.training.context import TrialContext
 from prefect_intermission.training.loop import Restore, TrialLoop
-from prefect_intermission.training.trial_progress import TrialProgress
+from prefect_intermission.training.trial_progress import ProgressView, TrialProgress
 
 __all__ = ["IntermissionCallback"]
 
@@ -72,7 +72,7 @@ __all__ = ["IntermissionCallback"]
 CHECKPOINT_KIND = "transformers.Trainer/1"
 
 
-class IntermissionCallback(TrainerCallback):
+class IntermissionCallback(TrainerCallback, ProgressView):
     """Makes a `Trainer` run one pausable, pruned, checkpointed trial of a study.
 
     Args:
@@ -113,31 +113,6 @@ class IntermissionCallback(TrainerCallback):
         self._paused_after: int | None = None  # the last finished epoch when training paused
         self._paused_steps: int | None = None  # and the steps into the next one
         self._pruned = False
-
-    @property
-    def epoch(self) -> int:
-        """The last finished epoch (-1 before the first)."""
-        return self.progress.epoch
-
-    @property
-    def best_metric(self) -> float | None:
-        """The best epoch metric so far, or None."""
-        return self.progress.best_metric
-
-    @property
-    def last_metric(self) -> float | None:
-        """The last finished epoch's metric, or None."""
-        return self.progress.last_metric
-
-    @property
-    def epochs_without_improvement(self) -> int:
-        """The early-stopping count."""
-        return self.progress.epochs_without_improvement
-
-    @property
-    def stopped_early(self) -> bool:
-        """Whether the study's `patience` ended the training."""
-        return self.progress.stopped_early
 
     # ---- Setting a trainer up -----------------------------------------------------------
 

@@ -52,7 +52,7 @@ from prefect_intermission.training.direction import (
     check_direction,
 )
 from prefect_intermission.training.pause_signal import PauseSignal
-from prefect_intermission.training.trial_progress import TrialProgress
+from prefect_intermission.training.trial_progress import ProgressView, TrialProgress
 from prefect_intermission.training.within_epoch import WithinEpoch
 
 _COMPONENTS = ("model", "optimizer", "scheduler", "scaler")
@@ -83,7 +83,7 @@ class Restore:
     lost_epochs: list[int] = field(default_factory=list)
 
 
-class TrialLoop:
+class TrialLoop(ProgressView):
     """Trains one trial epoch by epoch, so that it can stop and continue exactly.
 
     The study flow creates it and hands it to the objective; it can also be created
@@ -196,36 +196,6 @@ class TrialLoop:
         self._components: dict[str, Any] = {}
         self._log = logger if logger is not None else logging.getLogger(__name__)
         self._epoch_ended = True
-
-    @property
-    def epoch(self) -> int:
-        """The last finished epoch (-1 before the first)."""
-        return self.progress.epoch
-
-    @property
-    def best_metric(self) -> float | None:
-        """The best metric so far, or None."""
-        return self.progress.best_metric
-
-    @property
-    def last_metric(self) -> float | None:
-        """The metric of the last finished epoch, or None."""
-        return self.progress.last_metric
-
-    @property
-    def epochs_without_improvement(self) -> int:
-        """The early-stopping count."""
-        return self.progress.epochs_without_improvement
-
-    @property
-    def epoch_seconds(self) -> list[float]:
-        """Wall time of each finished epoch (time spent paused is not counted)."""
-        return self.progress.epoch_seconds
-
-    @property
-    def resumed_from_epoch(self) -> int | None:
-        """The checkpointed epoch training continued after, or None."""
-        return self.progress.resumed_from_epoch
 
     def epochs(
         self,

@@ -122,5 +122,46 @@ class TrialProgress:
         )
 
 
+class ProgressView:
+    """Read-only properties over `self.progress`, for the classes that keep a trial's record."""
+
+    progress: TrialProgress
+
+    @property
+    def epoch(self) -> int:
+        """The last finished epoch (-1 before the first)."""
+        return self.progress.epoch
+
+    @property
+    def best_metric(self) -> float | None:
+        """The best epoch metric so far, or None."""
+        return self.progress.best_metric
+
+    @property
+    def last_metric(self) -> float | None:
+        """The metric of the last finished epoch, or None."""
+        return self.progress.last_metric
+
+    @property
+    def epochs_without_improvement(self) -> int:
+        """The early-stopping count."""
+        return self.progress.epochs_without_improvement
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the study's `patience` ended the training."""
+        return self.progress.stopped_early
+
+    @property
+    def epoch_seconds(self) -> list[float]:
+        """Wall time of each finished epoch (time spent paused is not counted)."""
+        return self.progress.epoch_seconds
+
+    @property
+    def resumed_from_epoch(self) -> int | None:
+        """The checkpointed epoch training continued after, or None."""
+        return self.progress.resumed_from_epoch
+
+
 def _number(value: float | None) -> str:
     return "nan" if value is None else f"{value:.6g}"
