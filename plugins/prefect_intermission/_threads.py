@@ -52,3 +52,31 @@ class BackgroundLoop:
 
     def __exit__(self, *exc_info: object) -> None:
         self._thread.stop()
+
+
+def drop_inherited_exit_hooks() -> None:
+    """Forget the exit hooks a forked process inherited from its parent's threads.
+
+    CPython keeps them in `threading._threading_atexits` (private, 3.9 to 3.14): Prefect's
+    log and event services register theirs there, and in a forked DataLoader worker, where
+    those services' threads do not exist, they fail and make the worker exit with code 1.
+    `check_thread_exit_hooks()` says when a Python release moves them.
+    """
+    hooks = getattr(threading, "_threading_atexits", None)
+    if hooks is not None:
+        hooks.clear()
+
+
+def check_thread_exit_hooks() -> None:
+    """Verify that the running Python still keeps thread exit hooks where
+    `drop_inherited_exit_hooks` looks for them.
+
+    Raises:
+        RuntimeError: They moved; the message says what a forked DataLoader worker would do.
+    """
+    if not isinstance(getattr(threading, "_threading_atexits", None), list):
+        raise RuntimeError(
+            "This Python no longer keeps thread exit hooks in threading._threading_atexits, so "
+            "forked DataLoader workers keep Prefect's and may exit with code 1. Adapt "
+            "prefect_intermission/_threads.drop_inherited_exit_hooks."
+        )

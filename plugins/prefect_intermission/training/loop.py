@@ -24,7 +24,6 @@ import functools
 import logging
 import math
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import torch
 
 from prefect_intermission._counting import epochs_done
 from prefect_intermission._faults import fault_point
+from prefect_intermission._threads import drop_inherited_exit_hooks
 from prefect_intermission.errors import (
     CheckpointError,
     ConfigurationError,
@@ -139,7 +139,7 @@ class TrialLoop(ProgressView):
         3.8.8), so it exits with code 1 and torch fails the epoch; they are dropped here
         (the worker has none of those services' threads)."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        threading._threading_atexits.clear()  # type: ignore[attr-defined]
+        drop_inherited_exit_hooks()
 
     def __init__(
         self,
