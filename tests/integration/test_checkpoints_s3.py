@@ -10,7 +10,6 @@ import pytest
 import s3fs
 import torch
 from prefect_intermission import (
-    CheckpointError,
     CheckpointStorageCredentials,
     CheckpointStore,
     ConfigurationError,

@@ -13,6 +13,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.states import Running
 from prefect_intermission import PauseSignal
+from prefect_intermission.flows.run_link import PrefectRunLink
 from prefect_intermission.pausing.flow_run_poll import FlowRunPoll, shared_poll
 from prefect_intermission.pausing.notices import PauseNotices
 from prefect_intermission.pausing.watcher import FlowRunPauseWatcher
@@ -115,7 +116,7 @@ def test_a_trial_run_stops_when_the_study_run_is_paused_from_the_ui_without_read
     try:
         with lease:
             assert trial_process.stdout.readline().strip() == "watching"
-            with FlowRunPauseWatcher(study_run.id, signal, poll_seconds=0.2):
+            with FlowRunPauseWatcher(PrefectRunLink(study_run), signal, poll_seconds=0.2):
                 ui_pause(study_run.id)
                 assert signal.wait(60)
                 out, _ = trial_process.communicate(timeout=120)

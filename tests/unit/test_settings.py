@@ -7,7 +7,6 @@ import os
 import pytest
 
 from prefect_intermission.errors import ConfigurationError
-from prefect_intermission.pausing.watcher import poll_seconds_from_env
 from prefect_intermission.settings import IntermissionSettings, settings
 from prefect_intermission.study.leases import lease_seconds_from_env
 
@@ -24,7 +23,7 @@ def test_defaults():
         lease_seconds=30.0, pause_poll_seconds=1.0, trial_run_poll_seconds=10.0, fault="", background_checkpoints=True,
         resume_deployment="resume-study/resume-study",
     )
-    assert (lease_seconds_from_env(), poll_seconds_from_env()) == (30.0, 1.0)
+    assert (lease_seconds_from_env(), settings().pause_poll_seconds) == (30.0, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -46,7 +45,7 @@ def test_a_variable_overrides_its_default(monkeypatch, variable, value, field, e
 def test_the_package_reads_the_variables_through_the_settings(monkeypatch):
     monkeypatch.setenv("INTERMISSION_LEASE_SECONDS", "12")
     monkeypatch.setenv("INTERMISSION_PAUSE_POLL_SECONDS", "0.5")
-    assert (lease_seconds_from_env(), poll_seconds_from_env()) == (12.0, 0.5)
+    assert (lease_seconds_from_env(), settings().pause_poll_seconds) == (12.0, 0.5)
 
 
 @pytest.mark.parametrize(

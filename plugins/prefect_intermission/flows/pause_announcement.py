@@ -8,12 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from prefect.client.schemas.objects import FlowRun
-
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.flows.pause_summary import pause_summary
+from prefect_intermission.flows.run_link import RunLink
 from prefect_intermission.reporting.artifacts import ArtifactReporter
-from prefect_intermission.reporting.events import emit_study_event
 from prefect_intermission.reporting.notify import notify
 from prefect_intermission.reporting.resources import measure_resources
 from prefect_intermission.study.config import StudyConfig
@@ -43,7 +41,7 @@ class PauseAnnouncer:
     config: StudyConfig
     state: StudyState
     store: CheckpointStore
-    flow_run: FlowRun
+    link: RunLink
     policy: PausePolicy | None
     reporter: ArtifactReporter
 
@@ -52,7 +50,7 @@ class PauseAnnouncer:
         with self.state.sampler_lock:
             self.state.save_sampler()
         return self.state.record_pause(
-            flow_run_id=str(self.flow_run.id), reason=reason, trials=result.paused,
+            flow_run_id=str(self.link.flow_run.id), reason=reason, trials=result.paused,
             resources=measure_resources(),
         )
 
@@ -62,12 +60,12 @@ class PauseAnnouncer:
         complete. Record it first (`record`), before anything that may fail or take long."""
         summary = pause_summary(
             self.state, entry, n_trials=self.config.n_trials, max_epochs=self.config.max_epochs,
-            checkpoints=self.store.study_folder(self.config.study_name), flow_run_id=self.flow_run.id,
+            checkpoints=self.store.study_folder(self.config.study_name), flow_run_id=self.link.flow_run.id,
             resume_at=resume_at, how_to_resume=how_to_resume,
         )
         self.reporter.publish_pause_summary(summary)
-        emit_study_event(
-            "paused", self.config.study_name, self.flow_run.id,
+        self.link.emit(
+            "paused", self.config.study_name,
             {"reason": entry["reason"], "trials": entry["trials"],
              "resume_at": resume_at.isoformat() if resume_at else None},
         )

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from prefect_intermission._import_path import import_objective
 from prefect_intermission.control.run_control import read_flow_run
 from prefect_intermission.errors import ConfigurationError, IntermissionError
+from prefect_intermission.flows.run_link import PrefectRunLink
 from prefect_intermission.flows.study_run import StudyRun
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.rules import PauseRule, attach_rules, load_rules
@@ -197,7 +198,7 @@ def optimize_study(
         if first_execution:
             record_location(flow_run.id, config, state.uid())
         return StudyRun(
-            config, state=state, store=store, signal=signal, flow_run=flow_run, lease=lease,
+            config, state=state, store=store, signal=signal, link=PrefectRunLink(flow_run), lease=lease,
             policy=policy, scheduler=scheduler, progress=progress,
         ).execute()
 

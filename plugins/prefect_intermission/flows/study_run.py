@@ -2,34 +2,34 @@
 
 A `StudyRun` holds what the execution needs once (the configuration, the study, the
 checkpoint store, the pause signal, the flow run, its lease and policy) and has one
-method per phase. Carrying out a pause (suspending the run, or stopping at once after
+method per phase. It reads and changes its flow run only through a `RunLink`
+(`flows/run_link.py`), so its decisions are tested without a server. Carrying out a pause (suspending the run, or stopping at once after
 a second Ctrl+C) is in `flows/suspension.py`; making a pause known (recorded, summarised,
 emitted, notified) in `flows/pause_announcement.py`.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger
-from prefect.client.schemas.objects import FlowRun
 from prefect.states import State
 
 from prefect_intermission.blocks.pause_policy import PausePolicy
-from prefect_intermission.control.run_control import read_flow_run
 from prefect_intermission.control.stopping import (
     is_stopping,
     prune_unfinished,
     stop_trigger,
 )
-from prefect_intermission.control.timed_resume import cancel_pending_resumes
 from prefect_intermission.errors import IntermissionError
 from prefect_intermission.flows import suspension
 from prefect_intermission.flows._how_to_continue import continue_markdown, epochs_text
 from prefect_intermission.flows.pause_announcement import PauseAnnouncer
+from prefect_intermission.flows.run_link import RunLink
 from prefect_intermission.pausing.holds import TrialHolds
 from prefect_intermission.pausing.interrupts import (
     PauseOnSignals,
@@ -45,7 +45,6 @@ from prefect_intermission.pausing.triggers import (
 )
 from prefect_intermission.pausing.watcher import FlowRunPauseWatcher
 from prefect_intermission.reporting.artifacts import ArtifactReporter
-from prefect_intermission.reporting.events import emit_study_event
 from prefect_intermission.reporting.notify import (
     notify,
     notify_after_the_run,
@@ -73,27 +72,29 @@ class StudyRun:
         state: StudyState,
         store: CheckpointStore,
         signal: PauseSignal,
-        flow_run: FlowRun,
+        link: RunLink,
         lease: StudyLease,
         policy: PausePolicy | None,
         scheduler: TrialScheduler,
         progress: StudyProgress,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     ) -> None:
         self.config = config
         self.state = state
         self.store = store
         self.signal = signal
-        self.flow_run = flow_run
+        self.link = link
+        self.flow_run = link.flow_run
         self.lease = lease
         self.policy = policy
         self.scheduler = scheduler
         self.progress = progress
         self.study_name = config.study_name
-        self.logger = get_run_logger()
-        self.reporter = ArtifactReporter(flow_run.id, progress)
-        self.announcer = PauseAnnouncer(config, state, store, flow_run, policy, self.reporter)
+        self.logger = logger if logger is not None else get_run_logger()
+        self.reporter = ArtifactReporter(self.flow_run.id, progress, open_client=link.artifacts)
+        self.announcer = PauseAnnouncer(config, state, store, link, policy, self.reporter)
         self.holds = TrialHolds(state.engine, self.study_name)
-        self.execution = read_flow_run(flow_run.id).state.id  # the Running state this execution began with
+        self.execution = link.read().state.id  # the Running state this execution began with
         signal.on_request(self.announce_pause)
         self.ui_resume_at: datetime | None = None  # the timeout typed in the UI's pause dialog
 
@@ -121,7 +122,7 @@ class StudyRun:
             self.fail(result)
         if is_stopping(self.state, self.signal.reason):
             return self.stop_and_save(result)
-        if not self.signal.is_requested() and (late := pause_reason_of_state(read_flow_run(self.flow_run.id).state)):
+        if not self.signal.is_requested() and (late := pause_reason_of_state(self.link.read().state)):
             # Paused after the last trial ended: Prefect would end the run with that pause
             # (and its timeout). Carry it out like any other; resuming then completes at once.
             self.signal.request(late)
@@ -140,9 +141,7 @@ class StudyRun:
             return
         self.logger.info("%s", continuing.log_line())
         if continuing.unfinished:
-            emit_study_event(
-                "resumed", self.study_name, self.flow_run.id, {"continuing": [t.number for t in continuing.unfinished]}
-            )
+            self.link.emit("resumed", self.study_name, {"continuing": [t.number for t in continuing.unfinished]})
             notify_in_background(  # the first epoch must not wait for it
                 self.policy, f"Study {self.study_name} resumed",
                 f"Study {self.study_name!r} resumed (flow run {self.flow_run.id}): {continuing.finished} of "
@@ -152,7 +151,7 @@ class StudyRun:
     def _drop_pending_resumes(self) -> None:
         """A study resumed before its set time no longer needs the resume scheduled for then."""
         try:
-            dropped = cancel_pending_resumes(self.flow_run.id)
+            dropped = self.link.cancel_pending_resumes()
         except Exception:  # it would find the study resumed and do nothing: harmless
             self.logger.warning("Could not delete the resume scheduled for this run.", exc_info=True)
             return
@@ -163,7 +162,7 @@ class StudyRun:
         """Train until done or paused; a pause by the pause file alone may be waited out here."""
         triggers = self._policy_triggers()
         while True:
-            watcher = FlowRunPauseWatcher(self.flow_run.id, self.signal, triggers=triggers, holds=self.holds)
+            watcher = FlowRunPauseWatcher(self.link, self.signal, triggers=triggers, holds=self.holds)
             with watcher, PauseOnSignals(self.signal, self.flow_run.id), PauseKeys(self.signal):
                 result = self.scheduler.run()
             self.ui_resume_at = watcher.ui_resume_at
@@ -268,7 +267,7 @@ class StudyRun:
         }
         if several_objectives(study):
             summary["pareto_front"] = pareto_front(study)
-        emit_study_event("completed", self.study_name, self.flow_run.id, summary)
+        self.link.emit("completed", self.study_name, summary)
         notify_after_the_run(self.flow_run.id, self.policy, f"Study {self.study_name} completed", completed)
         return {"study_name": self.study_name, "status": "completed", **summary}
 
@@ -297,7 +296,7 @@ class StudyRun:
             return None
         ui_timeout = self.ui_resume_at
         if ui_timeout is None:  # Prefect saw the pause before the watcher did: it is still on the run
-            state = read_flow_run(self.flow_run.id).state
+            state = self.link.read().state
             ui_timeout = state.state_details.pause_timeout if state is not None and state.is_paused() else None
         if self.policy is None:
             return ui_timeout

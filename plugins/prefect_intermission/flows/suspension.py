@@ -1,6 +1,7 @@
 """Carrying out a study's pause once everything is stored: suspend the run, hand it back to
 the `prefect flow-run execute` that got SIGTERM, stop at once, or wait in the process for the
-pause file to go. It sees the study's run through `PausingRun` (`StudyRun` is one).
+pause file to go. It sees the study's run through `PausingRun` (`StudyRun` is one), and
+changes the flow run only through that run's `RunLink`.
 
 A suspended run frees its machine; Resume (or `intermission resume`) executes it again
 from the top. A run outside a deployment cannot be suspended: it ends Completed named
@@ -19,29 +20,25 @@ from datetime import datetime
 from typing import Any, NoReturn, Protocol
 from uuid import UUID, uuid4
 
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.events.worker import EventsWorker
 from prefect.exceptions import Pause, TerminationSignal
-from prefect.flow_runs import suspend_flow_run
 from prefect.logging.handlers import APILogWorker
 from prefect.states import Completed, Running, State, Suspended
 
 from prefect_intermission._faults import fault_point
 from prefect_intermission.blocks.pause_policy import PausePolicy
-from prefect_intermission.control.run_control import read_flow_run
-from prefect_intermission.control.timed_resume import resumes_by_itself, schedule_resume
-from prefect_intermission.errors import IntermissionError
+from prefect_intermission.control.timed_resume import resumes_by_itself
 from prefect_intermission.flows._how_to_continue import (
     continue_instruction,
     epochs_text,
 )
 from prefect_intermission.flows.pause_announcement import PauseAnnouncer
 from prefect_intermission.flows.process_exit import exit_at_once
+from prefect_intermission.flows.run_link import RunLink
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
 from prefect_intermission.pausing.triggers import wait_until_removed
-from prefect_intermission.reporting.events import emit_study_event
 from prefect_intermission.reporting.links import flow_run_link
 from prefect_intermission.reporting.notify import notify_in_background
 from prefect_intermission.study.leases import StudyLease
@@ -58,6 +55,7 @@ class PausingRun(Protocol):
 
     study_name: str
     flow_run: FlowRun
+    link: RunLink
     execution: UUID | None  # the Running state this execution began with
     signal: PauseSignal
     policy: PausePolicy | None
@@ -110,18 +108,17 @@ def suspend(
     fault_point("flow.suspend")
     pause_key = f"{FLOW_PAUSE_KEY_PREFIX}{uuid4().hex}"
     try:
-        suspend_flow_run(timeout=None, key=pause_key)
+        run.link.suspend(pause_key)
     except Pause:
         # Suspended, with no timeout: the pause is complete. Schedule the resume (the run
         # stays Suspended, so Resume still resumes it sooner) and tell people, then exit as
         # soon as Prefect's engine has reported the run's state and sent its logs.
         if resume_at is not None:
-            timed = schedule_resume(flow_run, resume_at, pause_key=pause_key)
+            timed = run.link.schedule_resume(resume_at, pause_key)
             run.logger.info("%s", resumes_by_itself(flow_run.id, timed.at, resume_button=timed.keeps_resume_button))
         on_stopped()
         exit_at_once()
         raise
-    raise IntermissionError(f"Flow run {flow_run.id} could not be suspended; it is still running.")
 
 
 _HANDED_BACK = {
@@ -140,7 +137,7 @@ _HANDED_BACK = {
 
 def handed_back_resume(run: PausingRun, intent: str) -> tuple[datetime | None, str]:
     """When a run handed back to its supervisor (`intent`) runs again, and how its pause summary says so."""
-    state = read_flow_run(run.flow_run.id).state
+    state = run.link.read().state
     scheduled = state.state_details.scheduled_time if state is not None and state.is_scheduled() else None
     return scheduled, _HANDED_BACK[intent]
 
@@ -166,22 +163,21 @@ def _take_back_the_pause(run: PausingRun, summary: str) -> None:
     """Replace a pause request (or the failure its expiry left) with Running, so that our own
     suspension, which waits without a timeout, can follow; leave a run resumed meanwhile alone."""
     flow_run_id = run.flow_run.id
-    with get_client(sync_client=True) as client:
-        current = client.read_flow_run(flow_run_id).state
-        if current is not None and current.is_running() and current.id != run.execution:
-            logger.warning(
-                "Flow run %s was resumed before it finished pausing and another execution "
-                "has started; leaving the run to it.", flow_run_id,
-            )
-            raise Pause(f"{summary} Resumed while pausing.")
-        if current is not None and (current.is_paused() or _expired_pause(current)):
-            client.set_flow_run_state(flow_run_id, Running(message="Pause carried out; suspending."), force=True)
-        elif current is not None and not current.is_running():
-            logger.warning(
-                "Flow run %s was resumed (%s) before it finished pausing; leaving it to the "
-                "new execution.", flow_run_id, current.name,
-            )
-            raise Pause(f"{summary} Resumed while pausing.")
+    current = run.link.read().state
+    if current is not None and current.is_running() and current.id != run.execution:
+        logger.warning(
+            "Flow run %s was resumed before it finished pausing and another execution "
+            "has started; leaving the run to it.", flow_run_id,
+        )
+        raise Pause(f"{summary} Resumed while pausing.")
+    if current is not None and (current.is_paused() or _expired_pause(current)):
+        run.link.set_state(Running(message="Pause carried out; suspending."))
+    elif current is not None and not current.is_running():
+        logger.warning(
+            "Flow run %s was resumed (%s) before it finished pausing; leaving it to the "
+            "new execution.", flow_run_id, current.name,
+        )
+        raise Pause(f"{summary} Resumed while pausing.")
 
 
 def stop_now(run: PausingRun) -> NoReturn:
@@ -218,8 +214,7 @@ def stop_now(run: PausingRun) -> NoReturn:
         stopped = Suspended(pause_key=f"{FLOW_PAUSE_KEY_PREFIX}{uuid4().hex}")
         exit_code = 0  # suspended, as after any pause: the worker must not mark it crashed
     try:
-        with get_client(sync_client=True) as client:
-            client.set_flow_run_state(flow_run.id, stopped, force=True)
+        run.link.set_state(stopped)
     except Exception:  # the study is stored: running it again continues it all the same
         run.logger.warning("Could not mark flow run %s paused.", flow_run.id, exc_info=True)
     run.logger.warning(message)
@@ -264,6 +259,6 @@ def wait_for_pause_file(run: PausingRun, result: ScheduleResult) -> State | None
         return Completed(name="Paused", message=stopped)
     resumed = f"Pause file {path} deleted: study {run.study_name!r} resumes."
     run.say(resumed)
-    emit_study_event("resumed", run.study_name, run.flow_run.id, {"continuing": sorted(result.paused)})
+    run.link.emit("resumed", run.study_name, {"continuing": sorted(result.paused)})
     notify_in_background(run.policy, f"Study {run.study_name} resumed", resumed)
     return None

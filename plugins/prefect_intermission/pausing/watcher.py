@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Self
-from uuid import UUID, uuid4
+from typing import Any, Protocol, Self
+from uuid import uuid4
 
-from prefect.client.orchestration import get_client
-from prefect.states import Suspended
+from prefect.client.schemas.objects import FlowRun
+from prefect.states import State, Suspended
 
 from prefect_intermission._threads import BackgroundLoop, ContextThread
-from prefect_intermission.pausing.flow_run_poll import FlowRunWatch, shared_poll
 from prefect_intermission.pausing.holds import TrialHolds
 from prefect_intermission.pausing.run_states import (
     PAUSING_KEY_PREFIX,
@@ -30,9 +29,28 @@ from prefect_intermission.training.pause_signal import PauseSignal
 logger = logging.getLogger(__name__)
 
 
-def poll_seconds_from_env() -> float:
-    """Seconds between two reads of the flow run's state (`INTERMISSION_PAUSE_POLL_SECONDS`)."""
-    return settings().pause_poll_seconds
+class RunReadings(Protocol):
+    """Readings of one flow run (`flow_run_poll.FlowRunWatch` is one); close it when done."""
+
+    def next(self, timeout: float) -> FlowRun | None:
+        """The next reading, waiting up to `timeout` seconds; None when none came."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc_info: object) -> Any: ...
+
+
+class WatchedRun(Protocol):
+    """What the watcher needs of the run it watches (`flows/run_link.RunLink` has it)."""
+
+    flow_run: FlowRun
+
+    def watch(self, every: float) -> RunReadings: ...
+
+    def set_state(self, state: State) -> None: ...
 
 
 class FlowRunPauseWatcher(BackgroundLoop):
@@ -47,24 +65,24 @@ class FlowRunPauseWatcher(BackgroundLoop):
 
     def __init__(
         self,
-        flow_run_id: UUID,
+        run: WatchedRun,
         signal: PauseSignal,
         *,
         poll_seconds: float | None = None,
         triggers: list[Callable[[], str | None]] | None = None,
         holds: TrialHolds | None = None,
     ) -> None:
-        self.flow_run_id = flow_run_id
+        self.watched = run
         self.holds = holds
         self.signal = signal
         self.triggers = triggers or []
-        self.poll_seconds = poll_seconds if poll_seconds is not None else poll_seconds_from_env()
+        self.poll_seconds = poll_seconds if poll_seconds is not None else settings().pause_poll_seconds
         self.ui_resume_at: datetime | None = None
-        self._run: FlowRunWatch | None = None
-        self._thread = ContextThread(self._watch, name=f"intermission-pause-watcher-{flow_run_id}")
+        self._run: RunReadings | None = None
+        self._thread = ContextThread(self._watch, name=f"intermission-pause-watcher-{run.flow_run.id}")
 
     def __enter__(self) -> Self:
-        self._run = shared_poll().watch(self.flow_run_id, every=self.poll_seconds)
+        self._run = self.watched.watch(self.poll_seconds)
         return super().__enter__()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -88,7 +106,7 @@ class FlowRunPauseWatcher(BackgroundLoop):
                 if self._paused(run):
                     return
 
-    def _paused(self, run: FlowRunWatch) -> bool:
+    def _paused(self, run: RunReadings) -> bool:
         """Wait for the run's next reading (about one interval); whether it asks for a pause."""
         flow_run = run.next(timeout=self.poll_seconds)
         reason = pause_reason_of_state(flow_run.state) if flow_run is not None else None
@@ -112,14 +130,11 @@ class FlowRunPauseWatcher(BackgroundLoop):
             return
         self.ui_resume_at = state.state_details.pause_timeout
         try:
-            with get_client(sync_client=True) as client:
-                client.set_flow_run_state(
-                    self.flow_run_id,
-                    Suspended(
-                        pause_key=f"{PAUSING_KEY_PREFIX}{uuid4().hex}",
-                        message="Pausing: every trial stops at its next epoch boundary.",
-                    ),
-                    force=True,
+            self.watched.set_state(
+                Suspended(
+                    pause_key=f"{PAUSING_KEY_PREFIX}{uuid4().hex}",
+                    message="Pausing: every trial stops at its next epoch boundary.",
                 )
+            )
         except Exception:
             logger.warning("Could not lift the pause's timeout; it may expire.", exc_info=True)

@@ -20,6 +20,8 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
@@ -74,6 +76,7 @@ class ArtifactReporter:
 
     One reporter serves one execution of the flow run; a resumed run's new execution finds
     the run's progress artifact and latest trials table through the API and carries on.
+    `open_client` opens the client it publishes with (Prefect's, unless told otherwise).
     """
 
     def __init__(
@@ -83,8 +86,10 @@ class ArtifactReporter:
         *,
         interval: float = 1.0,
         table_every: float = TABLE_EVERY_SECONDS,
+        open_client: Callable[[], AbstractContextManager[Any]] = lambda: get_client(sync_client=True),
     ) -> None:
         self.flow_run_id = flow_run_id
+        self._open_client = open_client
         self.progress = progress
         self.interval = interval
         self.table_every = table_every
@@ -126,7 +131,7 @@ class ArtifactReporter:
         else:
             return  # paused: `publish_pause_summary` publishes the table with the pause's summary
         try:
-            with get_client(sync_client=True) as client:
+            with self._open_client() as client:
                 self._publish_table(client, when)
         except Exception:
             logger.warning("Could not publish the study's trials table.", exc_info=True)
@@ -135,7 +140,7 @@ class ArtifactReporter:
         """Publish the pause summary now, with the trials table if it changed since it was last
         published (the pause waits for them: they are what the user opens)."""
         try:
-            with get_client(sync_client=True) as client:
+            with self._open_client() as client:
                 with self._lock:
                     self._publish_progress(client)
                     self._publish_table(client, f"at the pause of {_now()}")
@@ -148,7 +153,7 @@ class ArtifactReporter:
             logger.warning("Could not publish the pause summary artifact.", exc_info=True)
 
     def _run(self) -> None:
-        with get_client(sync_client=True) as client:
+        with self._open_client() as client:
             while not self._thread.stopping.is_set():
                 self._changed.wait()
                 self._changed.clear()

@@ -38,7 +38,7 @@ from prefect_intermission.pausing.flow_run_poll import FlowRunWatch, shared_poll
 from prefect_intermission.pausing.notices import PauseNotices
 from prefect_intermission.pausing.reasons import PauseReason
 from prefect_intermission.pausing.run_states import pause_reason_of_state, pausing_state
-from prefect_intermission.pausing.watcher import poll_seconds_from_env
+from prefect_intermission.settings import settings
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.attempt import TrialOutcome
 from prefect_intermission.study.config import StudyConfig
@@ -112,7 +112,7 @@ class FlowRunExecutor(TrialExecutor):
         self.flow_run_id = flow_run_id
         self.study_execution = study_execution
         self.progress = progress
-        self.poll_seconds = max(poll_seconds_from_env(), 0.5)
+        self.poll_seconds = max(settings().pause_poll_seconds, 0.5)
         self.started_at = time.time()  # pause rules in the trial runs count from here
         self._execution_key = uuid4().hex
         self._announced = False
