@@ -49,12 +49,10 @@ import time
 from typing import Any
 
 import optuna
-import torch
 
 try:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import Checkpoint
-    from lightning.pytorch.utilities.combined_loader import CombinedLoader
 except ImportError as e:  # the optional extra is not installed
     raise ImportError(
         f"prefect_intermission.integrations.lightning needs PyTorch Lightning ({e}). "
@@ -63,22 +61,30 @@ except ImportError as e:  # the optional extra is not installed
 
 from prefect_intermission._counting import epochs_done
 from prefect_intermission.errors import (
-    CheckpointError,
     ConfigurationError,
     IntermissionError,
     MetricNotFinite,
     TrialPaused,
 )
+from prefect_intermission.integrations._lightning_boundaries import (
+    TrainerStop,
+    check_trainer,
+    is_step_boundary,
+    loaders_say_where_they_are,
+)
 from prefect_intermission.integrations._lightning_io import TrialCheckpointIO
+from prefect_intermission.integrations._lightning_restore import (
+    STATE_KEY,
+    capture_own_state,
+    own_entry,
+    plateau_steps_due,
+    step_plateaus,
+)
 from prefect_intermission.integrations._weights_only import refuse_unsafe
-from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
+from prefect_intermission.training._rng import restore_rng_state
 from prefect_intermission.training.loop import Restore, TrialLoop
 
 __all__ = ["IntermissionCallback", "fit"]
-
-#: Where a checkpoint holds what Lightning leaves out (and the callback's own state).
-STATE_KEY = "prefect_intermission"
-
 
 def fit(
     loop: TrialLoop,
@@ -152,7 +158,7 @@ class IntermissionCallback(Checkpoint):
         self._validated = False  # in the epoch in progress
         self._checked_safe = False
         self._said_epoch_end = False
-        self._check_val: tuple[Any] | None = None
+        self._stopping = TrainerStop()
         self._plateau_due: list[tuple[int, Any]] = []  # (scheduler, metric) Lightning has yet to step
         self._sigterm: Any = None  # the study's SIGTERM handler, kept from Lightning's
         self._fitted = False
@@ -180,13 +186,7 @@ class IntermissionCallback(Checkpoint):
         state = loaded.state
         if state is not None:
             assert loaded.epoch is not None
-            ours = state.get(STATE_KEY)
-            if not isinstance(ours, dict):
-                raise CheckpointError(
-                    f"{context.checkpoints.path(loaded.epoch)!r} holds no {STATE_KEY!r} entry: trial "
-                    f"{number} was started by another training loop. Continue it with that one, or "
-                    "delete its checkpoints to train it again from the start."
-                )
+            ours = own_entry(state, context.checkpoints.path(loaded.epoch), number)
             self._resume_from(ours)
             self._ckpt_path = context.checkpoints.path(loaded.epoch, mid_epoch=ours["mid_epoch"])
             self._staged = state
@@ -223,7 +223,7 @@ class IntermissionCallback(Checkpoint):
         """Check the trainer, and route the trial's checkpoints through its verified store."""
         if stage != "fit":
             return
-        self._check_trainer(trainer)
+        check_trainer(trainer, self.context.max_epochs)
         if not self._prepared and self.ckpt_path() is not None:
             raise ConfigurationError(
                 f"Trial {self.context.trial.number} has a checkpoint to continue from: pass "
@@ -252,7 +252,7 @@ class IntermissionCallback(Checkpoint):
         """Leave SIGTERM to the study; check that Lightning continued from the trial's checkpoint,
         and give plateau schedulers the step of the epoch the checkpoint ended."""
         self._keep_sigterm()
-        _step_plateaus(trainer, self._plateau_due)
+        step_plateaus(trainer, self._plateau_due)
         self._plateau_due = []
         if self._ckpt_path is not None and (self._io is None or self._io.staged is not None):
             raise ConfigurationError(
@@ -302,9 +302,9 @@ class IntermissionCallback(Checkpoint):
                 self._pruned = f"Pruned after {epochs_done(epoch)} epochs with {self.monitor} {metric}."
                 self._stop(trainer)
                 return
-            plateau_due = _plateau_steps_due(trainer)
+            plateau_due = plateau_steps_due(trainer)
             if trainer.fit_loop.restarting:  # Lightning steps none for an epoch it resumed within
-                _step_plateaus(trainer, plateau_due)
+                step_plateaus(trainer, plateau_due)
                 plateau_due = []
             self._save(trainer, epoch, best=improved, plateau_due=plateau_due)
             context.logger.info("%s", progress.epoch_line(context.stored, metric_name=self.monitor))
@@ -322,37 +322,15 @@ class IntermissionCallback(Checkpoint):
         if stage != "fit":
             return
         self._fitted = True
-        if self._check_val is not None:
-            trainer.check_val_every_n_epoch = self._check_val[0]
-            self._check_val = None
+        self._stopping.restore(trainer)
         if self._io is not None and trainer.strategy.checkpoint_io is self._io:
             trainer.strategy.checkpoint_io = self._io.wrapped
 
     # --- What the hooks share ------------------------------------------------------------
 
-    def _check_trainer(self, trainer: pl.Trainer) -> None:
-        """Refuse settings under which the study's epochs or a pause would not hold."""
-        max_epochs = self.context.max_epochs
-        if trainer.max_epochs != max_epochs:
-            raise ConfigurationError(
-                f"The Trainer's max_epochs must be the study's, {max_epochs} (loop.max_epochs), but "
-                f"got max_epochs={trainer.max_epochs}."
-            )
-        if trainer.max_steps != -1:
-            raise ConfigurationError(
-                f"A trial trains for the study's max_epochs; leave out max_steps (got {trainer.max_steps})."
-            )
-        if trainer.min_epochs or trainer.min_steps:
-            raise ConfigurationError(
-                "Lightning keeps training until min_epochs/min_steps whatever stops it, a pause "
-                f"included; leave them out (got min_epochs={trainer.min_epochs}, min_steps={trainer.min_steps})."
-            )
-
     def _step_boundary(self, trainer: pl.Trainer, batch_idx: int) -> bool:
         """Whether training can stop after this step and continue exactly from a checkpoint."""
-        loaders = CombinedLoader(trainer.train_dataloader).flattened
-        if not all(callable(getattr(d, "state_dict", None)) and callable(getattr(d, "load_state_dict", None))
-                   for d in loaders):
+        if not loaders_say_where_they_are(trainer):
             if not self._said_epoch_end:
                 self._said_epoch_end = True
                 self.context.logger.info(
@@ -361,15 +339,7 @@ class IntermissionCallback(Checkpoint):
                     self.context.trial.number,
                 )
             return False
-        done = batch_idx + 1
-        if done >= trainer.num_training_batches or done % trainer.accumulate_grad_batches:
-            return False  # the epoch's end comes next, or gradients are still accumulating
-        every = trainer.val_check_batch
-        if trainer.enable_validation and isinstance(every, int) and every > 0:
-            counted = done if trainer.check_val_every_n_epoch is not None else trainer.fit_loop.total_batch_idx + 1
-            if counted % every == 0:
-                return False  # a validation follows: the pause waits for the step after it
-        return True
+        return is_step_boundary(trainer, batch_idx)
 
     def _monitored(self, trainer: pl.Trainer, epoch: int) -> float | None:
         """The epoch's value of `monitor`; None when the epoch was not validated."""
@@ -415,22 +385,13 @@ class IntermissionCallback(Checkpoint):
     def _own_state(
         self, trainer: pl.Trainer, *, mid_epoch: bool, plateau_due: list[tuple[int, Any]]
     ) -> dict[str, Any]:
-        """What a checkpoint holds besides Lightning's: the generators, the plateau schedulers'
-        steps still due, and this callback's counts."""
-        seconds = self._seconds_before + time.perf_counter() - self._epoch_started if mid_epoch else 0.0
-        return {
-            "trial_number": self.context.trial.number,
-            "epoch": self.progress.epoch,
-            "mid_epoch": mid_epoch,
-            "global_step": trainer.global_step,
-            "steps_into_epoch": self._paused_steps if mid_epoch else None,
-            **self.progress.state_dict(),
-            "seconds_into_epoch": round(seconds, 4),
-            "validated": self._validated and mid_epoch,
-            "plateau_steps_due": plateau_due,
-            "rng": capture_rng_state(),
-            "generator": self.loop.generator.get_state(),
-        }
+        """What a checkpoint holds besides Lightning's (`_lightning_restore.py`)."""
+        return capture_own_state(
+            trainer, trial_number=self.context.trial.number, progress_state=self.progress.state_dict(),
+            epoch=self.progress.epoch, steps_into_epoch=self._paused_steps if mid_epoch else None,
+            seconds_into_epoch=self._seconds_before + time.perf_counter() - self._epoch_started if mid_epoch else 0.0,
+            validated=self._validated and mid_epoch, plateau_due=plateau_due, generator=self.loop.generator,
+        )
 
     def _resume_from(self, ours: dict[str, Any]) -> None:
         """Take back this callback's counts and the generators' states from a checkpoint."""
@@ -442,14 +403,8 @@ class IntermissionCallback(Checkpoint):
         self._rng = ours["rng"]  # set back once Lightning is about to train (on_fit_start)
 
     def _stop(self, trainer: pl.Trainer, *, validate: bool = True) -> None:
-        """Stop training through Lightning's own flag."""
-        trainer.should_stop = True
-        if not validate and self._check_val is None:
-            # Lightning validates once more when a callback stops training mid-epoch (for
-            # EarlyStopping's sake). A pause does not end training: no validation the
-            # uninterrupted run would not have (nor its time), so no epoch is checked now.
-            self._check_val = (trainer.check_val_every_n_epoch,)
-            trainer.check_val_every_n_epoch = trainer.current_epoch + 2
+        """Stop training through Lightning's own flag (`validate=False`: no extra validation)."""
+        self._stopping.stop(trainer, validate=validate)
 
     def _keep_sigterm(self) -> None:
         """Put the study's SIGTERM handler back in place of Lightning's.
@@ -469,26 +424,3 @@ class IntermissionCallback(Checkpoint):
             return contextlib.nullcontext()
         return signal.recording(self.context.trial.number, self.progress.epoch)
 
-
-def _plateau_steps_due(trainer: pl.Trainer) -> list[tuple[int, Any]]:
-    """The `ReduceLROnPlateau` steps due at this epoch's end, as (index, metric).
-
-    Lightning takes them right after `on_train_epoch_end`, where the epoch's checkpoint is
-    taken, and neither for the epoch a checkpoint ended nor for one it resumed within
-    (it does not checkpoint the metrics): the callback takes those itself.
-    """
-    if not trainer.lightning_module.automatic_optimization:
-        return []
-    due = []
-    for index, config in enumerate(trainer.lr_scheduler_configs):
-        if config.reduce_on_plateau and config.interval == "epoch" and (trainer.current_epoch + 1) % config.frequency == 0:
-            metric = trainer.callback_metrics.get(config.monitor) if config.monitor else None
-            if metric is not None:
-                due.append((index, metric.detach().clone() if isinstance(metric, torch.Tensor) else metric))
-    return due
-
-
-def _step_plateaus(trainer: pl.Trainer, steps: list[tuple[int, Any]]) -> None:
-    """Take plateau schedulers' steps as Lightning does (through the module's `lr_scheduler_step`)."""
-    for index, metric in steps:
-        trainer.lightning_module.lr_scheduler_step(trainer.lr_scheduler_configs[index].scheduler, metric)
