@@ -36,14 +36,13 @@ from prefect_intermission._counting import epochs_done
 from prefect_intermission._faults import fault_point
 from prefect_intermission._threads import drop_inherited_exit_hooks
 from prefect_intermission.errors import (
-    CheckpointError,
     ConfigurationError,
     IntermissionError,
     MetricNotFinite,
     TrialPaused,
 )
 from prefect_intermission.settings import settings
-from prefect_intermission.training._rng import capture_rng_state, restore_rng_state
+from prefect_intermission.training import loop_payload
 from prefect_intermission.training.checkpoints import TrialCheckpoints
 from prefect_intermission.training.context import TrialContext
 from prefect_intermission.training.data import ResumableDataLoader
@@ -356,16 +355,10 @@ class TrialLoop(ProgressView):
             self.on_epoch(epoch, metric)
 
     def _checkpoint_state(self) -> dict[str, Any]:
-        return {
-            "trial_number": self.trial.number,
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            **self.progress.state_dict(),
-            "components": {name: obj.state_dict() for name, obj in self._components.items()},
-            "extra_state": self.extra_state,
-            "rng": capture_rng_state(),
-            "loader_generator": self.generator.get_state(),
-        }
+        return loop_payload.capture(
+            trial_number=self.trial.number, global_step=self.global_step, progress=self.progress,
+            components=self._components, extra_state=self.extra_state, generator=self.generator,
+        )
 
     def _restore(self) -> Restore:
         """Load the latest valid checkpoint, if any, into the tracked objects."""
@@ -377,25 +370,10 @@ class TrialLoop(ProgressView):
             return Restore(None, loaded.fallbacks, progress.lost_epochs())
         within = state.get("within_epoch")
         where = self.checkpoints.path(state["epoch"] + 1 if within else state["epoch"], mid_epoch=bool(within))
-        saved = state["components"]
-        if set(saved) != set(self._components):
-            raise CheckpointError(
-                f"Checkpoint {where!r} holds {sorted(saved)} but loop.epochs() was given "
-                f"{sorted(self._components)}; pass the same objects the trial started with."
-            )
-        for name, obj in self._components.items():
-            try:
-                obj.load_state_dict(saved[name])
-            except (RuntimeError, KeyError, ValueError) as e:
-                raise CheckpointError(
-                    f"The {name} of trial {self.trial.number} does not match its checkpoint "
-                    f"{where!r}: {e}. Build the {name} the same way as when the trial started "
-                    "(same suggested parameters, same architecture)."
-                ) from e
-        restore_rng_state(state["rng"])
-        self.generator.set_state(state["loader_generator"])
-        self.extra_state.clear()
-        self.extra_state.update(state["extra_state"])
+        loop_payload.restore(
+            state, where=where, trial_number=self.trial.number, components=self._components,
+            extra_state=self.extra_state, generator=self.generator,
+        )
         progress.load_state_dict(state, epoch=state["epoch"])
         self.global_step = state["global_step"]
         if within is not None:
