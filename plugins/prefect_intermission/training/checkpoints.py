@@ -1,7 +1,8 @@
 """Which checkpoints of a trial exist and are kept: its manifest, written and read verified.
 
-Where they live is `store.py`; how their bytes are hashed while written and read is
-`_hashed_io.py`; what a checkpoint holds is the training loop's.
+Where they live is `store.py`; how a file is written complete and read verified is
+`verified_files.py`; which ones are kept is `retention.py`; what a checkpoint holds is the
+training loop's.
 
 Layout under the checkpoint root (any fsspec URL; a local folder by default):
 
@@ -25,32 +26,20 @@ first, and raise what it raised.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import logging
 import os
 import re
-import uuid
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fsspec.implementations.local import LocalFileSystem
 
 from prefect_intermission._faults import fault_point
 from prefect_intermission.errors import CheckpointError
-from prefect_intermission.training._hashed_io import (
-    SHA256,
-    XXH3_128,
-    Digest,
-    HashingWriter,
-    MemoryReader,
-    hash_file_alongside,
-    hexdigest,
-    without_zip_crc32,
-    write_hashed,
-)
+from prefect_intermission.training._hashed_io import without_zip_crc32
+from prefect_intermission.training.retention import retained
+from prefect_intermission.training.verified_files import WRITTEN_DIGEST, read_verified, write_complete
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -66,18 +55,8 @@ CHECKPOINT_FORMAT_VERSION = 1
 #: marks the best epoch's checkpoint `"best"`.
 MANIFEST_FORMAT_VERSION = 2
 _READABLE_MANIFESTS = (1, 2)
-#: The checksum new entries list, and every one an entry may list.
-_WRITTEN_DIGEST = XXH3_128
-_DIGESTS = (XXH3_128, SHA256)
 _EPOCH_FILE = re.compile(r"^epoch-(\d{5,})(-mid)?\.pt$")
 _MANIFEST = "manifest.json"
-
-
-def _load_problem(error: Exception) -> str:
-    """The part of a refused `torch.load` that says what the file asked for."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    wanted = [line for line in lines if "unsupported GLOBAL" in line]
-    return (wanted or lines or [type(error).__name__])[0]
 
 
 @dataclass
@@ -274,7 +253,7 @@ class TrialCheckpoints:
         path = self.path(epoch, mid_epoch=mid_epoch)
         try:
             with without_zip_crc32():
-                size, checksum = self._write_complete(path, lambda f: torch.save(payload, f))
+                size, checksum = write_complete(self.fs, self.folder, path, lambda f: torch.save(payload, f))
         except OSError as e:
             raise CheckpointError(
                 f"Could not write checkpoint {path!r}: {e}. Check that the checkpoint "
@@ -283,7 +262,7 @@ class TrialCheckpoints:
         fault_point("checkpoint.manifest")
         if in_background:
             fault_point("writer.before_manifest")
-        entry = {"epoch": epoch, "file": os.path.basename(path), "size": size, _WRITTEN_DIGEST.key: checksum}
+        entry = {"epoch": epoch, "file": os.path.basename(path), "size": size, WRITTEN_DIGEST.key: checksum}
         if best:
             entry["best"] = True
         if mid_epoch:
@@ -294,24 +273,10 @@ class TrialCheckpoints:
                 self._listed = self._entries()
             except CheckpointError:
                 self._listed = []  # a damaged manifest is replaced by one that lists what is verified
-        # Checkpoints of this epoch or later are from an attempt that was cut off, and
-        # mid-epoch ones are superseded by any later checkpoint: obsolete.
-        previous = sorted(
-            (e for e in self._listed if int(e["epoch"]) < epoch and not e.get("mid_epoch")),
-            key=lambda e: int(e["epoch"]),
-        )
-        if best:
-            previous = [{k: v for k, v in e.items() if k != "best"} for e in previous]
-        finished = previous if mid_epoch else [*previous, entry]
-        # Kept: the last keep_last epochs, the one marked best (only the newest best is
-        # marked), and the mid-epoch one being written.
-        newest = len(finished) - self.keep_last
-        kept = [e for i, e in enumerate(finished) if i >= newest or e.get("best")]
-        if mid_epoch:
-            kept.append(entry)
+        kept = retained(self._listed, entry, keep_last=self.keep_last)
         dropped = [e for e in self._listed if e not in kept]
         manifest = json.dumps({"format_version": MANIFEST_FORMAT_VERSION, "checkpoints": kept})
-        self._write_complete(self.manifest_path, lambda f: f.write(manifest.encode()))
+        write_complete(self.fs, self.folder, self.manifest_path, lambda f: f.write(manifest.encode()))
         self._listed = kept
         if in_background:
             fault_point("writer.after_manifest")
@@ -362,14 +327,7 @@ class TrialCheckpoints:
 
     def _load_verified(self, entry: dict[str, Any]) -> dict[str, Any]:
         path = f"{self.folder}/{entry['file']}"
-        digest = next((d for d in _DIGESTS if d.key in entry), None)
-        if digest is None:
-            known = " or ".join(d.key for d in _DIGESTS)
-            raise CheckpointError(f"{path!r} has no checksum this release knows ({known}) in the manifest")
-        try:
-            state = self._read_verified(path, entry, digest)
-        except FileNotFoundError as e:
-            raise CheckpointError(f"{path!r} is missing") from e
+        state = read_verified(self.fs, path, entry)
         version = state.get("format_version") if isinstance(state, dict) else None
         if version != CHECKPOINT_FORMAT_VERSION:
             raise CheckpointError(
@@ -378,65 +336,6 @@ class TrialCheckpoints:
                 "with the release that wrote it, or delete the trial's checkpoints to restart it."
             )
         return state
-
-    def _write_complete(self, path: str, write: Callable[[HashingWriter], object]) -> tuple[int, str]:
-        """Store what `write` writes under `path`, all or nothing; its size and checksum."""
-        fs = self.fs
-        if isinstance(fs, LocalFileSystem):
-            os.makedirs(self.folder, exist_ok=True)
-            partial = f"{self.folder}/.{os.path.basename(path)}.{uuid.uuid4().hex}.partial"
-            try:
-                written = write_hashed(partial, write, _WRITTEN_DIGEST)
-                os.replace(partial, path)
-            finally:
-                if os.path.exists(partial):
-                    os.remove(partial)
-            return written
-        buffer = io.BytesIO()
-        writer = HashingWriter(buffer, _WRITTEN_DIGEST)
-        write(writer)
-        fs.pipe_file(path, buffer.getvalue())
-        return writer.size, writer.hexdigest()
-
-    def _read_verified(self, path: str, entry: dict[str, Any], digest: Digest) -> Any:
-        """Check the file at `path` against its manifest `entry`, then load it (weights only).
-
-        A local file is loaded (`weights_only`) while a helper thread hashes the same open
-        file (the same inode, even if the name were replaced in between), and nothing loaded
-        is returned before the check: no copy of the whole file in memory, each tensor gets
-        a storage of its own, and a damaged file is said to be damaged even when its load
-        fails. From an object store the bytes are fetched once and loaded from memory.
-        """
-        fs = self.fs
-        if isinstance(fs, LocalFileSystem):
-            with open(path, "rb") as file:
-                hashing = hash_file_alongside(file, digest)
-                try:
-                    state = self._load(path, file)
-                finally:
-                    size, checksum = hashing.result()
-                    self._check(path, entry, digest, size, checksum)
-                return state
-        data = fs.cat_file(path)
-        self._check(path, entry, digest, len(data), hexdigest(digest, data))
-        with MemoryReader(data) as verified:
-            return self._load(path, verified)
-
-    @staticmethod
-    def _check(path: str, entry: dict[str, Any], digest: Digest, size: int, checksum: str) -> None:
-        if size != entry["size"]:
-            raise CheckpointError(f"{path!r} has {size} bytes, the manifest says {entry['size']}")
-        if checksum != entry[digest.key]:
-            raise CheckpointError(f"{path!r} does not match its {digest.name} in the manifest")
-
-    @staticmethod
-    def _load(path: str, file: Any) -> Any:
-        import torch  # here, not at the top: `intermission status` lists checkpoints without it
-
-        try:
-            return torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise CheckpointError(f"{path!r} cannot be read safely: {_load_problem(e)}") from e
 
     def _delete_unlisted(self, keep: set[str]) -> None:
         """Delete checkpoints the manifest no longer lists, and partial files of dead writers."""
