@@ -6,7 +6,9 @@ a way to commit the intent "cancel" as Prefect's control listener would, Prefect
 own SIGTERM handler, to recognise it, and a way to have the control listener acknowledge
 a `prefect flow-run execute` supervisor's intent while our handler is installed. Our
 flows' runs also end without the engine's wait for its heartbeat thread
-(flows/process_exit.py). Each is wrapped here in a small function.
+(flows/process_exit.py). A pause policy's cron expressions are read by the code Prefect's
+server reads a deployment's cron schedule with (`next_cron_time`), whose date generator is
+private. Each is wrapped here in a small function.
 
 The supported Prefect releases (pyproject.toml: 3.7.1 up to 4) differ here, and this module
 looks for the feature rather than the version: before 3.8.1 a `prefect flow-run execute`
@@ -30,6 +32,7 @@ import types
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from socket import socket
 
 import prefect
@@ -51,6 +54,8 @@ _PRIVATE_CALLABLES: tuple[tuple[str, str, tuple[object, ...]], ...] = (
     ("prefect._internal.control_listener", "clear_intent", ()),
     ("prefect.flow_engine", "_send_heartbeats", (None, False)),
 )
+#: How `next_cron_time` asks Prefect's server schedule for dates (it reads `.cron`, `.timezone`).
+_CRON_DATES = ("prefect.server.schemas.schedules", "CronSchedule", "_get_dates_generator")
 
 #: The intents of a `prefect flow-run execute` supervisor stopped by SIGTERM, as
 #: `PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR` names them: "reschedule" (the supervisor puts
@@ -212,6 +217,19 @@ def _is_heartbeat(thread: threading.Thread) -> bool:
     return bool(args) and getattr(args[0], "__name__", None) == "heartbeat_loop"
 
 
+def next_cron_time(cron: str, zone: str, after: datetime) -> datetime:
+    """The first time after `after` that a Prefect deployment's schedule `cron` in time zone
+    `zone` gives, in UTC: read by Prefect's own server code (`CronSchedule`), so a pause
+    policy and the `prefect.yaml` schedules beside it read an expression the same way."""
+    schedules = importlib.import_module(_CRON_DATES[0])  # Prefect's server schemas: only when needed
+    schedule = getattr(schedules, _CRON_DATES[1])(cron=cron, timezone=zone)
+    for date in getattr(schedule, _CRON_DATES[2])(n=5, start=after):
+        at = datetime.fromtimestamp(date.timestamp(), timezone.utc)
+        if at > after:  # "on or after" `after`; and on a daylight-saving night, once, before it
+            return at
+    raise ValueError(f"Prefect's cron schedule gives no time after {after.isoformat()} for {cron!r}")
+
+
 def check_prefect_internals() -> None:
     """Verify that the installed Prefect still has each private name, callable as used here.
 
@@ -220,6 +238,10 @@ def check_prefect_internals() -> None:
             accepts the arguments this module passes; the message names each one.
     """
     problems = [p for module, name, args in _PRIVATE_CALLABLES if (p := _problem(module, name, args))]
+    try:
+        next_cron_time("0 22 * * *", "Europe/Berlin", datetime(2026, 3, 29, 9, tzinfo=timezone.utc))
+    except Exception as e:
+        problems.append(f"{'.'.join(_CRON_DATES)}(n=..., start=...) no longer gives cron dates ({e!r})")
     intents = _control_intents()
     # Before 3.8.1 the type allows "cancel" alone; from then on, both supervisor intents too.
     expected = ("cancel", *sorted(SUPERVISOR_INTENTS)) if supervisor_intents_sent() else ("cancel",)

@@ -2,7 +2,7 @@
 a scheduled resume-study run resumes it at the policy's resume time, until the study is complete.
 
 The windows are shortened to seconds for the test: cron expressions with a sixth field,
-seconds, first (`*/30 * * * * *` is every half minute).
+seconds, last, as Prefect's schedules read them (`* * * * * */30` is every half minute).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.e2e.studies import trained_epochs, trials
 def test_a_study_pauses_in_its_windows_and_resumes_at_the_resume_time(prefect_stack, tmp_path):
     name = f"windows-{uuid.uuid4().hex[:6]}"
     storage = f"sqlite:///{tmp_path}/studies.db"
-    PausePolicy(pause_crons=["*/30 * * * * *"], resume_cron="5,35 * * * * *", timezone="Europe/Berlin").save(name)
+    PausePolicy(pause_crons=["* * * * * */30"], resume_cron="* * * * * 5,35", timezone="Europe/Berlin").save(name)
     # Over 30 s of training in all (the epochs sleep 0.3 s): a window begins before it is done.
     run = start_deployment_run("pausable-study/digits-demo", {
         "study_name": name, "storage": storage, "checkpoints": str(tmp_path / "checkpoints"),

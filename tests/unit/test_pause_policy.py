@@ -39,6 +39,19 @@ def test_pause_windows_on_weekdays_only():
     assert policy.next_pause_time(saturday) == _utc(2026, 11, 23, 13, 0)  # Monday 08:00 EST
 
 
+def test_cron_expressions_are_read_as_prefects_deployment_schedules_read_them():
+    from prefect.server.schemas.schedules import CronSchedule
+
+    after = _utc(2026, 10, 24, 23, 59, 50)  # the night Europe/Berlin leaves summer time
+    for cron in ("0 22 * * *", "30 2 * * *", "0 8 * * 1-5", "* * * * * */30", "0 0 29 2 *"):
+        policy = PausePolicy(resume_cron=cron, pause_crons=[cron], timezone="Europe/Berlin")
+        dates = CronSchedule(cron=cron, timezone="Europe/Berlin")._get_dates_generator(n=3, start=after)
+        expected = next(d for d in dates if d > after).astimezone(timezone.utc)
+        assert policy.next_resume_time(after) == policy.next_pause_time(after) == expected, cron
+    # Seconds are the sixth field, last: every half minute.
+    assert PausePolicy(resume_cron="* * * * * */30").next_resume_time(_utc(2026, 1, 1, 0, 0, 1)) == _utc(2026, 1, 1, 0, 0, 30)
+
+
 def test_no_schedule_means_no_automatic_resume_or_pause():
     policy = PausePolicy()
     assert policy.next_resume_time() is None and policy.next_pause_time() is None
@@ -49,6 +62,8 @@ def test_no_schedule_means_no_automatic_resume_or_pause():
     [
         ({"resume_cron": "every night"}, "resume_cron must be a cron expression such as '0 22 * * *'"),
         ({"pause_crons": ["0 25 * * *"]}, "pause_crons must be a cron expression"),
+        ({"resume_cron": "H 22 * * *"}, "as Prefect's schedules read it"),
+        ({"pause_crons": ["*/30 * * * * *"]}, "Write '* * * * * */30' for seconds */30 of every minute"),
         ({"timezone": "Mars/Olympus"}, "timezone must be an IANA time zone such as 'Europe/Berlin'"),
         ({"keep_checkpoints": 0}, "greater than or equal to 1"),
     ],

@@ -9,15 +9,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronsim import CronSim, CronSimError
 from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 
 def _next_cron_time(expression: str, zone: str, after: datetime) -> datetime:
-    """The first time after `after` that matches `expression` in time zone `zone` (as UTC)."""
-    local = after.astimezone(ZoneInfo(zone))
-    return next(CronSim(expression, local)).astimezone(timezone.utc)
+    """The first time after `after` that matches `expression` in time zone `zone` (as UTC),
+    as Prefect's deployment schedules read it."""
+    from prefect_intermission._prefect_internals import next_cron_time  # Prefect's server code: not at import
+
+    return next_cron_time(expression, zone, after)
 
 
 class PausePolicy(Block):
@@ -157,11 +158,20 @@ class PausePolicy(Block):
 
 
 def _checked_cron(expression: str, field: str) -> str:
+    """`expression`, if Prefect's schedules accept it and it names times, not every second of them."""
+    from prefect.client.schemas.schedules import CronSchedule
+
+    example = f"{field} must be a cron expression such as '0 22 * * *' (minute hour day month weekday)"
     try:
-        next(CronSim(expression, datetime.now(timezone.utc)))
-    except (CronSimError, StopIteration, ValueError) as e:
+        CronSchedule(cron=expression)
+        _next_cron_time(expression, "UTC", datetime.now(timezone.utc))
+    except ValueError as e:
+        raise ValueError(f"{example}, as Prefect's schedules read it, but got {expression!r}: {e}") from e
+    fields = expression.split()
+    if len(fields) == 6 and fields[5] == "*" and fields[0] != "*":
         raise ValueError(
-            f"{field} must be a cron expression such as '0 22 * * *' (minute hour day month "
-            f"weekday), but got {expression!r}: {e}"
-        ) from e
+            f"{field} {expression!r} has a sixth field, which Prefect's schedules read as seconds, last: "
+            f"'*' there means every second of each minute it names. Write '{' '.join(fields[1:])} "
+            f"{fields[0]}' for seconds {fields[0]} of every minute, or leave the sixth field out."
+        )
     return expression
