@@ -78,7 +78,7 @@ def test_while_paused_every_field_matches_the_study(study):
     assert s["flow_run_id"] == study.flow_run_id
     assert s["ui_url"] == f"{PREFECT_UI_URL.value()}/runs/flow-run/{study.flow_run_id}"
     assert s["storage"] == study.storage
-    assert (s["n_trials"], s["max_epochs"]) == (N_TRIALS, MAX_EPOCHS)
+    assert (s["n_trials"], s["max_epochs"], s["seed"]) == (N_TRIALS, MAX_EPOCHS, 5)  # the run's seed
 
     # Trial counts: what Optuna holds.
     paused = [t for t in trials if t.state == TrialState.RUNNING]
@@ -202,6 +202,7 @@ def test_table_shows_the_study_at_a_glance(study):
     assert any(study.name in line and "completed" in line for line in table.splitlines()), table
     assert f"{PREFECT_UI_URL.value()}/runs/flow-run/{study.flow_run_id}" in table
     assert "(ui)" in table  # the last pause and its reason
+    assert "; seed 5;" in table
     assert "at pause: CPU" in table and "(average), memory" in table
 
 

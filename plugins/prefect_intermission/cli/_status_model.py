@@ -45,6 +45,7 @@ class StudyStatus:
     storage: str
     n_trials: int
     max_epochs: int
+    seed: int | None  # the study's, recorded when it was created (drawn when none was given)
     trials: dict[str, int]
     unfinished: list[TrialProgress]
     best_value: float | None

@@ -83,7 +83,7 @@ def details(s: StudyStatus) -> Group:
     lines = [
         Text(f"{s.study_name}: {s.state}", style="bold"),
         Text(f"  flow run {s.flow_run_id} ({s.prefect_state})" + (f"  {s.ui_url}" if s.ui_url else "")),
-        Text(f"  started {s.started_at or '-'}; storage {s.storage}; checkpoints {s.checkpoints or '-'}"),
+        Text(f"  started {s.started_at or '-'}; seed {'-' if s.seed is None else s.seed}; storage {s.storage}; checkpoints {s.checkpoints or '-'}"),
         Text(
             f"  trained {duration(s.training_seconds)} over {s.measured_epochs} epochs (pauses not "
             f"counted); {s.epochs_left} epochs left x {duration(s.mean_epoch_seconds)} mean "

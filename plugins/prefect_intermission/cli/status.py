@@ -36,7 +36,7 @@ from prefect_intermission.study.flow_runs import (
     study_config_of,
 )
 from prefect_intermission.study.results import best_value
-from prefect_intermission.study.state import pause_history
+from prefect_intermission.study.state import pause_history, study_seed
 
 __all__ = [
     "ABANDONED_AFTER_SECONDS",
@@ -143,6 +143,7 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
         storage=hide_password(url),
         n_trials=config.n_trials,
         max_epochs=config.max_epochs,
+        seed=study_seed(study) if study is not None else None,
         trials=trials.counts,
         unfinished=trials.unfinished,
         best_value=best_value(best, study.direction) if best is not None and study is not None else None,

@@ -72,7 +72,7 @@ def optimize_study(
     objective: str,
     n_trials: int = _default("n_trials"),
     max_epochs: int = _default("max_epochs"),
-    seed: int = _default("seed"),
+    seed: int | None = _default("seed"),
     storage: str = _default("storage"),
     checkpoints: str = _default("checkpoints"),
     max_concurrent_trials: int = _default("max_concurrent_trials"),
@@ -106,7 +106,8 @@ def optimize_study(
             trains with `loop` (a `TrialLoop`), returning the trial's value.
         n_trials: Finished trials wanted in total, counting earlier runs.
         max_epochs: Epochs a trial trains at most.
-        seed: Seeds the sampler and every trial, so a search can be repeated exactly.
+        seed: Seeds the sampler and every trial, so a search can be repeated exactly; empty: a
+            new study draws one, recorded with it (`intermission status` shows it).
         storage: Optuna RDB storage, a SQLAlchemy URL (`sqlite:///...` or
             `postgresql+psycopg://user@host/db`; the password comes from the worker's
             PGPASSWORD or ~/.pgpass, never from the URL).
@@ -176,6 +177,7 @@ def optimize_study(
     first_execution = check_location(config, read_flow_run(flow_run.id))  # before the study can be created
     store = open_store(config)
     state = open_study(config)
+    config = config.model_copy(update={"seed": state.seed()})  # the study's, drawn if none was given
     state.enqueue(config.enqueue)
     signal = PauseSignal()
     this_run = f"flow run {flow_run.id} "

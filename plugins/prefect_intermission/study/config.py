@@ -39,7 +39,7 @@ class StudyConfig(BaseModel):
     objective: str
     n_trials: int = 20
     max_epochs: int = 10
-    seed: int = 0
+    seed: int | None = None
     storage: str = DEFAULT_STORAGE
     checkpoints: str = DEFAULT_CHECKPOINTS
     max_concurrent_trials: int = 1
@@ -144,7 +144,7 @@ class StudyConfig(BaseModel):
         from prefect_intermission.study.failures import exception_types
         from prefect_intermission.study.search import make_pruner, make_sampler
 
-        make_sampler(self.sampler, self.seed)
+        make_sampler(self.sampler, self.seed if self.seed is not None else 0)  # the spec is what is checked
         make_pruner(self.pruner)
         exception_types(self.catch)
         load_callbacks(self.callbacks)

@@ -7,6 +7,7 @@ it, and changes nothing already stored.
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 import optuna
@@ -24,6 +25,8 @@ from prefect_intermission.training.store import CheckpointStore
 
 
 _PASSWORD_QUERY_KEYS = frozenset({"password", "sslpassword"})
+#: The seed of a study created before seeds were recorded: the default then.
+LEGACY_DEFAULT_SEED = 0
 
 
 def refuse_password_in_storage_url(storage: str) -> None:
@@ -71,7 +74,7 @@ def load_study_state(
     study_name: str,
     storage: str,
     *,
-    seed: int,
+    seed: int | None,
     direction: str = "minimize",
     directions: list[str] | None = None,
     sampler: SearchSpec = "tpe",
@@ -86,25 +89,30 @@ def load_study_state(
     `objective_params` as when it was created; otherwise nothing is changed and a
     `ConfigurationError` says what differs. A stored sampler that is malformed or
     whose signature does not match is never unpickled: the refusal is recorded with
-    the study and said on the run's log, and a new sampler, seeded from `seed` and the
-    number of trials so far, takes over.
+    the study and said on the run's log, and a new sampler, seeded from the study's seed and
+    the number of trials so far, takes over.
+
+    The study's seed (`StudyState.seed()`) is recorded when it is created: `seed`, or one
+    drawn at random when `seed` is None. A later run leaves `seed` None or gives the same one.
     """
     rdb = open_storage(storage)
     wanted = list(directions) if directions else [direction]
     _refuse_other_directions(rdb, study_name, wanted)
+    new_seed = seed if seed is not None else secrets.randbelow(2**31)  # used if the study is new
     study = optuna.create_study(
         study_name=study_name,
         storage=rdb,
         directions=wanted,
-        sampler=make_sampler(sampler, seed),
+        sampler=make_sampler(sampler, new_seed),
         pruner=make_pruner(pruner),
         load_if_exists=True,
     )
     state = StudyState(study, engine=rdb.engine, signing_key=signing_key())
     search_changed = _check_recorded_settings(
         state, sampler=sampler, pruner=pruner, objective_params=objective_params or {},
-        allow_search_change=allow_search_change,
+        allow_search_change=allow_search_change, seed=seed, new_seed=new_seed,
     )
+    seed = state.seed()
     try:
         stored = None if search_changed else state.stored_sampler()
     except SamplerRefused as refused:
@@ -116,8 +124,8 @@ def load_study_state(
     if stored is not None:
         study.sampler = stored
     else:
-        if study.trials:  # a new sampler mid-study: its own draws, not a repeat of the first ones
-            study.sampler = make_sampler(sampler, seed + len(study.trials))
+        # A new sampler mid-study makes its own draws, not a repeat of the first ones.
+        study.sampler = make_sampler(sampler, seed + len(study.trials))
         state.save_sampler()
     return state
 
@@ -144,9 +152,11 @@ def _check_recorded_settings(
     pruner: SearchSpec,
     objective_params: dict[str, Any],
     allow_search_change: bool,
+    seed: int | None,
+    new_seed: int,
 ) -> bool:
-    """Record the study's search and objective settings, or refuse a run whose settings
-    differ from the recorded ones. Returns whether the search changed (as allowed)."""
+    """Record the study's search and objective settings and its seed, or refuse a run whose
+    settings differ from the recorded ones. Returns whether the search changed (as allowed)."""
     recorded = state.recorded_settings()
     settings = {
         "sampler": normalize(sampler, "sampler"),
@@ -154,9 +164,19 @@ def _check_recorded_settings(
         "objective_params": objective_params,
     }
     if recorded is None:
-        state.record_settings(settings)
+        state.record_settings({**settings, "seed": new_seed})
         return False
     name = state.study.study_name
+    if "seed" not in recorded:  # created before seeds were recorded, when the default was 0
+        recorded = {**recorded, "seed": LEGACY_DEFAULT_SEED if seed is None else seed}
+        state.record_settings(recorded)
+    if seed is not None and seed != recorded["seed"]:
+        raise ConfigurationError(
+            f"Study {name!r} was started with seed {recorded['seed']}, but this run gives seed={seed}. "
+            "A resume continues with the study's seed: leave seed empty (or give that one), or use "
+            "a new study_name for another seed. Nothing was changed."
+        )
+    settings["seed"] = recorded["seed"]
     if recorded.get("objective_params", {}) != objective_params:
         raise ConfigurationError(
             f"Study {name!r} was started with objective_params {json.dumps(recorded.get('objective_params', {}))}, "

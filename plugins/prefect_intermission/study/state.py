@@ -163,6 +163,11 @@ def pause_history(study: optuna.Study) -> list[dict[str, Any]]:
     return list(storage_of(study).get_study_system_attrs(study_id_of(study)).get(PAUSES_ATTR, []))
 
 
+def study_seed(study: optuna.Study) -> int | None:
+    """The seed recorded with a study when it was created (drawn at random if none was given)."""
+    return (storage_of(study).get_study_system_attrs(study_id_of(study)).get(SETTINGS_ATTR) or {}).get("seed")
+
+
 class StudyState:
     """Reads and writes the pause-related state of one study.
 
@@ -245,12 +250,16 @@ class StudyState:
         self._storage.set_study_system_attr(self._study_id, REFUSALS_ATTR, [*refusals, entry])
 
     def recorded_settings(self) -> dict[str, Any] | None:
-        """The sampler, pruner and objective settings recorded with the study, or None."""
+        """The sampler, pruner, objective settings and seed recorded with the study, or None."""
         return self._storage.get_study_system_attrs(self._study_id).get(SETTINGS_ATTR)
 
     def record_settings(self, settings: dict[str, Any]) -> None:
-        """Record the study's sampler, pruner and objective settings."""
+        """Record the study's sampler, pruner, objective settings and seed."""
         self._storage.set_study_system_attr(self._study_id, SETTINGS_ATTR, settings)
+
+    def seed(self) -> int | None:
+        """The seed recorded with the study (drawn at random if none was given), or None."""
+        return study_seed(self.study)
 
     def trained_seconds(self) -> float:
         """The study's training time so far, all executions together (pauses excluded)."""
