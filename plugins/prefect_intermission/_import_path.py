@@ -1,4 +1,5 @@
-"""Resolve a callable given as an import path, `"package.module:function"` (an objective, a factory)."""
+"""Resolve a callable given as an import path, `"package.module:function"` (an objective, a factory),
+and find the import path of a function given itself."""
 
 from __future__ import annotations
 
@@ -47,3 +48,32 @@ def import_callable(path: str, *, what: str) -> Callable[..., Any]:
     if not callable(target):
         raise ObjectiveImportError(f"{what.capitalize()} {path!r} is not callable.")
     return target
+
+
+def callable_path(function: Any, *, what: str) -> str:
+    """The `"module:function"` that imports `function` back in any process of the study (the
+    run a Resume executes again, a trial run on another worker); a clear error when there is none.
+
+    Raises:
+        ObjectiveImportError: `function` is a lambda, is defined inside another function, or
+            its name no longer imports it (shadowed, or replaced by a decorator).
+    """
+    module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", None)
+    if not callable(function) or not module or not name:
+        raise ObjectiveImportError(f"{what} must be a function or 'package.module:function', but got {function!r}.")
+    if "<lambda>" in name or "<locals>" in name:
+        where = "a lambda" if "<lambda>" in name else f"{name.split('.<locals>')[0]}() defines it inside itself"
+        raise ObjectiveImportError(
+            f"{what.capitalize()} {name!r} cannot be imported by the process that resumes the study "
+            f"({where}): define it with `def` at the top level of a module, and pass it or its "
+            "'package.module:function'."
+        )
+    if module == "__main__" and (spec := getattr(sys.modules["__main__"], "__spec__", None)) is not None:
+        module = spec.name  # `python -m package.module`: its name imports it elsewhere too
+    path = f"{module}:{name}"
+    if import_callable(path, what=what) is not function:
+        raise ObjectiveImportError(
+            f"{what.capitalize()} {path!r} imports another object than the function given (shadowed, or "
+            "replaced by a decorator): pass the 'package.module:function' of the function to run."
+        )
+    return path

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from prefect_intermission.blocks.pause_policy import PausePolicy
-from prefect_intermission.errors import ConfigurationError
+from prefect_intermission.errors import ConfigurationError, ObjectiveImportError
 from prefect_intermission.flows.study import optimize_study
 from prefect_intermission.study.config import StudyConfig
 
@@ -55,3 +55,29 @@ def test_a_policy_saved_with_a_checkpoint_location_still_sets_it_and_says_it_is_
     assert (moved.checkpoints, moved.keep_checkpoints) == ("s3://bucket/legacy", 5)
     assert "deprecated" in caplog.text and "`checkpoints`" in caplog.text
     assert config.with_policy_location(PausePolicy()) == config  # a new policy leaves the parameters alone
+
+
+def test_an_objective_given_as_a_function_is_kept_as_the_path_that_imports_it():
+    from tests.objectives import classifier
+
+    assert StudyConfig(study_name="s", objective=classifier).objective == "tests.objectives:classifier"
+
+
+def _defines_its_objective_inside():
+    def objective(trial, loop):
+        return 0.0
+
+    return objective
+
+
+@pytest.mark.parametrize(
+    ("objective", "says"),
+    [
+        (lambda trial, loop: 0.0, r"'<lambda>' cannot be imported by the process that resumes the study \(a lambda\)"),
+        (_defines_its_objective_inside(), r"_defines_its_objective_inside\(\) defines it inside itself"),
+        (42, r"objective must be a function or 'package.module:function', but got 42"),
+    ],
+)
+def test_an_objective_no_other_process_could_import_is_refused_saying_why(objective, says):
+    with pytest.raises(ObjectiveImportError, match=says):
+        StudyConfig(study_name="s", objective=objective)

@@ -12,10 +12,12 @@ where the study stopped: all state comes from Optuna's storage and the checkpoin
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
 from prefect import flow
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext
 from prefect.states import State
@@ -69,7 +71,7 @@ _default = StudyConfig.default
 )
 def optimize_study(
     study_name: str,
-    objective: str,
+    objective: str | Callable[..., Any],
     n_trials: int = _default("n_trials"),
     max_epochs: int = _default("max_epochs"),
     seed: int | None = _default("seed"),
@@ -102,8 +104,10 @@ def optimize_study(
 
     Args:
         study_name: The Optuna study; running the flow again with it continues the study.
-        objective: `"package.module:function"`; the function takes `(trial, loop)` and
-            trains with `loop` (a `TrialLoop`), returning the trial's value.
+        objective: The function, or its `"package.module:function"`; it takes `(trial, loop)`
+            and trains with `loop` (a `TrialLoop`), returning the trial's value. A function
+            must be importable (defined with `def` at a module's top level); the run records
+            its import path.
         n_trials: Finished trials wanted in total, counting earlier runs.
         max_epochs: Epochs a trial trains at most.
         seed: Seeds the sampler and every trial, so a search can be repeated exactly; empty: a
@@ -165,6 +169,8 @@ def optimize_study(
     config = _config(locals())
     flow_run = _current_flow_run()
     _refuse_subflow(flow_run)
+    if not isinstance(objective, str):  # Prefect cannot store a function: record where it is
+        _record_parameters(flow_run, objective=config.objective)
     config.check()
     refuse_password_in_storage_url(config.storage)
     objective_fn = import_objective(config.objective)
@@ -235,6 +241,12 @@ def _config(parameters: dict[str, Any]) -> StudyConfig:
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         raise ConfigurationError(f"Invalid study parameters: {problems}.") from e
+
+
+def _record_parameters(flow_run: FlowRun, **parameters: Any) -> None:
+    """Record `parameters` with the run, as a Resume and `intermission status` read them."""
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run.id, parameters={**flow_run.parameters, **parameters})
 
 
 def _refuse_subflow(flow_run: FlowRun) -> None:

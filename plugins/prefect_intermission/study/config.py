@@ -10,8 +10,9 @@ import json
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from prefect_intermission._import_path import callable_path
 from prefect_intermission._logging import run_logger
 from prefect_intermission.errors import ConfigurationError
 
@@ -96,6 +97,12 @@ class StudyConfig(BaseModel):
             if not unreadable or unreadable & {"study_name", "objective"}:
                 raise
             return cls.model_validate({k: v for k, v in known.items() if k not in unreadable})
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _objective_path(cls, value: Any) -> Any:
+        """A function given itself is kept as the import path every process finds it by."""
+        return value if isinstance(value, str) else callable_path(value, what="objective")
 
     def check(self) -> None:
         """Refuse values the study cannot run with, before any work.
