@@ -10,7 +10,9 @@ import uuid
 import pytest
 from prefect import flow
 
+from prefect_intermission import optimize_study
 from prefect_intermission.cli.commands import main
+from prefect_intermission.study.flow_runs import latest_runs
 
 
 @flow
@@ -42,9 +44,23 @@ def test_an_unknown_flow_run_is_reported(prefect_server, capsys):
     assert f"No flow run {missing}" in capsys.readouterr().err
 
 
-def test_a_malformed_id_is_reported(capsys):
-    assert main(["resume", "not-a-uuid"]) == 1
-    assert "'not-a-uuid' is not a flow-run id" in capsys.readouterr().err
+def test_a_name_no_study_has_is_reported(prefect_server, capsys):
+    assert main(["resume", "no-such-study"]) == 1
+    assert "No 'pausable-study' flow run of a study named 'no-such-study'" in capsys.readouterr().err
+
+
+def test_every_command_on_a_study_takes_its_name_or_a_flow_run_id(prefect_server, tmp_path, capsys):
+    name, storage = f"named-{uuid.uuid4().hex[:6]}", f"sqlite:///{tmp_path}/s.db"
+    optimize_study(study_name=name, objective="tests.objectives:classifier", storage=storage,
+                   checkpoints=str(tmp_path / "ckpt"), n_trials=1, max_epochs=1, seed=1)
+    [run] = latest_runs(name)
+    for target in (name, str(run.id)):
+        assert main(["pause", target]) == 1 and "is Completed, not Running" in capsys.readouterr().err
+        assert main(["resume", target, "--start-in", "1h"]) == 1
+        assert "is Completed, not paused" in capsys.readouterr().err
+        output = tmp_path / f"report-{target}.html"
+        assert main(["report", target, "--output", str(output)]) == 0
+        assert f"Report of study {name!r}" in capsys.readouterr().out and output.exists()
 
 
 def test_a_prefect_api_that_cannot_be_reached_is_reported_with_what_to_do(tmp_path):

@@ -11,21 +11,26 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from uuid import UUID
 
 from prefect_intermission.errors import IntermissionError
 
 
+def _study_run_id(target: str) -> UUID:
+    """The flow run a command acts on: the run with that id, or the study's latest run."""
+    from prefect_intermission.study.flow_runs import latest_runs
+
+    return latest_runs(target)[0].id
+
+
 def _pause(args: argparse.Namespace) -> None:
-    from prefect_intermission.control.run_control import (
-        parse_flow_run_id,
-        request_pause,
-    )
+    from prefect_intermission.control.run_control import request_pause
     from prefect_intermission.reporting.links import flow_run_link
 
     if args.trial is not None:
         from prefect_intermission.control.trial_control import request_trial_pause
 
-        held = request_trial_pause(parse_flow_run_id(args.flow_run_id), args.trial)
+        held = request_trial_pause(_study_run_id(args.study), args.trial)
         print(
             f"Trial {held.trial_number} of study {held.study_name!r} pauses at its next epoch "
             "boundary after storing its checkpoint; the other trials go on.\n"
@@ -33,7 +38,7 @@ def _pause(args: argparse.Namespace) -> None:
             "(it also resumes when the study does)"
         )
         return
-    flow_run = request_pause(parse_flow_run_id(args.flow_run_id))
+    flow_run = request_pause(_study_run_id(args.study))
     print(
         f"Pause requested for {flow_run.name}{flow_run_link(flow_run.id)}: every trial stops at its "
         f"next epoch boundary after storing its checkpoint, then the run is suspended.\n"
@@ -45,16 +50,12 @@ def _resume(args: argparse.Namespace) -> None:
     if args.trial is not None:
         _resume_trial(args)
         return
-    from prefect_intermission.control.run_control import (
-        parse_flow_run_id,
-        parse_resume_time,
-        resume,
-    )
+    from prefect_intermission.control.run_control import parse_resume_time, resume
     from prefect_intermission.control.timed_resume import resumes_by_itself
     from prefect_intermission.reporting.links import flow_run_link
 
     at = parse_resume_time(args.at, args.within)
-    resumption = resume(parse_flow_run_id(args.flow_run_id), force=args.force, at=at)
+    resumption = resume(_study_run_id(args.study), force=args.force, at=at)
     flow_run = resumption.flow_run
     run = f"{flow_run.name}{flow_run_link(flow_run.id)}"
     state = flow_run.state.name if flow_run.state else "new"
@@ -71,12 +72,11 @@ def _resume(args: argparse.Namespace) -> None:
 
 
 def _resume_trial(args: argparse.Namespace) -> None:
-    from prefect_intermission.control.run_control import parse_flow_run_id
     from prefect_intermission.control.trial_control import request_trial_resume
 
     if args.at or args.within or args.force:
-        raise IntermissionError("--trial resumes one trial now; it takes no --at, --in or --force.")
-    released = request_trial_resume(parse_flow_run_id(args.flow_run_id), args.trial)
+        raise IntermissionError("--trial resumes one trial now; it takes no --start-at, --start-in or --force.")
+    released = request_trial_resume(_study_run_id(args.study), args.trial)
     state = released.flow_run.state
     if state is not None and state.is_running():
         print(f"Trial {released.trial_number} of study {released.study_name!r} continues from its checkpoint.")
@@ -110,12 +110,17 @@ def _status(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from prefect_intermission.cli.report import write_report
     from prefect_intermission.cli.status import hide_password
-    from prefect_intermission.study.flow_runs import study_storage
+    from prefect_intermission.study.flow_runs import latest_runs, study_config_of, study_storage
 
-    storage = args.storage or study_storage(args.study)
-    output = args.output or f"{args.study}-report.html"
-    path = write_report(args.study, storage, output)
-    print(f"Report of study {args.study!r} ({hide_password(storage)}) written to {path}")
+    try:
+        UUID(args.study)
+        run = latest_runs(args.study)[0]  # a flow-run id: its study
+        name, storage = study_config_of(run).study_name, args.storage or study_config_of(run).storage
+    except ValueError:
+        name, storage = args.study, args.storage or study_storage(args.study)
+    output = args.output or f"{name}-report.html"
+    path = write_report(name, storage, output)
+    print(f"Report of study {name!r} ({hide_password(storage)}) written to {path}")
 
 
 def _best(args: argparse.Namespace) -> None:
@@ -198,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     pause = commands.add_parser("pause", help="Pause a running study at its next epoch boundary.")
-    pause.add_argument("flow_run_id", help="The study's flow-run id.")
+    pause.add_argument("study", help="The study's name or its flow-run id.")
     pause.add_argument(
         "--trial", type=int, help="Pause only this trial (its number); the others go on."
     )
@@ -206,20 +211,24 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser(
         "resume",
         help=(
-            "Resume a paused study now, even one set to resume by itself later; with --at or --in, "
+            "Resume a paused study now, even one set to resume by itself later; with --start-at or --start-in, "
             "(re)schedule when it resumes by itself instead."
         ),
     )
-    resume.add_argument("flow_run_id", help="The study's flow-run id.")
+    resume.add_argument("study", help="The study's name or its flow-run id.")
     resume.add_argument("--trial", type=int, help="Resume only this trial, paused on its own.")
     resume.add_argument(
         "--force", action="store_true",
         help="Resume even if the run has not finished pausing (its process is gone).",
     )
     resume.add_argument(
-        "--at", help="Stay paused and resume by itself at this time: HH:MM (local, next such time) or ISO 8601."
+        "--start-at", "--at", dest="at",
+        help="Stay paused and resume by itself at this time: HH:MM (local, next such time) or ISO 8601.",
     )
-    resume.add_argument("--in", dest="within", help="Stay paused and resume by itself after this long, e.g. 90s, 45m, 2h30m.")
+    resume.add_argument(
+        "--start-in", "--in", dest="within",
+        help="Stay paused and resume by itself after this long, e.g. 90s, 45m, 2h30m.",
+    )
     resume.set_defaults(handler=_resume)
     stop = commands.add_parser(
         "stop", help="Stop & Save: end a study early (running or paused), keeping its best trial."
@@ -240,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="Write a self-contained HTML report with a study's plots."
     )
-    report.add_argument("study", help="The study name.")
+    report.add_argument("study", help="The study's name or its flow-run id.")
     report.add_argument(
         "--storage", help="The study's Optuna storage URL (default: its flow run's storage)."
     )

@@ -31,17 +31,6 @@ from prefect_intermission.pausing.run_states import (
 )
 
 
-def parse_flow_run_id(value: str) -> UUID:
-    """A flow-run id from the command line, with a clear error when it is not one."""
-    try:
-        return UUID(value)
-    except ValueError as e:
-        raise FlowRunControlError(
-            f"{value!r} is not a flow-run id; copy the id from the run's page in the Prefect "
-            "UI or from `prefect flow-run ls`."
-        ) from e
-
-
 def read_flow_run(flow_run_id: UUID) -> FlowRun:
     """The flow run, or a clear error when the server does not know it."""
     with get_client(sync_client=True) as client:
@@ -161,14 +150,14 @@ def _resuming_or_resumed(flow_run: FlowRun) -> bool:
 
 
 def parse_resume_time(at: str | None, within: str | None, *, now: datetime | None = None) -> datetime | None:
-    """`--at` (ISO 8601, or HH:MM local time: the next such time) or `--in` (e.g. 90s, 45m, 2h30m)."""
+    """`--start-at` (ISO 8601, or HH:MM local time: the next such time) or `--start-in` (e.g. 90s, 45m, 2h30m)."""
     now = now or datetime.now(timezone.utc)
     if at and within:
-        raise FlowRunControlError("Give either --at or --in, not both.")
+        raise FlowRunControlError("Give either --start-at or --start-in, not both.")
     if within:
         match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", within.strip())
         if not match or not any(match.groups()):
-            raise FlowRunControlError(f"--in must look like 90s, 45m or 2h30m, but got {within!r}.")
+            raise FlowRunControlError(f"--start-in must look like 90s, 45m or 2h30m, but got {within!r}.")
         hours, minutes, seconds = (int(g or 0) for g in match.groups())
         return now + timedelta(hours=hours, minutes=minutes, seconds=seconds)
     if at:
@@ -178,13 +167,13 @@ def parse_resume_time(at: str | None, within: str | None, *, now: datetime | Non
             try:
                 moment = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
             except ValueError as e:
-                raise FlowRunControlError(f"--at {at!r} is not a time of day.") from e
+                raise FlowRunControlError(f"--start-at {at!r} is not a time of day.") from e
             return (moment if moment > local else moment + timedelta(days=1)).astimezone(timezone.utc)
         try:
             moment = datetime.fromisoformat(at)
         except ValueError as e:
             raise FlowRunControlError(
-                f"--at must be HH:MM or an ISO 8601 time such as 2026-11-23T22:00+01:00, but got {at!r}."
+                f"--start-at must be HH:MM or an ISO 8601 time such as 2026-11-23T22:00+01:00, but got {at!r}."
             ) from e
         return (moment if moment.tzinfo else moment.astimezone()).astimezone(timezone.utc)
     return None

@@ -1,7 +1,7 @@
 """A paused study's resume at a set time, carried out while its run stays Suspended.
 
 The time comes from the timeout typed in the UI's pause dialog, the pause policy's
-`resume_cron`, or `intermission resume --at/--in`. The study's run stays Suspended, so
+`resume_cron`, or `intermission resume --start-at/--start-in`. The study's run stays Suspended, so
 both Prefect UIs show it paused and offer their Resume, and the server never fails it
 (the suspension has no timeout). The resume itself is a scheduled run of the
 `resume-study` control deployment, tagged with the study's flow-run id: at its time it

@@ -102,7 +102,7 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         entrypoint="prefect_intermission.flows.control:resume_study",
         description=(
             "Resumes one paused study at the time it was set to resume (the timeout typed in the UI's "
-            "pause dialog, the pause policy's `resume_cron`, `intermission resume --at/--in`). A paused "
+            "pause dialog, the pause policy's `resume_cron`, `intermission resume --start-at/--start-in`). A paused "
             "study schedules this run itself and stays Suspended meanwhile, so Resume still resumes it "
             "sooner; a study resumed sooner, or paused again, is left alone. Do not run it by hand."
         ),
