@@ -136,8 +136,9 @@ def user(tmp_path_factory: pytest.TempPathFactory) -> UserEnv:
     subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True, timeout=120)
     user = UserEnv(root / "venv", wheel, user_environment(root))
     user.pip("install", "--quiet", TORCH, cwd=root)
-    prefect = f"prefect=={version('prefect')}"  # the release these tests run on, installed first
-    user.pip("install", "--quiet", prefect, cwd=root)
+    # The Prefect these tests run on, installed first, with the FastAPI its server runs on here:
+    # Prefect before 3.9 does not cap FastAPI, and its server fails with FastAPI 0.165 and later.
+    user.pip("install", "--quiet", f"prefect=={version('prefect')}", f"fastapi=={version('fastapi')}", cwd=root)
     user.pip("install", "--quiet", str(wheel), cwd=root)
     return user
 
