@@ -102,5 +102,5 @@ def test_resume_times_from_the_command_line(at, within, expected):
 def test_bad_resume_times_are_explained(at, within):
     from prefect_intermission import FlowRunControlError
 
-    with pytest.raises(FlowRunControlError, match="--at|--in"):
+    with pytest.raises(FlowRunControlError, match="--start-at|--start-in"):
         parse_resume_time(at, within)
