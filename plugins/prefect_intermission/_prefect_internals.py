@@ -8,7 +8,8 @@ a `prefect flow-run execute` supervisor's intent while our handler is installed.
 flows' runs also end without the engine's wait for its heartbeat thread
 (flows/process_exit.py). A pause policy's cron expressions are read by the code Prefect's
 server reads a deployment's cron schedule with (`next_cron_time`), whose date generator is
-private. Each is wrapped here in a small function.
+private, and a block's saved name is a private attribute of the block (`saved_block_name`).
+Each is wrapped here in a small function.
 
 The supported Prefect releases (pyproject.toml: 3.7.1 up to 4) differ here, and this module
 looks for the feature rather than the version: before 3.8.1 a `prefect flow-run execute`
@@ -230,6 +231,14 @@ def next_cron_time(cron: str, zone: str, after: datetime) -> datetime:
     raise ValueError(f"Prefect's cron schedule gives no time after {after.isoformat()} for {cron!r}")
 
 
+def saved_block_name(block: object) -> str | None:
+    """The name a block was loaded or saved under (`Block._block_document_name`); None if never saved.
+
+    Prefect loads a block chosen in the run form's picker (`{"$ref": ...}`) with its name there."""
+    name = getattr(block, "_block_document_name", None)
+    return name if isinstance(name, str) and name else None
+
+
 def check_prefect_internals() -> None:
     """Verify that the installed Prefect still has each private name, callable as used here.
 
@@ -238,6 +247,10 @@ def check_prefect_internals() -> None:
             accepts the arguments this module passes; the message names each one.
     """
     problems = [p for module, name, args in _PRIVATE_CALLABLES if (p := _problem(module, name, args))]
+    from prefect.blocks.core import Block
+
+    if "_block_document_name" not in getattr(Block, "__private_attributes__", {}):
+        problems.append("prefect.blocks.core.Block._block_document_name is gone")
     try:
         next_cron_time("0 22 * * *", "Europe/Berlin", datetime(2026, 3, 29, 9, tzinfo=timezone.utc))
     except Exception as e:

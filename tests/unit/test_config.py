@@ -6,6 +6,7 @@ import inspect
 import logging
 
 import pytest
+from pydantic import ValidationError
 
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.errors import ConfigurationError, ObjectiveImportError
@@ -81,3 +82,11 @@ def _defines_its_objective_inside():
 def test_an_objective_no_other_process_could_import_is_refused_saying_why(objective, says):
     with pytest.raises(ObjectiveImportError, match=says):
         StudyConfig(study_name="s", objective=objective)
+
+
+def test_a_block_given_itself_is_kept_as_the_name_it_is_saved_under():
+    policy = PausePolicy()
+    policy._block_document_name = "nightly"  # as Prefect loads the block chosen in the run form
+    assert StudyConfig(study_name="s", objective="m:f", pause_policy=policy).pause_policy == "nightly"
+    with pytest.raises(ValidationError, match=r"pause_policy is a PausePolicy that was never saved: save it"):
+        StudyConfig(study_name="s", objective="m:f", pause_policy=PausePolicy())

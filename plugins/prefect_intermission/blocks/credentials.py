@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
+
+from prefect_intermission.blocks._schema import closed_block_schema
 
 
 class CheckpointStorageCredentials(Block):
@@ -46,6 +48,8 @@ class CheckpointStorageCredentials(Block):
         credentials = CheckpointStorageCredentials.load("BLOCK_NAME")
         ```
     """
+
+    model_config = ConfigDict(json_schema_extra=closed_block_schema)  # a picker's choice validates
 
     _block_type_name = "Checkpoint Storage Credentials"
     _block_type_slug = "checkpoint-storage-credentials"

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
+from prefect_intermission.blocks._schema import closed_block_schema
+
 
 def _next_cron_time(expression: str, zone: str, after: datetime) -> datetime:
     """The first time after `after` that matches `expression` in time zone `zone` (as UTC),
@@ -51,7 +53,7 @@ class PausePolicy(Block):
     """
 
     # Validation errors must not echo what was typed: Apprise URLs hold secrets.
-    model_config = ConfigDict(hide_input_in_errors=True)
+    model_config = ConfigDict(hide_input_in_errors=True, json_schema_extra=closed_block_schema)
 
     _block_type_name = "Pause Policy"
     # The project has no hosted docs; its README documents this block. Prefect's page on

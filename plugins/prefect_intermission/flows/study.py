@@ -25,6 +25,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import ValidationError
 
 from prefect_intermission._import_path import import_objective
+from prefect_intermission.blocks.credentials import CheckpointStorageCredentials
+from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.control.run_control import read_flow_run
 from prefect_intermission.errors import ConfigurationError, IntermissionError
 from prefect_intermission.flows.run_link import PrefectRunLink
@@ -94,9 +96,9 @@ def optimize_study(
     checkpoint_every_steps: int | None = _default("checkpoint_every_steps"),
     checkpoint_every_seconds: float | None = _default("checkpoint_every_seconds"),
     restart_trials_without_checkpoints: bool = _default("restart_trials_without_checkpoints"),
-    pause_policy: str | None = _default("pause_policy"),
+    pause_policy: PausePolicy | str | None = _default("pause_policy"),
     pause_rules: list[dict[str, Any]] | None = None,
-    checkpoint_credentials: str | None = _default("checkpoint_credentials"),
+    checkpoint_credentials: CheckpointStorageCredentials | str | None = _default("checkpoint_credentials"),
     trial_deployment: str | None = _default("trial_deployment"),
     patience: int | None = _default("patience"),
 ) -> dict[str, Any] | State:
@@ -155,12 +157,13 @@ def optimize_study(
             epochs in a row without a better metric; empty: trials train `max_epochs`.
         restart_trials_without_checkpoints: Retrain from the start, instead of failing,
             trials whose checkpoints were deleted.
-        pause_policy: The name of a `PausePolicy` block: notifications, resume schedule,
-            pause windows and pause file.
+        pause_policy: A saved `PausePolicy` block (the run form's picker) or its name:
+            notifications, resume schedule, pause windows and pause file.
         pause_rules: Conditions checked at every epoch boundary that pause the study, as
             `{"rule": "package.module:factory", **kwargs}` (see `prefect_intermission.pausing.rules`).
-        checkpoint_credentials: The name of a saved `CheckpointStorageCredentials` block
-            for an `s3://` checkpoint location; empty to use the worker's AWS environment.
+        checkpoint_credentials: A saved `CheckpointStorageCredentials` block (the run form's
+            picker) or its name, for an `s3://` checkpoint location; empty to use the
+            worker's AWS environment.
         trial_deployment: Run each trial as a flow run of this deployment of the
             `pausable-trial` flow (e.g. `"pausable-trial/train-trial"`), so that its work
             pool's workers train trials in parallel; empty: trials run as tasks in this

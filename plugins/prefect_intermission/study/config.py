@@ -10,7 +10,7 @@ import json
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from prefect_intermission._import_path import callable_path
 from prefect_intermission._logging import run_logger
@@ -97,6 +97,23 @@ class StudyConfig(BaseModel):
             if not unreadable or unreadable & {"study_name", "objective"}:
                 raise
             return cls.model_validate({k: v for k, v in known.items() if k not in unreadable})
+
+    @field_validator("pause_policy", "checkpoint_credentials", mode="before")
+    @classmethod
+    def _block_name(cls, value: Any, info: ValidationInfo) -> Any:
+        """A block given itself (the run form's picker, or a loaded one) is kept as the name it
+        is saved under, which every process of the study loads it by."""
+        if value is None or isinstance(value, str):
+            return value
+        from prefect_intermission._prefect_internals import saved_block_name  # Prefect's engine: only here
+
+        name = saved_block_name(value)
+        if name is None:
+            raise ConfigurationError(
+                f"{info.field_name} is a {type(value).__name__} that was never saved: save it "
+                f"(e.g. .save('nightly')) and pass it, or its name."
+            )
+        return name
 
     @field_validator("objective", mode="before")
     @classmethod

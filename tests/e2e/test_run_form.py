@@ -1,0 +1,65 @@
+"""The deployment's Custom run form in the Prefect UI: the pause policy is chosen in a block
+picker, as Prefect offers for any block, and the run it submits uses that policy."""
+
+from __future__ import annotations
+
+import uuid
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+from deployments.ui_actions import wait_for, wait_for_state
+from prefect_intermission import PausePolicy
+from tests.e2e.browser import SCREENSHOTS, chromium
+from tests.e2e.webhook import webhook
+
+DEPLOYMENT = "pausable-study/digits-demo"
+
+
+def _field(page, name: str):
+    """The form's section of parameter `name` (its label, description and input)."""
+    return page.get_by_text(f"{name} (Optional)", exact=True).or_(page.get_by_text(name, exact=True)).first.locator(
+        "xpath=ancestor::div[3]"
+    )
+
+
+def test_the_pause_policy_is_picked_as_a_block_in_the_custom_run_form(prefect_stack, tmp_path):
+    tag = uuid.uuid4().hex[:6]
+    study_name, policy_name = f"form-{tag}", f"form-policy-{tag}"
+    with webhook() as hook, get_client(sync_client=True) as client:
+        PausePolicy(apprise_urls=[hook.url("form")]).save(policy_name)
+        deployment = client.read_deployment_by_name(DEPLOYMENT)
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{prefect_stack.env['PREFECT_UI_URL']}/v2/deployments/deployment/{deployment.id}/run")
+            page.get_by_text("pause_policy (Optional)", exact=True).wait_for(timeout=30_000)
+            for name, value in [
+                ("study_name", study_name), ("n_trials", "2"), ("max_epochs", "2"),
+                ("storage", f"sqlite:///{tmp_path}/studies.db"), ("checkpoints", str(tmp_path / "checkpoints")),
+            ]:
+                _field(page, name).locator("textarea, input").first.fill(value)
+            policy = _field(page, "pause_policy")
+            policy.get_by_role("tab", name="PausePolicy", exact=True).click()
+            policy.get_by_text("Select a block...").click()
+            page.get_by_role("option", name=policy_name).click()
+            policy.scroll_into_view_if_needed()
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "run-form-pause-policy-picker.png"))
+            assert policy.get_by_text(policy_name).count() >= 1, "the picker shows the chosen block"
+            page.get_by_role("button", name="Submit", exact=True).click()
+            page.wait_for_url("**tab=Runs", timeout=30_000)  # the deployment's runs, the new one first
+
+        [submitted] = wait_for(
+            lambda: client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[study_name]))),
+            timeout=30, what="the submitted run",
+        )
+        run = wait_for_state(submitted.id, "Completed", timeout=300)
+        # The form sent a reference to the block, which the study loaded by its saved name.
+        assert set(run.parameters["pause_policy"]) == {"$ref"}
+        ref = run.parameters["pause_policy"]["$ref"]
+        assert client.read_block_document(UUID(ref["block_document_id"])).name == policy_name
+        [completed] = wait_for(
+            lambda: hook.messages(f"Study {study_name} completed"), timeout=60, what="the policy's notification"
+        )
+        assert "2 trials finished" in completed["message"]
