@@ -35,7 +35,7 @@ check: $(INSTALLED)
 # installed first, then the project from its wheel (not editable), as a user installs it; then
 # the tests of the pause/resume path through a real server and worker: the UI's Pause and the
 # study's suspension, resume, the UI pause's timeout (a scheduled resume), the crash cases, the
-# Lightning and Transformers pauses, and Prefect's private names.
+# Lightning and Transformers pauses, the run form's block picker, and Prefect's private names.
 FLOOR_VENV := .venv-floor
 FLOOR_PY := $(FLOOR_VENV)/bin/python
 FLOOR_CONSTRAINTS := .ci/floor-constraints.txt
@@ -47,7 +47,8 @@ FLOOR_TESTS := \
 	tests/e2e/test_pause_resume.py::test_the_timeout_typed_in_the_ui_pause_dialog_resumes_the_run_by_itself \
 	tests/e2e/test_crash_recovery.py \
 	tests/e2e/test_lightning_demo.py \
-	tests/e2e/test_transformers_demo.py
+	tests/e2e/test_transformers_demo.py \
+	tests/e2e/test_run_form.py
 
 $(FLOOR_INSTALLED): pyproject.toml $(FLOOR_CONSTRAINTS)
 	rm -rf $(FLOOR_VENV)
