@@ -4,13 +4,13 @@ picker, as Prefect offers for any block, and the run it submits uses that policy
 from __future__ import annotations
 
 import uuid
-from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
 from deployments.ui_actions import wait_for, wait_for_state
 from prefect_intermission import PausePolicy
+from prefect_intermission.study.flow_runs import study_config_of
 from tests.e2e.browser import SCREENSHOTS, chromium
 from tests.e2e.webhook import webhook
 
@@ -48,18 +48,20 @@ def test_the_pause_policy_is_picked_as_a_block_in_the_custom_run_form(prefect_st
             page.screenshot(path=str(SCREENSHOTS / "run-form-pause-policy-picker.png"))
             assert policy.get_by_text(policy_name).count() >= 1, "the picker shows the chosen block"
             page.get_by_role("button", name="Submit", exact=True).click()
-            page.wait_for_url("**tab=Runs", timeout=30_000)  # the deployment's runs, the new one first
+            try:
+                page.wait_for_url("**tab=Runs", timeout=60_000)  # the deployment's runs, the new one first
+            finally:
+                page.screenshot(path=str(SCREENSHOTS / "run-form-submitted.png"), full_page=True)
 
         [submitted] = wait_for(
             lambda: client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[study_name]))),
             timeout=30, what="the submitted run",
         )
         run = wait_for_state(submitted.id, "Completed", timeout=300)
-        # The form sent a reference to the block, which the study loaded by its saved name.
-        assert set(run.parameters["pause_policy"]) == {"$ref"}
-        ref = run.parameters["pause_policy"]["$ref"]  # the block document's id (Prefect 3.7's UI: the id alone)
-        block_document_id = ref if isinstance(ref, str) else ref["block_document_id"]
-        assert client.read_block_document(UUID(block_document_id)).name == policy_name
+        # The form sent a reference to the block; the study loaded it and recorded the name it
+        # is saved under, which `intermission status`, `best`, `stop` and a Resume read.
+        assert run.parameters["pause_policy"] == policy_name
+        assert study_config_of(run).pause_policy == policy_name
         [completed] = wait_for(
             lambda: hook.messages(f"Study {study_name} completed"), timeout=60, what="the policy's notification"
         )

@@ -10,7 +10,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
 from prefect_intermission import optimize_study
-from prefect_intermission.errors import ObjectiveImportError
+from prefect_intermission.errors import ConfigurationError, ObjectiveImportError
+from prefect_intermission.study.flow_runs import latest_runs, study_config_of
 from prefect_intermission.study.config import StudyConfig
 from tests.objectives import classifier
 
@@ -30,8 +31,18 @@ def test_a_study_of_a_function_given_itself_runs_it_and_records_where_it_is(tmp_
     assert StudyConfig.from_run_parameters(run.parameters).objective == "tests.objectives:classifier"
 
 
-def test_a_lambda_is_refused_before_any_work(tmp_path):
+def test_a_lambda_is_refused_before_any_work_and_its_run_can_still_be_read(tmp_path):
+    name = f"lambda-{uuid.uuid4().hex[:6]}"
     with pytest.raises(ObjectiveImportError, match="define it with `def` at the top level of a module"):
-        optimize_study(study_name="lambda", objective=lambda trial, loop: 0.0, storage=f"sqlite:///{tmp_path}/s.db",
+        optimize_study(study_name=name, objective=lambda trial, loop: 0.0, storage=f"sqlite:///{tmp_path}/s.db",
                        checkpoints=str(tmp_path / "ckpt"))
     assert list(tmp_path.iterdir()) == []
+    # Prefect stored the function as `{}`: `intermission status` and the others still read the run.
+    [run] = latest_runs(name)
+    assert run.parameters["objective"] == {} and study_config_of(run).study_name == name
+
+
+def test_a_function_of_the_running_script_is_refused_for_trial_runs_on_other_workers():
+    config = StudyConfig(study_name="s", objective="__main__:objective", trial_deployment="pausable-trial/train-trial")
+    with pytest.raises(ConfigurationError, match="the trial runs on other workers cannot import"):
+        config.check()

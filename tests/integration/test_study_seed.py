@@ -41,12 +41,30 @@ def test_a_run_with_another_seed_than_the_studys_is_refused_and_changes_nothing(
     assert state.seed() == 5 and state.recorded_settings()["seed"] == 5
 
 
-def test_a_study_created_before_seeds_were_recorded_keeps_the_default_it_had(tmp_path):
-    state = _load(tmp_path, "old", 3)
+def _as_an_earlier_release_left_it(tmp_path, name, seed):
+    """A study created by a release that did not record seeds (the default then was 0)."""
+    state = _load(tmp_path, name, seed)
     settings = state.recorded_settings()
     del settings["seed"]
-    state.record_settings(settings)  # as an earlier release left them
+    state.record_settings(settings)
+    return state
+
+
+def test_a_study_created_before_seeds_were_recorded_keeps_the_default_it_had(tmp_path):
+    _as_an_earlier_release_left_it(tmp_path, "old", LEGACY_DEFAULT_SEED)
     assert _load(tmp_path, "old", None).seed() == LEGACY_DEFAULT_SEED == 0
+    _as_an_earlier_release_left_it(tmp_path, "old-seeded", 7)
+    assert _load(tmp_path, "old-seeded", 7).seed() == 7, "the seed the run gives, as before"
+    assert _load(tmp_path, "old-seeded", None).seed() == 7, "and recorded from then on"
+
+
+def test_a_refused_run_records_no_seed_for_a_study_created_before_seeds_were_recorded(tmp_path):
+    state = _as_an_earlier_release_left_it(tmp_path, "old", LEGACY_DEFAULT_SEED)
+    with pytest.raises(ConfigurationError, match="Nothing was changed"):
+        load_study_state("old", f"sqlite:///{tmp_path}/s.db", seed=9, sampler="random", pruner="none",
+                         objective_params={"lr": 1})
+    assert "seed" not in state.recorded_settings()
+    assert _load(tmp_path, "old", None).seed() == 0
 
 
 def test_a_study_run_without_a_seed_seeds_its_trials_from_the_recorded_one_in_every_run(tmp_path):

@@ -48,6 +48,8 @@ def test_cron_expressions_are_read_as_prefects_deployment_schedules_read_them():
         dates = CronSchedule(cron=cron, timezone="Europe/Berlin")._get_dates_generator(n=3, start=after)
         expected = next(d for d in dates if d > after).astimezone(timezone.utc)
         assert policy.next_resume_time(after) == policy.next_pause_time(after) == expected, cron
+    # On that night 02:30 comes twice in Berlin; Prefect's schedules (and so the policy) take the first, in summer time.
+    assert PausePolicy(resume_cron="30 2 * * *", timezone="Europe/Berlin").next_resume_time(after) == _utc(2026, 10, 25, 0, 30)
     # Seconds are the sixth field, last: every half minute.
     assert PausePolicy(resume_cron="* * * * * */30").next_resume_time(_utc(2026, 1, 1, 0, 0, 1)) == _utc(2026, 1, 1, 0, 0, 30)
 
@@ -63,7 +65,8 @@ def test_no_schedule_means_no_automatic_resume_or_pause():
         ({"resume_cron": "every night"}, "resume_cron must be a cron expression such as '0 22 * * *'"),
         ({"pause_crons": ["0 25 * * *"]}, "pause_crons must be a cron expression"),
         ({"resume_cron": "H 22 * * *"}, "as Prefect's schedules read it"),
-        ({"pause_crons": ["*/30 * * * * *"]}, "Write '* * * * * */30' for seconds */30 of every minute"),
+        ({"pause_crons": ["*/30 * * * * *"]}, "e.g. '* * * * * */30' for every half minute"),
+        ({"resume_cron": "0 0 22 * * 1-5"}, "or leave the seconds out: '0 22 * * 1-5' if the first field was seconds"),
         ({"timezone": "Mars/Olympus"}, "timezone must be an IANA time zone such as 'Europe/Berlin'"),
         ({"keep_checkpoints": 0}, "greater than or equal to 1"),
     ],

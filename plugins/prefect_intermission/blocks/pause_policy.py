@@ -170,10 +170,13 @@ def _checked_cron(expression: str, field: str) -> str:
     except ValueError as e:
         raise ValueError(f"{example}, as Prefect's schedules read it, but got {expression!r}: {e}") from e
     fields = expression.split()
-    if len(fields) == 6 and fields[5] == "*" and fields[0] != "*":
+    if len(fields) == 6 and fields[0] != "*":
+        # Prefect reads six fields as minute ... weekday, then seconds; cronsim, which read them
+        # before, as seconds first. Refused rather than read differently from what was meant.
         raise ValueError(
-            f"{field} {expression!r} has a sixth field, which Prefect's schedules read as seconds, last: "
-            f"'*' there means every second of each minute it names. Write '{' '.join(fields[1:])} "
-            f"{fields[0]}' for seconds {fields[0]} of every minute, or leave the sixth field out."
+            f"{field} {expression!r} has six fields, which Prefect's schedules read with seconds "
+            f"last (minute hour day month weekday second), where earlier releases read seconds "
+            f"first. Write seconds last with '*' minutes, e.g. '* * * * * */30' for every half "
+            f"minute, or leave the seconds out: '{' '.join(fields[1:])}' if the first field was seconds."
         )
     return expression

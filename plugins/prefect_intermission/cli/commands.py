@@ -23,6 +23,14 @@ def _study_run_id(target: str) -> UUID:
     return latest_runs(target)[0].id
 
 
+def _is_flow_run_id(target: str) -> bool:
+    try:
+        UUID(target)
+    except ValueError:
+        return False
+    return True
+
+
 def _pause(args: argparse.Namespace) -> None:
     from prefect_intermission.control.run_control import request_pause
     from prefect_intermission.reporting.links import flow_run_link
@@ -112,11 +120,10 @@ def _report(args: argparse.Namespace) -> None:
     from prefect_intermission.cli.status import hide_password
     from prefect_intermission.study.flow_runs import latest_runs, study_config_of, study_storage
 
-    try:
-        UUID(args.study)
-        run = latest_runs(args.study)[0]  # a flow-run id: its study
-        name, storage = study_config_of(run).study_name, args.storage or study_config_of(run).storage
-    except ValueError:
+    if _is_flow_run_id(args.study):  # its study
+        config = study_config_of(latest_runs(args.study)[0])
+        name, storage = config.study_name, args.storage or config.storage
+    else:
         name, storage = args.study, args.storage or study_storage(args.study)
     output = args.output or f"{name}-report.html"
     path = write_report(name, storage, output)

@@ -150,7 +150,7 @@ class InMemoryRunLink:
 
     def schedule_resume(self, at: datetime, pause_key: str) -> TimedResume:
         timed = TimedResume(at, uuid4())
-        self.scheduled_resumes.append(timed)
+        self.scheduled_resumes = [timed]  # the one resume of the run's pause, as Prefect's replaces
         return timed
 
     def cancel_pending_resumes(self) -> int:

@@ -172,8 +172,11 @@ def optimize_study(
     config = _config(locals())
     flow_run = _current_flow_run()
     _refuse_subflow(flow_run)
-    if not isinstance(objective, str):  # Prefect cannot store a function: record where it is
-        _record_parameters(flow_run, objective=config.objective)
+    given = {"objective": objective, "pause_policy": pause_policy, "checkpoint_credentials": checkpoint_credentials}
+    if objects := [name for name, value in given.items() if value is not None and not isinstance(value, str)]:
+        # A function (which Prefect cannot store) or a block (stored as a reference that only
+        # this run resolves): record the names every other reader of the run's parameters needs.
+        _record_parameters(flow_run, **{name: getattr(config, name) for name in objects})
     config.check()
     refuse_password_in_storage_url(config.storage)
     objective_fn = import_objective(config.objective)

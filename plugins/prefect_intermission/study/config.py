@@ -90,6 +90,8 @@ class StudyConfig(BaseModel):
         older version), are left out and take their defaults.
         """
         known = {k: v for k, v in parameters.items() if k in cls.model_fields and v is not None}
+        if not isinstance(known.get("objective", ""), str):  # a function Prefect could not store: `{}`
+            known["objective"] = ""
         try:
             return cls.model_validate(known)
         except ValidationError as e:
@@ -127,6 +129,12 @@ class StudyConfig(BaseModel):
         Raises:
             ConfigurationError: naming the parameter, its value and the rule.
         """
+        if self.trial_deployment and self.objective.startswith("__main__:"):
+            raise ConfigurationError(
+                f"objective {self.objective!r} is a function of the script this process runs, which "
+                "the trial runs on other workers cannot import: move it into a module and pass it "
+                "(or its 'package.module:function'), or run the script with `python -m`."
+            )
         if self.n_trials < 1:
             raise ConfigurationError(f"n_trials must be >= 1, but got n_trials={self.n_trials}.")
         if self.max_epochs < 1:

@@ -167,16 +167,15 @@ def _check_recorded_settings(
         state.record_settings({**settings, "seed": new_seed})
         return False
     name = state.study.study_name
-    if "seed" not in recorded:  # created before seeds were recorded, when the default was 0
-        recorded = {**recorded, "seed": LEGACY_DEFAULT_SEED if seed is None else seed}
-        state.record_settings(recorded)
-    if seed is not None and seed != recorded["seed"]:
+    # Created before seeds were recorded, when the default was 0: that one, unless the run says.
+    study_seed = recorded.get("seed", LEGACY_DEFAULT_SEED if seed is None else seed)
+    if seed is not None and seed != study_seed:
         raise ConfigurationError(
-            f"Study {name!r} was started with seed {recorded['seed']}, but this run gives seed={seed}. "
+            f"Study {name!r} was started with seed {study_seed}, but this run gives seed={seed}. "
             "A resume continues with the study's seed: leave seed empty (or give that one), or use "
             "a new study_name for another seed. Nothing was changed."
         )
-    settings["seed"] = recorded["seed"]
+    settings["seed"] = study_seed
     if recorded.get("objective_params", {}) != objective_params:
         raise ConfigurationError(
             f"Study {name!r} was started with objective_params {json.dumps(recorded.get('objective_params', {}))}, "
@@ -186,6 +185,8 @@ def _check_recorded_settings(
         )
     changed = [kind for kind in ("sampler", "pruner") if recorded.get(kind) != settings[kind]]
     if not changed:
+        if "seed" not in recorded:  # every check passed: record the seed it continues with
+            state.record_settings({**recorded, "seed": study_seed})
         return False
     what = " and ".join(
         f"{kind} {describe_spec(recorded[kind], kind)} (this run: {describe_spec(settings[kind], kind)})"  # type: ignore[arg-type]
