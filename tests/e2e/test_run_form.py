@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
 
 from deployments.ui_actions import wait_for, wait_for_state
 from prefect_intermission import PausePolicy
@@ -47,20 +47,32 @@ def test_the_pause_policy_is_picked_as_a_block_in_the_custom_run_form(prefect_st
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "run-form-pause-policy-picker.png"))
             assert policy.get_by_text(policy_name).count() >= 1, "the picker shows the chosen block"
-            page.get_by_role("button", name="Submit", exact=True).click()
-            # Prefect 3.8's UI then opens the deployment's runs, 3.9's stays on the form: the run
-            # is looked for on the server, as it is named after the study.
-            [submitted] = wait_for(
-                lambda: client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[study_name]))),
-                timeout=60, what="the run the form submitted",
-            )
+            of_deployment = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]))
+            earlier = {r.id for r in client.read_flow_runs(flow_run_filter=of_deployment)}
+            submit = page.get_by_role("button", name="Submit", exact=True)
+            submit.click()
 
-        run = wait_for_state(submitted.id, "Completed", timeout=300)
+            def submitted() -> list:
+                runs = [r for r in client.read_flow_runs(flow_run_filter=of_deployment) if r.id not in earlier]
+                return sorted(runs, key=lambda r: r.created)
+
+            # Prefect 3.8's UI then opens the deployment's runs, 3.9's stays on the form, and the
+            # run is named after the study only once it starts: it is found on the server. A
+            # click the busy page did not take yet is clicked again, as a user would.
+            try:
+                runs = wait_for(submitted, timeout=30, what="the run the form submitted")
+            except TimeoutError:
+                page.screenshot(path=str(SCREENSHOTS / "run-form-not-submitted.png"), full_page=True)
+                submit.click()
+                runs = wait_for(submitted, timeout=60, what="the run the form submitted")
+            submitted_run = runs[0]
+
+        run = wait_for_state(submitted_run.id, "Completed", timeout=300)
         # The form sent a reference to the block; the study loaded it and recorded the name it
         # is saved under, which `intermission status`, `best`, `stop` and a Resume read.
         assert run.parameters["pause_policy"] == policy_name
         assert study_config_of(run).pause_policy == policy_name
-        [completed] = wait_for(
+        completed = wait_for(
             lambda: hook.messages(f"Study {study_name} completed"), timeout=60, what="the policy's notification"
         )
-        assert "2 trials finished" in completed["message"]
+        assert "2 trials finished" in completed[0]["message"]
