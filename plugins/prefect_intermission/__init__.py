@@ -33,22 +33,36 @@ if TYPE_CHECKING:
         TrialPaused,
     )
     from prefect_intermission.flows.study import optimize_study
+    from prefect_intermission.study.config import (
+        BudgetSettings,
+        CheckpointSettings,
+        ExecutionSettings,
+        PausingSettings,
+        SearchSettings,
+    )
     from prefect_intermission.training.loop import TrialLoop
     from prefect_intermission.training.pause_signal import PauseSignal
     from prefect_intermission.training.store import CheckpointStore
+    from prefect_intermission.training.trial_settings import TrainingSettings
 
 __getattr__, __dir__ = lazy_attributes(
     __name__,
     {
+        "BudgetSettings": "prefect_intermission.study.config",
         "CheckpointError": "prefect_intermission.errors",
+        "CheckpointSettings": "prefect_intermission.study.config",
         "CheckpointStorageCredentials": "prefect_intermission.blocks.credentials",
         "CheckpointStore": "prefect_intermission.training.store",
         "ConfigurationError": "prefect_intermission.errors",
+        "ExecutionSettings": "prefect_intermission.study.config",
         "FlowRunControlError": "prefect_intermission.errors",
         "IntermissionError": "prefect_intermission.errors",
         "ObjectiveImportError": "prefect_intermission.errors",
         "PausePolicy": "prefect_intermission.blocks.pause_policy",
         "PauseSignal": "prefect_intermission.training.pause_signal",
+        "PausingSettings": "prefect_intermission.study.config",
+        "SearchSettings": "prefect_intermission.study.config",
+        "TrainingSettings": "prefect_intermission.training.trial_settings",
         "TrialLoop": "prefect_intermission.training.loop",
         "TrialPaused": "prefect_intermission.errors",
         "optimize_study": "prefect_intermission.flows.study",
@@ -58,15 +72,21 @@ __getattr__, __dir__ = lazy_attributes(
 )
 
 __all__ = [
+    "BudgetSettings",
     "CheckpointError",
+    "CheckpointSettings",
     "CheckpointStorageCredentials",
     "CheckpointStore",
     "ConfigurationError",
+    "ExecutionSettings",
     "FlowRunControlError",
     "IntermissionError",
     "ObjectiveImportError",
     "PausePolicy",
     "PauseSignal",
+    "PausingSettings",
+    "SearchSettings",
+    "TrainingSettings",
     "TrialLoop",
     "TrialPaused",
     "optimize_study",

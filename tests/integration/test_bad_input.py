@@ -8,7 +8,6 @@ import re
 
 import optuna
 import pytest
-from prefect.exceptions import ParameterTypeError
 
 from prefect_intermission import (
     CheckpointError,
@@ -65,7 +64,8 @@ def paused_study(tmp_path):
     from prefect_intermission import PauseSignal
     from prefect_intermission.training.store import CheckpointStore
     from prefect_intermission.study.setup import load_study_state
-    from prefect_intermission.study.attempt import run_trial_attempt
+    from prefect_intermission.study.attempt import AttemptSettings, run_trial_attempt
+    from prefect_intermission.training.trial_settings import TrainingSettings
     from tests.objectives import classifier
 
     class PauseAfterTwo(PauseSignal):
@@ -78,7 +78,7 @@ def paused_study(tmp_path):
     state = load_study_state("study", f"sqlite:///{tmp_path}/studies.db", seed=1,
                              direction="minimize", sampler="random", pruner="median")
     store = CheckpointStore(str(tmp_path / "checkpoints"))
-    kwargs = dict(checkpoints=store, max_epochs=3, study_seed=1, direction="minimize")
+    kwargs = dict(checkpoints=store, settings=AttemptSettings(TrainingSettings(max_epochs=3), study_seed=1))
     run_trial_attempt(state, state.study.ask(), classifier, pause_signal=PauseSignal(), **kwargs)
     run_trial_attempt(state, state.study.ask(), classifier, pause_signal=PauseAfterTwo(), **kwargs)
     assert state.study.trials[1].system_attrs[TRIAL_STATUS_ATTR] == "paused"
@@ -88,9 +88,9 @@ def paused_study(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "error", "message"),
     [
-        ({"n_trials": 0}, ConfigurationError, "n_trials must be >= 1, but got n_trials=0"),
-        ({"max_epochs": 0}, ConfigurationError, "max_epochs must be >= 1, but got max_epochs=0"),
-        ({"max_concurrent_trials": 0}, ConfigurationError, "max_concurrent_trials must be between 1"),
+        ({"n_trials": 0}, ConfigurationError, "budget.n_trials = 0: Input should be greater than or equal to 1 (Finished trials wanted"),
+        ({"max_epochs": 0}, ConfigurationError, "training.max_epochs = 0: Input should be greater than or equal to 1 (Epochs a trial trains at most.)"),
+        ({"max_concurrent_trials": 0}, ConfigurationError, "execution.max_concurrent_trials = 0: Input should be greater than or equal to 1"),
         ({"objective": "no_such_module:objective"}, ObjectiveImportError, "Cannot import module 'no_such_module'"),
         ({"objective": "tests.objectives:missing"}, ObjectiveImportError, "has no attribute 'missing'"),
         ({"objective": "tests.objectives"}, ObjectiveImportError, "must look like 'package.module:function'"),
@@ -103,8 +103,8 @@ def paused_study(tmp_path):
         ({"sampler": {"multivariate": True}}, ConfigurationError, 'a JSON object with a "name"'),
         ({"catch": ["NoSuchError"]}, ConfigurationError, "catch lists 'NoSuchError', which names no exception class"),
         ({"callbacks": ["tests.objectives:missing"]}, ConfigurationError, "has no attribute 'missing' (callback factory"),
-        ({"max_failed_trials": 0}, ConfigurationError, "max_failed_trials must be >= 1"),
-        ({"timeout": -5}, ConfigurationError, "timeout must be a number of seconds > 0"),
+        ({"max_failed_trials": 0}, ConfigurationError, "budget.max_failed_trials = 0: Input should be greater than or equal to 1"),
+        ({"timeout": -5}, ConfigurationError, "budget.timeout = -5: Input should be greater than 0 (Seconds of training"),
         # The study exists: what it was started with is kept.
         ({"direction": "maximize"}, ConfigurationError,
          "Study 'study' was created with direction(s) ['minimize'], but this run asks for ['maximize']"),
@@ -113,7 +113,7 @@ def paused_study(tmp_path):
         ({"pruner": "none"}, ConfigurationError, "allow_search_change=true"),
         ({"objective_params": {"data": "/elsewhere"}}, ConfigurationError,
          'was started with objective_params {}, but this run gives {"data": "/elsewhere"}'),
-        ({"n_trials": "ten"}, ParameterTypeError, "n_trials: Input should be a valid integer"),
+        ({"n_trials": "ten"}, ConfigurationError, "budget.n_trials = 'ten': Input should be a valid integer"),
     ],
 )
 def test_bad_parameters_fail_before_work_and_change_nothing(paused_study, overrides, error, message):

@@ -19,7 +19,8 @@ from prefect.flow_engine import run_flow
 from prefect.states import Pending
 from prefect_intermission import CheckpointStore, PauseSignal, optimize_study
 from prefect_intermission._signing import signing_key
-from prefect_intermission.study.attempt import run_trial_attempt
+from prefect_intermission.study.attempt import AttemptSettings, run_trial_attempt
+from prefect_intermission.training.trial_settings import TrainingSettings
 from prefect_intermission.study.resuming import reattach_trial
 from prefect_intermission.study.setup import load_study_state
 from prefect_intermission.study.state import (
@@ -47,8 +48,8 @@ def _state(tmp_path, name):
 
 def _attempt(state, store, trial, signal):
     return run_trial_attempt(
-        state, trial, classifier, checkpoints=store, max_epochs=MAX_EPOCHS, study_seed=5,
-        pause_signal=signal, direction="minimize",
+        state, trial, classifier, checkpoints=store, settings=AttemptSettings(TrainingSettings(max_epochs=MAX_EPOCHS), study_seed=5),
+        pause_signal=signal,
     )
 
 

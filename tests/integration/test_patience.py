@@ -45,7 +45,7 @@ def test_patience_ends_every_trial_that_many_epochs_after_its_best(tmp_path):
 
 
 def test_patience_below_one_is_refused_before_any_work(tmp_path):
-    with pytest.raises(ConfigurationError, match=r"patience must be >= 1.*patience=0"):
+    with pytest.raises(ConfigurationError, match=r"training.patience = 0: Input should be greater than or equal to 1"):
         _run(tmp_path, "never-patient", patience=0)
     assert not (tmp_path / "studies.db").exists()  # no study created
     assert not (tmp_path / "checkpoints").exists()  # nothing trained

@@ -43,6 +43,6 @@ def test_a_lambda_is_refused_before_any_work_and_its_run_can_still_be_read(tmp_p
 
 
 def test_a_function_of_the_running_script_is_refused_for_trial_runs_on_other_workers():
-    config = StudyConfig(study_name="s", objective="__main__:objective", trial_deployment="pausable-trial/train-trial")
+    parameters = {"study_name": "s", "objective": "__main__:objective", "trial_deployment": "pausable-trial/train-trial"}
     with pytest.raises(ConfigurationError, match="the trial runs on other workers cannot import"):
-        config.check()
+        StudyConfig.build(parameters)

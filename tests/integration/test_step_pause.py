@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 from prefect_intermission import PauseSignal
-from prefect_intermission.study.attempt import run_trial_attempt
+from prefect_intermission.study.attempt import AttemptSettings, run_trial_attempt
+from prefect_intermission.training.trial_settings import TrainingSettings
 from prefect_intermission.study.resuming import reattach_trial
 from prefect_intermission.study.setup import load_study_state
 from prefect_intermission.study.state import (
@@ -41,8 +42,10 @@ def _study(tmp_path, name):
 
 def _attempt(state, store, trial, signal, workers, **options):
     return run_trial_attempt(
-        state, trial, stepped_classifier, checkpoints=store, max_epochs=MAX_EPOCHS, study_seed=3, direction="minimize",
-        pause_signal=signal, objective_params={"workers": workers}, **options,
+        state, trial, stepped_classifier, checkpoints=store, pause_signal=signal,
+        settings=AttemptSettings(
+            TrainingSettings(max_epochs=MAX_EPOCHS, objective_params={"workers": workers}, **options), study_seed=3
+        ),
     )
 
 
@@ -92,8 +95,10 @@ def test_step_checkpoints_keep_a_crashed_trial_within_one_interval(tmp_path):
         return stepped_classifier(trial, loop)
 
     with pytest.raises(KeyboardInterrupt):
-        run_trial_attempt(state, trial, crashes_at_step_13, checkpoints=store, max_epochs=MAX_EPOCHS,
-                          study_seed=3, direction="minimize", pause_signal=PauseSignal(), checkpoint_every_steps=4)
+        run_trial_attempt(
+            state, trial, crashes_at_step_13, checkpoints=store, pause_signal=PauseSignal(),
+            settings=AttemptSettings(TrainingSettings(max_epochs=MAX_EPOCHS, checkpoint_every_steps=4), study_seed=3),
+        )
     latest = store.for_trial("crashy", 0).load_latest_valid().state
     assert (latest["epoch"], latest["global_step"], latest["within_epoch"]["steps"]) == (0, 12, 4)
 
@@ -101,8 +106,8 @@ def test_step_checkpoints_keep_a_crashed_trial_within_one_interval(tmp_path):
 def test_a_step_pause_without_a_known_data_position_is_refused_with_the_fix(tmp_path):
     state, store = _study(tmp_path, "plain")
     outcome = run_trial_attempt(
-        state, state.study.ask(), classifier, checkpoints=store, max_epochs=MAX_EPOCHS, study_seed=3, direction="minimize",
-        pause_signal=PauseOnAsk(2), pause_granularity="step",
+        state, state.study.ask(), classifier, checkpoints=store, pause_signal=PauseOnAsk(2),
+        settings=AttemptSettings(TrainingSettings(max_epochs=MAX_EPOCHS, pause_granularity="step"), study_seed=3),
     )
     assert outcome.state == "failed"
     assert "cannot checkpoint within an epoch: the data position is unknown" in outcome.error

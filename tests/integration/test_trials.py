@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import optuna
 import pytest
 from prefect_intermission import CheckpointStore, PauseSignal
-from prefect_intermission.study.attempt import run_trial_attempt, trial_seed
+from prefect_intermission.study.attempt import AttemptSettings, run_trial_attempt, trial_seed
+from prefect_intermission.training.trial_settings import TrainingSettings
 from prefect_intermission.study.resuming import reattach_trial
 from prefect_intermission.study.setup import load_study_state
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR
@@ -70,7 +71,7 @@ def test_an_attempt_records_a_pause_and_the_next_one_finishes(tmp_path):
     signal = PauseSignal()
     signal.request("test")
     trial = state.study.ask()
-    kwargs = dict(checkpoints=store, max_epochs=4, study_seed=3, direction="minimize")
+    kwargs = dict(checkpoints=store, settings=AttemptSettings(TrainingSettings(max_epochs=4), study_seed=3))
 
     paused = run_trial_attempt(state, trial, classifier, pause_signal=signal, **kwargs)
     assert (paused.state, paused.epoch) == ("paused", 0)
@@ -94,7 +95,7 @@ def test_an_objective_that_raises_fails_its_trial_with_the_reason(tmp_path):
 
     outcome = run_trial_attempt(
         state, state.study.ask(), broken, checkpoints=CheckpointStore(str(tmp_path / "c")),
-        max_epochs=2, study_seed=0, pause_signal=PauseSignal(), direction="minimize",
+        settings=AttemptSettings(TrainingSettings(max_epochs=2), study_seed=0), pause_signal=PauseSignal(),
     )
     assert outcome.state == "failed"
     assert outcome.error == "ZeroDivisionError: division by zero"
@@ -114,7 +115,7 @@ def test_epoch_times_exclude_the_pause_and_survive_it(tmp_path):
     signal = PauseSignal()
     signal.request("test")
     trial = state.study.ask()
-    kwargs = dict(checkpoints=store, max_epochs=3, study_seed=3, direction="minimize")
+    kwargs = dict(checkpoints=store, settings=AttemptSettings(TrainingSettings(max_epochs=3), study_seed=3))
     run_trial_attempt(state, trial, classifier, pause_signal=signal, **kwargs)
     first = state.study.trials[0].system_attrs["intermission:epoch_seconds"]
     assert len(first) == 1
@@ -133,8 +134,8 @@ def test_epoch_times_exclude_the_pause_and_survive_it(tmp_path):
 def test_a_continued_trial_trains_while_another_process_holds_the_sampler(tmp_path):
     state = _state(tmp_path, "s")
     kwargs = dict(
-        checkpoints=CheckpointStore(str(tmp_path / "ckpt")), max_epochs=4, study_seed=3,
-        direction="minimize", hold_sampler_while_suggesting=True,
+        checkpoints=CheckpointStore(str(tmp_path / "ckpt")), settings=AttemptSettings(TrainingSettings(max_epochs=4), study_seed=3),
+        hold_sampler_while_suggesting=True,
     )
     pausing = PauseSignal()
     pausing.request("test")
@@ -205,7 +206,7 @@ def _import_what_it_uses(objective, tmp_path) -> None:
     state = _state(tmp_path, "warm-up")
     run_trial_attempt(
         state, state.study.ask(), objective, checkpoints=CheckpointStore(str(tmp_path / "warm-up")),
-        max_epochs=1, study_seed=0, pause_signal=PauseSignal(), direction="minimize",
+        settings=AttemptSettings(TrainingSettings(max_epochs=1), study_seed=0), pause_signal=PauseSignal(),
     )
 
 
@@ -216,12 +217,14 @@ def test_a_paused_trial_lets_go_of_its_model_optimizer_and_loader_workers(tmp_pa
     state = _state(tmp_path, "s")
     signal = PauseSignal()
     signal.request("test")
-    kwargs = dict(checkpoints=CheckpointStore(str(tmp_path / "ckpt")), max_epochs=2, study_seed=3, direction="minimize")
+    kwargs = dict(
+        checkpoints=CheckpointStore(str(tmp_path / "ckpt")),
+        settings=AttemptSettings(TrainingSettings(max_epochs=2, pause_granularity="step"), study_seed=3),
+    )
     gc.disable()  # only what the pause itself lets go of counts, not a collection that happens to run
     try:
         paused = run_trial_attempt(
-            state, state.study.ask(), _paused_mid_epoch_with_workers, pause_signal=signal,
-            pause_granularity="step", **kwargs,
+            state, state.study.ask(), _paused_mid_epoch_with_workers, pause_signal=signal, **kwargs,
         )
         assert (paused.state, paused.epoch) == ("paused", -1)
         assert [name for name in ("model", "optimizer", "loader") if _held[name]() is not None] == []
@@ -256,7 +259,7 @@ def test_a_finished_trial_lets_go_of_its_model_and_checkpoint_copies_at_once(tmp
 
     _import_what_it_uses(_trained_to_the_end, tmp_path)
     state = _state(tmp_path, "s")
-    kwargs = dict(checkpoints=CheckpointStore(str(tmp_path / "ckpt")), max_epochs=3, study_seed=3, direction="minimize")
+    kwargs = dict(checkpoints=CheckpointStore(str(tmp_path / "ckpt")), settings=AttemptSettings(TrainingSettings(max_epochs=3), study_seed=3))
     gc.disable()  # only what the attempt itself lets go of counts, not a collection that happens to run
     try:
         done = run_trial_attempt(state, state.study.ask(), _trained_to_the_end, pause_signal=PauseSignal(), **kwargs)

@@ -49,7 +49,7 @@ def _study_run(
     """One execution of the study's run, built as `optimize_study` builds it, on `link`."""
     config = StudyConfig(study_name="s", objective="m:f", n_trials=N_TRIALS, max_concurrent_trials=1)
     store, signal = CheckpointStore(str(tmp_path / "ckpt")), signal if signal is not None else PauseSignal()
-    progress = StudyProgress("s", n_trials=N_TRIALS, max_epochs=config.max_epochs, finished=state.finished_count())
+    progress = StudyProgress("s", n_trials=N_TRIALS, max_epochs=config.training.max_epochs, finished=state.finished_count())
     scheduler = TrialScheduler(
         state, ScriptedExecutor(state, script, signal=signal), config=config, checkpoints=store,
         pause_signal=signal, progress=progress,

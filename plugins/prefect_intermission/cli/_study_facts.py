@@ -182,14 +182,14 @@ def read_trials(
 # -- the checkpoints ----------------------------------------------------------------
 def checkpoint_location(config: StudyConfig, problems: list[str]) -> str:
     """Where the study's checkpoints are, as its run resolves it (a pause policy may still set it)."""
-    if not config.pause_policy:
-        return config.checkpoints
+    if not config.pausing.pause_policy:
+        return config.checkpointing.checkpoints
     try:
-        policy = PausePolicy.load(config.pause_policy)
+        policy = PausePolicy.load(config.pausing.pause_policy)
     except Exception as e:  # noqa: BLE001 - deleted, or a server this machine cannot reach
-        problems.append(f"pause policy {config.pause_policy!r} unreadable from here: {e}")
-        return config.checkpoints
-    return config.with_policy_location(policy, warn=False).checkpoints
+        problems.append(f"pause policy {config.pausing.pause_policy!r} unreadable from here: {e}")
+        return config.checkpointing.checkpoints
+    return config.with_policy_location(policy, warn=False).checkpointing.checkpoints
 
 
 def read_checkpoints(

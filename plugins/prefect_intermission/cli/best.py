@@ -138,11 +138,11 @@ def export_best(
     """
     config, from_run = _study_config(target)
     notes: list[str] = []
-    study = load_study(config.study_name, storage or config.storage)
+    study = load_study(config.study_name, storage or config.execution.storage)
     chosen = chosen_trial(study, trial)
     store = CheckpointStore(
         checkpoints or checkpoint_location(config, notes),
-        storage_options=checkpoint_storage_options(config.checkpoint_credentials),
+        storage_options=checkpoint_storage_options(config.checkpointing.checkpoint_credentials),
     )
     stored = store.for_trial(config.study_name, chosen.number)
     try:
@@ -171,7 +171,7 @@ def export_best(
         trial=chosen.number,
         value=best_value(chosen, study.directions[0]) if not several_objectives(study) else None,
         epoch=loaded.epoch,
-        max_epochs=config.max_epochs if from_run else None,
+        max_epochs=config.training.max_epochs if from_run else None,
         metric=loaded.state.get("last_metric"),
         best_marked=loaded.best,
         path=path,

@@ -122,7 +122,7 @@ def _report(args: argparse.Namespace) -> None:
 
     if _is_flow_run_id(args.study):  # its study
         config = study_config_of(latest_runs(args.study)[0])
-        name, storage = config.study_name, args.storage or config.storage
+        name, storage = config.study_name, args.storage or config.execution.storage
     else:
         name, storage = args.study, args.storage or study_storage(args.study)
     output = args.output or f"{name}-report.html"

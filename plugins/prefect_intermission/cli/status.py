@@ -101,8 +101,8 @@ def _epochs_left(run: FlowRun, config: StudyConfig, trials: TrialFacts) -> int:
     """Epochs still to train: the unfinished trials' rest and every trial not started (0 once done)."""
     if run.state is not None and run.state.is_completed() and run.state.name != "Paused":
         return 0
-    max_epochs = config.max_epochs
-    not_started = max(config.n_trials - trials.counts["finished"] - len(trials.unfinished), 0)
+    max_epochs = config.training.max_epochs
+    not_started = max(config.budget.n_trials - trials.counts["finished"] - len(trials.unfinished), 0)
     return sum(max(max_epochs - u.epochs_done, 0) for u in trials.unfinished) + not_started * max_epochs
 
 
@@ -122,11 +122,11 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
         now: The current time (epoch seconds), for the lease check.
     """
     config = study_config_of(run)
-    url = storage or config.storage
+    url = storage or config.execution.storage
     problems: list[str] = []
     study, held = open_study(url, config.study_name, problems)
     lease = lease_state(study, held, now)
-    trials = read_trials(study, config.max_epochs, lease_live=lease == "live", now=now)
+    trials = read_trials(study, config.training.max_epochs, lease_live=lease == "live", now=now)
     best = trials.best
     epochs_left = _epochs_left(run, config, trials)
     mean_epoch = statistics.fmean(trials.epoch_seconds) if trials.epoch_seconds else None
@@ -141,8 +141,8 @@ def build_status(run: FlowRun, *, storage: str | None = None, now: float | None 
         flow_run_id=str(run.id),
         ui_url=flow_run_url(run.id),
         storage=hide_password(url),
-        n_trials=config.n_trials,
-        max_epochs=config.max_epochs,
+        n_trials=config.budget.n_trials,
+        max_epochs=config.training.max_epochs,
         seed=study_seed(study) if study is not None else None,
         trials=trials.counts,
         unfinished=trials.unfinished,

@@ -57,7 +57,7 @@ def abandon_expired_pauses(runs: list[FlowRun], *, now: datetime | None = None) 
     abandoned = []
     for run in runs:
         paused_at = _paused_since(run)
-        name = study_config_of(run).pause_policy
+        name = study_config_of(run).pausing.pause_policy
         if paused_at is None or not name:
             continue
         if name not in policies:

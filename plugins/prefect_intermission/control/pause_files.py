@@ -58,9 +58,9 @@ def _deleted_pause_file(run: FlowRun) -> str | None:
     if run.state is None or not run.state.is_paused() or not key.startswith(FLOW_PAUSE_KEY_PREFIX):
         return None  # not suspended, or still pausing
     config = study_config_of(run)
-    if not config.pause_policy:
+    if not config.pausing.pause_policy:
         return None
-    path = PausePolicy.load(config.pause_policy).pause_file
+    path = PausePolicy.load(config.pausing.pause_policy).pause_file
     if not path or os.path.exists(path):
         return None
     folder = os.path.dirname(os.path.abspath(path))
@@ -71,9 +71,9 @@ def _deleted_pause_file(run: FlowRun) -> str | None:
             "(its machine, or a shared folder).", config.study_name, path,
         )
         return None
-    if missing_sqlite_file(config.storage):
+    if missing_sqlite_file(config.execution.storage):
         raise IntermissionError(f"The storage of study {config.study_name!r} is not on this machine.")
-    study = optuna.load_study(study_name=config.study_name, storage=open_storage(config.storage))
+    study = optuna.load_study(study_name=config.study_name, storage=open_storage(config.execution.storage))
     pauses = pause_history(study)
     last = pauses[-1] if pauses else None
     if last is None or last["reason"] != PauseReason.FILE or last["flow_run_id"] != str(run.id):

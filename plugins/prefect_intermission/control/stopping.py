@@ -60,7 +60,7 @@ def stop_study(target: str, *, by: str) -> str:
         raise IntermissionError(
             f"Study {config.study_name!r} is {state.name} (flow run {run.id}): there is nothing to stop."
         )
-    request_stop(config.storage, config.study_name, by=by)
+    request_stop(config.execution.storage, config.study_name, by=by)
     if state is not None and state.is_paused() and (state.state_details.pause_key or "").startswith(FLOW_PAUSE_KEY_PREFIX):
         request_resume(run.id)
         return (

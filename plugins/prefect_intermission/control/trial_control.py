@@ -28,13 +28,13 @@ def _study_holds(flow_run: FlowRun, trial_number: int) -> tuple[str, TrialHolds]
     """The study of a run and its holds, once `trial_number` is known to be unfinished there."""
     study_name = study_name_of(flow_run)
     config = study_config_of(flow_run)
-    if config.trial_deployment:
+    if config.execution.trial_deployment:
         raise FlowRunControlError(
             f"Study {study_name!r} trains each trial as a flow run of its own "
-            f"({config.trial_deployment}); pausing one of those runs pauses the "
+            f"({config.execution.trial_deployment}); pausing one of those runs pauses the "
             f"whole study. --trial pauses one trial of a study that trains its trials in its own process."
         )
-    url = config.storage
+    url = config.execution.storage
     if (missing := missing_sqlite_file(url)) is not None:  # opening it would create an empty one
         raise FlowRunControlError(
             f"The storage of study {study_name!r} is a SQLite file that does not exist here "

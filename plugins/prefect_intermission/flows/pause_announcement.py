@@ -59,7 +59,7 @@ class PauseAnnouncer:
         event; the notification is the caller's to send (`Announced.notify`) once the pause is
         complete. Record it first (`record`), before anything that may fail or take long."""
         summary = pause_summary(
-            self.state, entry, n_trials=self.config.n_trials, max_epochs=self.config.max_epochs,
+            self.state, entry, n_trials=self.config.budget.n_trials, max_epochs=self.config.training.max_epochs,
             checkpoints=self.store.study_folder(self.config.study_name), flow_run_id=self.link.flow_run.id,
             resume_at=resume_at, how_to_resume=how_to_resume,
         )

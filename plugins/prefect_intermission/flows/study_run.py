@@ -106,7 +106,7 @@ class StudyRun:
     def execute(self) -> dict[str, Any] | State:
         """Every phase in turn; the flow's return value."""
         check_checkpoints(
-            self.state, self.store, restart_trials_without_checkpoints=self.config.restart_trials_without_checkpoints
+            self.state, self.store, restart_trials_without_checkpoints=self.config.checkpointing.restart_trials_without_checkpoints
         )
         if self.state.stop_request() is not None:  # stopped while paused: nothing more to train
             return self.stop_and_save(ScheduleResult(finished=self.state.finished_count()))
@@ -136,7 +136,7 @@ class StudyRun:
             self._drop_pending_resumes()
         if released := self.holds.release_all():
             self.logger.info("Held trial(s) %s resume with the study.", ", ".join(f"#{n}" for n in sorted(released)))
-        continuing = continuation(self.state, self.config.n_trials)
+        continuing = continuation(self.state, self.config.budget.n_trials)
         if not continuing.anything:
             return
         self.logger.info("%s", continuing.log_line())
@@ -145,7 +145,7 @@ class StudyRun:
             notify_in_background(  # the first epoch must not wait for it
                 self.policy, f"Study {self.study_name} resumed",
                 f"Study {self.study_name!r} resumed (flow run {self.flow_run.id}): {continuing.finished} of "
-                f"{self.config.n_trials} trials finished; continuing {continuing.trials_text}.",
+                f"{self.config.budget.n_trials} trials finished; continuing {continuing.trials_text}.",
             )
 
     def _drop_pending_resumes(self) -> None:
@@ -186,7 +186,7 @@ class StudyRun:
         if reason == PauseReason.STOP:
             then = "they are recorded pruned and the study completes with its best trial"
         boundary = (
-            "stop at their next step" if self.config.pause_granularity == "step"
+            "stop at their next step" if self.config.training.pause_granularity == "step"
             else "stop at their next boundary (their next step where they can pause within an epoch, "
             "else the end of the epoch)"
         )
@@ -243,11 +243,11 @@ class StudyRun:
         """Every trial is finished (or `timeout` is spent): report the best one(s)."""
         study = self.state.study
         if result.stopped:
-            ended = f"stopped early (Stop & Save) with {result.finished} of {self.config.n_trials} trials finished"
+            ended = f"stopped early (Stop & Save) with {result.finished} of {self.config.budget.n_trials} trials finished"
         elif result.timed_out:
             ended = (
-                f"its timeout of {self.config.timeout:g} s of training is spent, with {result.finished} of "
-                f"{self.config.n_trials} trials finished"
+                f"its timeout of {self.config.budget.timeout:g} s of training is spent, with {result.finished} of "
+                f"{self.config.budget.n_trials} trials finished"
             )
         else:
             ended = f"{result.finished} trials finished"
@@ -308,7 +308,7 @@ class StudyRun:
         return (
             self.signal.reasons == [PauseReason.FILE] and not self.in_deployment
             and self.scheduler.executor.trains_here and self.policy is not None
-            and self.policy.pause_file is not None and result.finished < self.config.n_trials
+            and self.policy.pause_file is not None and result.finished < self.config.budget.n_trials
         )
 
     def _policy_triggers(self) -> list[Callable[[], str | None]]:

@@ -39,7 +39,7 @@ from prefect_intermission.pausing.run_states import (
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.attempt import (
     TrialOutcome,
-    attempt_settings,
+    AttemptSettings,
     run_trial_attempt,
 )
 from prefect_intermission.study.config import StudyConfig
@@ -107,8 +107,8 @@ def train_trial(
         study_lease=StudyLease(state.engine, config.study_name, study_execution),
         study_execution=study_execution, notices=PauseNotices(state.engine, config.study_name),
     )
-    progress = StudyProgress(config.study_name, n_trials=config.n_trials, max_epochs=config.max_epochs, finished=0)
-    attach_rules(progress, config.study_name, load_rules(config.pause_rules), watcher.pause_study,
+    progress = StudyProgress(config.study_name, n_trials=config.budget.n_trials, max_epochs=config.training.max_epochs, finished=0)
+    attach_rules(progress, config.study_name, load_rules(config.pausing.pause_rules), watcher.pause_study,
                  started_at=study_started_at)
     claim = trial_claim(state, trial_number, owner, on_lost=lambda: signal.request(PauseReason.LEASE_LOST))
     with watcher:
@@ -144,7 +144,7 @@ def _train(
         return _paused_before_start(state, store, number, signal.reason)
     return run_trial_attempt(
         state, reattach_trial(state, trial_id), objective_fn, checkpoints=store, pause_signal=signal,
-        progress=progress, hold_sampler_while_suggesting=True, **attempt_settings(config),
+        progress=progress, hold_sampler_while_suggesting=True, settings=AttemptSettings.of(config),
     )
 
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import optuna
 from optuna.trial import TrialState
@@ -32,9 +32,10 @@ from prefect_intermission.study.state import TRIAL_STATUS_ATTR, StudyState
 from prefect_intermission.training._memory import release_memory, torch_uses_cuda
 from prefect_intermission.training._rng import seed_everything
 from prefect_intermission.training.direction import Direction
-from prefect_intermission.training.loop import PauseGranularity, Restore, TrialLoop
+from prefect_intermission.training.loop import Restore, TrialLoop
 from prefect_intermission.training.pause_signal import PauseSignal
 from prefect_intermission.training.store import CheckpointStore
+from prefect_intermission.training.trial_settings import TrainingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -58,20 +59,24 @@ class TrialOutcome:
     values: list[float] | None = None  # a finished trial of a study with several objectives
 
 
-def attempt_settings(config: StudyConfig) -> dict[str, Any]:
-    """The keyword arguments of `run_trial_attempt` that come from the study's configuration."""
-    return {
-        "max_epochs": config.max_epochs,
-        "study_seed": config.seed,
-        "direction": config.metric_direction,
-        "patience": config.patience,
-        "objective_params": config.objective_params,
-        "catch": exception_types(config.catch),
-        "callbacks": load_callbacks(config.callbacks),
-        "pause_granularity": config.pause_granularity,
-        "checkpoint_every_steps": config.checkpoint_every_steps,
-        "checkpoint_every_seconds": config.checkpoint_every_seconds,
-    }
+@dataclass(frozen=True)
+class AttemptSettings:
+    """What every attempt of a study's trials is given: how it trains, and the study's seed,
+    direction and callbacks."""
+
+    training: TrainingSettings
+    study_seed: int
+    direction: Direction = "minimize"
+    callbacks: Sequence[TrialCallback] = ()
+
+    @classmethod
+    def of(cls, config: StudyConfig) -> AttemptSettings:
+        """The settings of the study's attempts (its callbacks loaded)."""
+        if config.search.seed is None:
+            raise ValueError("The study's seed is drawn before its trials train: use config.with_seed(...).")
+        return cls(
+            config.training, config.search.seed, config.search.metric_direction, load_callbacks(config.search.callbacks)
+        )
 
 
 def trial_seed(study_seed: int, trial_number: int) -> int:
@@ -85,26 +90,16 @@ def run_trial_attempt(
     objective: Objective,
     *,
     checkpoints: CheckpointStore,
-    max_epochs: int,
-    study_seed: int,
+    settings: AttemptSettings,
     pause_signal: PauseSignal,
-    direction: Direction,
-    patience: int | None = None,
-    objective_params: dict[str, Any] | None = None,
-    catch: tuple[type[BaseException], ...] = (),
-    callbacks: Sequence[TrialCallback] = (),
-    pause_granularity: PauseGranularity = "epoch",
-    checkpoint_every_steps: int | None = None,
-    checkpoint_every_seconds: float | None = None,
     progress: StudyProgress | None = None,
     hold_sampler_while_suggesting: bool = False,
 ) -> TrialOutcome:
     """Train `trial` until it finishes or pauses, and record the result in Optuna.
 
-    `patience` stops the trial early after that many epochs without improvement.
-    `objective_params` reach the objective as `loop.objective_params`. A NaN, an
-    exception listed in `catch`, or running out of GPU memory fails the trial and the
-    study goes on; `callbacks` are called as Optuna calls them, once a trial finishes.
+    The loop trains as `settings.training` says. A NaN, an exception listed in its
+    `catch`, or running out of GPU memory fails the trial and the study goes on; the
+    settings' `callbacks` are called as Optuna calls them, once a trial finishes.
     With `progress`, every epoch boundary is reported to it as it happens. With
     `hold_sampler_while_suggesting`, the study's `sampler_lock` is held from the start
     of the objective until its training loop starts, i.e. while it makes its
@@ -113,7 +108,8 @@ def run_trial_attempt(
     it neither waits for that lock nor stores the sampler.
     """
     number = trial.number
-    seed = trial_seed(study_seed, number)
+    seed = trial_seed(settings.study_seed, number)
+    catch, callbacks = exception_types(settings.training.catch), settings.callbacks
     earlier = storage_of(state.study).get_trial_system_attrs(trial_id_of(trial)).get(TRIAL_STATUS_ATTR)
     state.mark_running(trial_id_of(trial), seed)
     seed_everything(seed)
@@ -125,15 +121,10 @@ def run_trial_attempt(
     loop = started.loop = TrialLoop(
         trial,
         checkpoints.for_trial(state.study.study_name, number),
-        max_epochs=max_epochs,
         seed=seed,
+        training=settings.training,
         pause_signal=pause_signal,
-        direction=direction,
-        patience=patience,
-        objective_params=objective_params,
-        pause_granularity=pause_granularity,
-        checkpoint_every_steps=checkpoint_every_steps,
-        checkpoint_every_seconds=checkpoint_every_seconds,
+        direction=settings.direction,
         on_start=started,
         logger=run_logger(TrialLoop.__module__),
         on_epoch=(

@@ -89,7 +89,7 @@ def study_storage(study_name: str) -> str:
         run = latest_runs(study_name)[0]
     except StatusError:
         return DEFAULT_STORAGE
-    return study_config_of(run).storage
+    return study_config_of(run).execution.storage
 
 
 def study_config_of(run: FlowRun) -> StudyConfig:

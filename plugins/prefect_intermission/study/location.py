@@ -52,7 +52,7 @@ class StudyLocation:
     @classmethod
     def of(cls, config: StudyConfig) -> StudyLocation:
         """The places `config` names, as this process resolves them."""
-        return cls(hide_password(_absolute_storage(config.storage)), _absolute_checkpoints(config.checkpoints))
+        return cls(hide_password(_absolute_storage(config.execution.storage)), _absolute_checkpoints(config.checkpointing.checkpoints))
 
     def __str__(self) -> str:
         return f"storage {self.storage} and checkpoints {self.checkpoints}"
@@ -125,9 +125,9 @@ def _why_not_here(config: StudyConfig, first: StudyLocation, here: StudyLocation
     """What keeps this execution from finding the recorded study, or None when it is here."""
     if here != first:
         return "its locations resolve to other places than at its first execution"
-    if (missing := missing_sqlite_file(config.storage)) is not None:
+    if (missing := missing_sqlite_file(config.execution.storage)) is not None:
         return f"the SQLite file {missing} does not exist"
-    storage = open_storage(config.storage)
+    storage = open_storage(config.execution.storage)
     try:
         found = study_uid(storage, storage.get_study_id_from_name(config.study_name))
     except KeyError:
@@ -164,9 +164,9 @@ def _absolute_checkpoints(url: str) -> str:
 def _relative_locations(config: StudyConfig) -> list[str]:
     """The study's locations that depend on the working directory, as a log line names them."""
     relative = []
-    if _absolute_storage(config.storage) != config.storage:
-        relative.append(f"storage {config.storage}")
-    local = get_protocol(config.checkpoints) in LocalFileSystem.protocol
-    if local and not os.path.isabs(config.checkpoints.split("://", 1)[-1]):
-        relative.append(f"checkpoints {config.checkpoints}")
+    if _absolute_storage(config.execution.storage) != config.execution.storage:
+        relative.append(f"storage {config.execution.storage}")
+    local = get_protocol(config.checkpointing.checkpoints) in LocalFileSystem.protocol
+    if local and not os.path.isabs(config.checkpointing.checkpoints.split("://", 1)[-1]):
+        relative.append(f"checkpoints {config.checkpointing.checkpoints}")
     return relative

@@ -70,7 +70,7 @@ class TrialScheduler:
         self.pause_signal = pause_signal
         self.progress = progress
         self.flow_run_id = flow_run_id
-        self.clock = clock if clock is not None else TrainingClock(state, timeout=config.timeout)
+        self.clock = clock if clock is not None else TrainingClock(state, timeout=config.budget.timeout)
         self._trial_ids: dict[int, int] = {}
         self._held: dict[int, int | None] = {}  # number -> epoch it paused after
         self._result = ScheduleResult(finished=0)
@@ -112,7 +112,7 @@ class TrialScheduler:
                     logger.info("Only held trials are left: pausing the study until they are released.")
                     self.pause_signal.request(PauseReason.TRIAL)
                 result.paused.update(held)
-                result.timed_out = self.clock.out_of_time() and result.finished < self.config.n_trials
+                result.timed_out = self.clock.out_of_time() and result.finished < self.config.budget.n_trials
                 return result
             if self.pause_signal.is_requested():
                 self.executor.pausing()
@@ -133,11 +133,11 @@ class TrialScheduler:
         if self.pause_signal.is_requested() or result.failed:
             return False
         n_active = len(self.executor.running())
-        if n_active >= self.config.max_concurrent_trials:
+        if n_active >= self.config.execution.max_concurrent_trials:
             return False
         if n_waiting > 0:  # started trials finish, as after Optuna's timeout
             return True
-        return result.finished + n_active + n_held < self.config.n_trials and not self.clock.out_of_time()
+        return result.finished + n_active + n_held < self.config.budget.n_trials and not self.clock.out_of_time()
 
     def _start(self, continued: int | None) -> None:
         self.clock.start()
@@ -167,25 +167,25 @@ class TrialScheduler:
                 "Trial %d %s after %d epochs: %s (%d of %d trials finished).",
                 number, outcome.state, epochs_done(outcome.epoch),
                 outcome.value if outcome.values is None else outcome.values, result.finished,
-                self.config.n_trials,
+                self.config.budget.n_trials,
             )
         elif outcome.state == "paused":
             if self.pause_signal.is_requested():
                 result.paused[number] = outcome.epoch
             else:  # paused on its own while the study goes on: held aside until released
                 self._held[number] = outcome.epoch
-        elif outcome.study_goes_on and len(result.failed_trials) + 1 < self.config.max_failed_trials:
+        elif outcome.study_goes_on and len(result.failed_trials) + 1 < self.config.budget.max_failed_trials:
             result.failed_trials.append(outcome)
             logger.warning(
                 "Trial %d failed: %s (%d of max_failed_trials=%d in this run).",
-                number, outcome.error, len(result.failed_trials), self.config.max_failed_trials,
+                number, outcome.error, len(result.failed_trials), self.config.budget.max_failed_trials,
             )
         else:
             if outcome.study_goes_on:
                 result.failed_trials.append(outcome)
                 outcome = replace(outcome, error=(
                     f"{outcome.error}. That makes {len(result.failed_trials)} failed trials in this run "
-                    f"(max_failed_trials={self.config.max_failed_trials}): the objective looks broken"
+                    f"(max_failed_trials={self.config.budget.max_failed_trials}): the objective looks broken"
                 ))
             result.failed.append(outcome)
             if outcome.kept:

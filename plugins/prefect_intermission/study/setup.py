@@ -218,14 +218,14 @@ def load_policy(name: str | None) -> PausePolicy | None:
 def open_study(config: StudyConfig) -> StudyState:
     """The study `config` names, created or loaded with its stored sampler."""
     return load_study_state(
-        config.study_name, config.storage, seed=config.seed, directions=config.study_directions,
-        sampler=config.sampler, pruner=config.pruner, objective_params=config.objective_params,
-        allow_search_change=config.allow_search_change,
+        config.study_name, config.execution.storage, seed=config.search.seed, directions=config.search.study_directions,
+        sampler=config.search.sampler, pruner=config.search.pruner, objective_params=config.training.objective_params,
+        allow_search_change=config.search.allow_search_change,
     )
 
 
 def open_store(config: StudyConfig) -> CheckpointStore:
     """The checkpoint store `config` names, checked readable and writable."""
     return open_checkpoint_store(
-        config.checkpoints, keep_last=config.keep_checkpoints, credentials_block=config.checkpoint_credentials
+        config.checkpointing.checkpoints, keep_last=config.checkpointing.keep_checkpoints, credentials_block=config.checkpointing.checkpoint_credentials
     )

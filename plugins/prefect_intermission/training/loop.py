@@ -27,7 +27,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import optuna
 import torch
@@ -36,7 +36,6 @@ from prefect_intermission._counting import epochs_done
 from prefect_intermission._faults import fault_point
 from prefect_intermission._threads import drop_inherited_exit_hooks
 from prefect_intermission.errors import (
-    ConfigurationError,
     IntermissionError,
     MetricNotFinite,
     TrialPaused,
@@ -52,12 +51,10 @@ from prefect_intermission.training.direction import (
 )
 from prefect_intermission.training.pause_signal import PauseSignal
 from prefect_intermission.training.trial_progress import ProgressView, TrialProgress
+from prefect_intermission.training.trial_settings import TrainingSettings
 from prefect_intermission.training.within_epoch import WithinEpoch
 
 _COMPONENTS = ("model", "optimizer", "scheduler", "scaler")
-
-PauseGranularity = Literal["epoch", "step"]
-
 
 def _init_worker(user_init: Callable[[int], object] | None, worker_id: int) -> None:
     """A data-loading worker of `loop.data_loader`: `TrialLoop.worker_init_fn`, then the user's."""
@@ -91,19 +88,14 @@ class TrialLoop(ProgressView):
     Args:
         trial: The Optuna trial being trained.
         checkpoints: Where this trial's checkpoints go.
-        max_epochs: How many epochs a trial trains at most.
         seed: Seeds `generator`, the data loader's shuffling generator.
+        training: How the trial trains (`TrainingSettings`: `max_epochs`, `patience`,
+            `objective_params`, `pause_granularity`, `checkpoint_every_steps`...); or give
+            its settings one by one instead, e.g. `TrialLoop(trial, checkpoints, seed=0, max_epochs=6)`.
         pause_signal: Read at every epoch boundary; when set, the trial pauses.
         direction: Whether a lower (`"minimize"`) or higher metric is better. With
             several objectives, the metric passed to `end_epoch` is the one the loop
             tracks (best checkpoint, patience): the first objective's, in its direction.
-        patience: Stop early after this many epochs without improvement (None: never).
-        objective_params: The study's settings for the objective (a data path, a model name).
-        pause_granularity: `"epoch"`: a pause waits for the end of the epoch; `"step"`:
-            it stops at the next `step()`, with a checkpoint holding the data position
-            (the loader must come from `data_loader()`, or be registered with `track_data()`).
-        checkpoint_every_steps: Also checkpoint within an epoch every this many steps.
-        checkpoint_every_seconds: Also checkpoint within an epoch once this long has passed.
         on_start: Called once the checkpoint is restored, before the first epoch.
         on_epoch: Called with `(epoch, metric)` after each epoch's checkpoint is taken.
         logger: Where each epoch's line goes (the study passes Prefect's run logger).
@@ -145,51 +137,44 @@ class TrialLoop(ProgressView):
         trial: optuna.Trial,
         checkpoints: TrialCheckpoints,
         *,
-        max_epochs: int,
         seed: int,
+        training: TrainingSettings | None = None,
         pause_signal: PauseSignal | None = None,
         direction: Direction = "minimize",
-        patience: int | None = None,
-        objective_params: dict[str, Any] | None = None,
-        pause_granularity: PauseGranularity = "epoch",
-        checkpoint_every_steps: int | None = None,
-        checkpoint_every_seconds: float | None = None,
         on_start: Callable[[Restore], None] | None = None,
         on_epoch: Callable[[int, float], None] | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         background_checkpoints: bool | None = None,
+        **training_settings: Any,
     ) -> None:
-        if max_epochs < 1:
-            raise ConfigurationError(f"max_epochs must be >= 1, but got {max_epochs=}.")
+        training = TrainingSettings.of(training, **training_settings)
         check_direction(direction)
-        if patience is not None and patience < 1:
-            raise ConfigurationError(f"patience must be >= 1 or None, but got {patience=}.")
-        if pause_granularity not in ("epoch", "step"):
-            raise ConfigurationError(f"pause_granularity must be 'epoch' or 'step', but got {pause_granularity=}.")
-        self.pause_granularity = pause_granularity
+        self.training = training
+        self.pause_granularity = training.pause_granularity
         self.within_epoch = WithinEpoch(
-            checkpoint_every_steps=checkpoint_every_steps, checkpoint_every_seconds=checkpoint_every_seconds
+            checkpoint_every_steps=training.checkpoint_every_steps,
+            checkpoint_every_seconds=training.checkpoint_every_seconds,
         )
         self.trial = trial
         self.checkpoints = checkpoints
-        self.max_epochs = max_epochs
+        self.max_epochs = training.max_epochs
         self.pause_signal = pause_signal
         self.direction = direction
-        self.patience = patience
+        self.patience = training.patience
         self.on_start = on_start
         self.on_epoch = on_epoch
         self.generator = torch.Generator().manual_seed(seed)
         self.extra_state: dict[str, Any] = {}
-        self.objective_params: dict[str, Any] = dict(objective_params or {})
+        self.objective_params: dict[str, Any] = dict(training.objective_params)
         self.context = TrialContext(
-            trial, checkpoints, seed=seed, max_epochs=max_epochs, direction=direction,
+            trial, checkpoints, seed=seed, max_epochs=training.max_epochs, direction=direction,
             pause_signal=pause_signal, objective_params=self.objective_params,
             logger=logger if logger is not None else logging.getLogger(__name__),
             background_checkpoints=(
                 settings().background_checkpoints if background_checkpoints is None else background_checkpoints
             ),
         )
-        self.progress = TrialProgress(trial.number, max_epochs, direction, patience)
+        self.progress = TrialProgress(trial.number, training.max_epochs, direction, training.patience)
         self.global_step = 0
         self._epoch_started = 0.0
         self._components: dict[str, Any] = {}

@@ -20,9 +20,9 @@ from prefect_intermission.pausing.run_states import (
 )
 from prefect_intermission.reporting.progress import StudyProgress
 from prefect_intermission.study.attempt import (
+    AttemptSettings,
     Objective,
     TrialOutcome,
-    attempt_settings,
     run_trial_attempt,
 )
 from prefect_intermission.study.config import StudyConfig
@@ -54,7 +54,7 @@ class _Attempt:
         try:
             self.outcome = run_trial_attempt(
                 ex.state, self.trial, ex.objective, checkpoints=ex.checkpoints,
-                pause_signal=ex.pause_signal, progress=ex.progress, **ex.settings,
+                pause_signal=ex.pause_signal, progress=ex.progress, settings=ex.settings,
             )
         except BaseException as e:
             self.error = e
@@ -96,7 +96,7 @@ class TaskExecutor(TrialExecutor):
         self.objective = objective
         self.checkpoints = checkpoints
         self.config = config
-        self.settings = attempt_settings(config)
+        self.settings = AttemptSettings.of(config)
         self.pause_signal = pause_signal
         self.progress = progress
         self._active: dict[int, _Attempt] = {}

@@ -103,7 +103,7 @@ class FlowRunExecutor(TrialExecutor):
         study_execution: str,
         progress: StudyProgress | None = None,
     ) -> None:
-        if not config.trial_deployment:
+        if not config.execution.trial_deployment:
             raise ConfigurationError("Trials on other workers need a trial_deployment.")
         self.state = state
         self.config = config
@@ -247,7 +247,7 @@ class FlowRunExecutor(TrialExecutor):
             "study_started_at": self.started_at,
         }
         run = run_deployment(
-            str(self.config.trial_deployment),
+            str(self.config.execution.trial_deployment),
             parameters=parameters,
             timeout=0,
             as_subflow=False,
@@ -283,7 +283,7 @@ class FlowRunExecutor(TrialExecutor):
 
     def _best(self, values: dict[int, float]) -> float | None:
         """The best of a trial's reported epoch metrics, in the study's direction."""
-        return best_of(values.values(), self.config.metric_direction)
+        return best_of(values.values(), self.config.search.metric_direction)
 
     def _announce_pause(self, client: SyncPrefectClient) -> None:
         """Put the study run into the pausing state the trial runs follow (once)."""

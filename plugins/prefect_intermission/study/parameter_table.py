@@ -1,0 +1,40 @@
+"""The study flow's parameters as a Markdown table, generated from `StudyConfig`.
+
+The README's table is this output (a test keeps them equal); after changing a setting:
+`python -m prefect_intermission.study.parameter_table` prints the new table.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic.fields import FieldInfo
+
+from prefect_intermission.study.config import StudyConfig
+
+
+def parameter_table() -> str:
+    """Every parameter of the study flow, group by group: its name, default and meaning."""
+    rows = ["| parameter | default | meaning |", "|---|---|---|"]
+    for name in ("study_name", "objective"):
+        rows.append(_row(f"`{name}`", "(required)", StudyConfig.model_fields[name]))
+    for group, model in StudyConfig.GROUPS.items():
+        rows.append(f"| **`{group}`** | | **{' '.join((model.__doc__ or '').split())}** |")
+        for name, info in model.model_fields.items():
+            rows.append(_row(f"`{group}.{name}`", _default(info.get_default(call_default_factory=True)), info))
+    return "\n".join(rows) + "\n"
+
+
+def _row(name: str, default: str, info: FieldInfo) -> str:
+    return f"| {name} | {default} | {(info.description or '').replace('|', '&#124;')} |"
+
+
+def _default(value: Any) -> str:
+    if value is None or value == [] or value == {}:
+        return "(none)"
+    return f"`{json.dumps(value) if not isinstance(value, str) else value}`"
+
+
+if __name__ == "__main__":
+    print(parameter_table(), end="")
