@@ -20,6 +20,7 @@ from prefect_intermission.blocks.credentials import CheckpointStorageCredentials
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.errors import ConfigurationError
 from prefect_intermission.training.direction import Direction
+from prefect_intermission.training.retention import KeepLast
 from prefect_intermission.training.trial_settings import TrainingSettings
 
 #: Where studies are stored unless `storage` says otherwise (a SQLite file in the working directory).
@@ -146,8 +147,8 @@ class CheckpointSettings(BaseModel):
         description="Where trial checkpoints go: a local folder (relative to the run's working directory) or any "
         "fsspec URL, e.g. `s3://bucket/prefix`.",
     )
-    keep_checkpoints: int = Field(
-        2, ge=1, description="Last checkpoints kept per trial (its best epoch's is kept besides).",
+    keep_checkpoints: KeepLast = Field(
+        2, description="Last checkpoints kept per trial (its best epoch's is kept besides).",
     )
     checkpoint_credentials: CheckpointStorageCredentials | str | None = Field(
         None,

@@ -7,7 +7,22 @@ Checkpoints of the new one's epoch or later are from an attempt that was cut off
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from prefect_intermission.errors import ConfigurationError
+
+#: How many of a trial's last checkpoints are kept besides its best epoch's: at least one.
+KeepLast = Annotated[int, Field(ge=1)]
+
+
+def checked_keep_last(keep_last: int) -> int:
+    """`keep_last`, or a `ConfigurationError` when it breaks `KeepLast`'s rule."""
+    try:
+        return TypeAdapter(KeepLast).validate_python(keep_last)
+    except ValidationError as e:
+        raise ConfigurationError(f"keep_last must be >= 1, but got {keep_last=}.") from e
 
 
 def retained(listed: list[dict[str, Any]], entry: dict[str, Any], *, keep_last: int) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from prefect_intermission.errors import ConfigurationError
 from prefect_intermission.training.checkpoints import TrialCheckpoints
+from prefect_intermission.training.retention import checked_keep_last
 
 
 def safe_path_component(name: str) -> str:
@@ -41,8 +42,7 @@ class CheckpointStore:
     def __init__(
         self, url: str, *, keep_last: int = 2, storage_options: dict[str, Any] | None = None
     ) -> None:
-        if keep_last < 1:
-            raise ConfigurationError(f"keep_last must be >= 1, but got {keep_last=}.")
+        keep_last = checked_keep_last(keep_last)
         try:
             self.fs, self.root = fsspec.url_to_fs(url, **(storage_options or {}))
         except (ImportError, ValueError) as e:
