@@ -32,8 +32,9 @@ def test_settings_given_flat_as_earlier_releases_took_them_land_in_their_groups(
     assert config.training.catch == []  # None was "the default"
     mixed = StudyConfig(study_name="s", objective="m:f", budget={"timeout": 60}, n_trials=3)
     assert (mixed.budget.n_trials, mixed.budget.timeout) == (3, 60)
-    with pytest.raises(ConfigurationError, match=r"n_trials is given twice.*give it once, as budget.n_trials"):
-        StudyConfig.build({"study_name": "s", "objective": "m:f", "budget": {"n_trials": 2}, "n_trials": 3})
+    # A deployment's parameters hold the group; `--param n_trials=3` on a run of it overrides that setting alone.
+    overridden = StudyConfig(study_name="s", objective="m:f", budget={"n_trials": 2, "timeout": 60}, n_trials=3)
+    assert (overridden.budget.n_trials, overridden.budget.timeout) == (3, 60)
 
 
 def test_a_run_of_an_older_version_is_read_with_defaults_for_what_it_lacks_or_cannot_say():

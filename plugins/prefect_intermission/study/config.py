@@ -335,7 +335,8 @@ _FIELD_GROUP: dict[str, str] = {
 
 def grouped_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
     """`parameters` with any setting given flat (`n_trials=5`) moved into its group
-    (`budget={"n_trials": 5}`); a setting given both ways is refused."""
+    (`budget={"n_trials": 5}`). A setting named on its own overrides its group's value, as
+    `--param n_trials=5` overrides the `budget` of the deployment's parameters."""
     flat = {name: value for name, value in parameters.items() if name in _FIELD_GROUP}
     if not flat:
         return parameters
@@ -344,10 +345,6 @@ def grouped_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
         group_name = _FIELD_GROUP[name]
         group = result.get(group_name)
         group = dict(group.model_dump(exclude_unset=True) if isinstance(group, BaseModel) else group or {})
-        if name in group:
-            raise ConfigurationError(
-                f"{name} is given twice, on its own and in {group_name}: give it once, as {group_name}.{name}."
-            )
         if value is not None:  # None was every flat setting's "the default"
             group[name] = value
         result[group_name] = group
