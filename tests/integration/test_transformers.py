@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import optuna
 import pytest
 import torch
-from transformers import Trainer
+from transformers import BertForSequenceClassification, Trainer
 
 from prefect_intermission import (
     CheckpointError,
@@ -108,15 +108,16 @@ def test_a_trainer_paused_at_an_epoch_end_and_within_an_epoch_continues_bit_for_
     seconds = [a[TRIAL_EPOCH_SECONDS_ATTR] for a in attrs.values()]
     assert all(len(s) == 2 and min(s) > 0 for s in seconds)
 
-    # `intermission best` writes the best epoch's weights, which load into the model as they are.
+    # `intermission best` writes the best epoch's model, which from_pretrained loads
+    # (tests/integration/test_best_transformers.py checks its weights and outputs).
     best = _study(paused).best_trial
     exported = export_best(
-        "hf", str(tmp_path / "best.pt"), storage=f"sqlite:///{paused}/s.db", checkpoints=str(paused / "ckpt"),
+        "hf", str(tmp_path / "best-model"), storage=f"sqlite:///{paused}/s.db", checkpoints=str(paused / "ckpt"),
     )
     best_epoch = min(best.intermediate_values, key=best.intermediate_values.get)
     assert (exported.trial, exported.epoch) == (best.number, best_epoch)
-    # Strict: every weight of the model, and no other.
-    tiny_bert(0.0).load_state_dict(torch.load(exported.path, weights_only=True))
+    loaded = BertForSequenceClassification.from_pretrained(exported.path)
+    tiny_bert(0.0).load_state_dict(loaded.state_dict())  # strict: every weight of the model, and no other
 
 
 @in_a_study_run

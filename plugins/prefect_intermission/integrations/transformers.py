@@ -59,6 +59,7 @@ from prefect_intermission.errors import (
     TrialPaused,
 )
 from prefect_intermission.integrations._checkpoint_folder import (
+    CHECKPOINT_KIND,
     pack_folder,
     unpack_folder,
 )
@@ -67,9 +68,6 @@ from prefect_intermission.training.loop import Restore, TrialLoop
 from prefect_intermission.training.trial_progress import ProgressView, TrialProgress
 
 __all__ = ["IntermissionCallback"]
-
-#: What a checkpoint written by this callback says it is (`trainer` in its state).
-CHECKPOINT_KIND = "transformers.Trainer/1"
 
 
 class IntermissionCallback(TrainerCallback, ProgressView):
