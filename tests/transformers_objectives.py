@@ -74,7 +74,7 @@ def classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
     if loop.objective_params.get("lora"):
         model = get_peft_model(model, lora_config())
     constant = loop.objective_params.get("metric") == "constant"
-    pausable = IntermissionCallback(loop, metric="constant" if constant else "eval_loss")
+    pausable = IntermissionCallback(loop, metric_for_best_model="constant" if constant else "loss")
     args = pausable.training_arguments(
         learning_rate=lr, per_device_train_batch_size=8, warmup_steps=2, use_cpu=True,
         disable_tqdm=True, logging_strategy="no", **loop.objective_params.get("arguments", {}),
