@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -25,6 +26,7 @@ from prefect_intermission import (
     PauseSignal,
     TrialLoop,
     TrialPaused,
+    _deprecation,
     optimize_study,
 )
 from prefect_intermission.cli.best import export_best
@@ -320,6 +322,22 @@ def test_a_trainer_started_without_looking_for_the_checkpoint_is_refused(tmp_pat
     with pytest.raises(ConfigurationError, match=r"Train with pausable.train\(trainer\)"):
         trainer.train()
     assert trainer.state.global_step == 0
+
+
+def test_a_trainer_trained_by_hand_ends_with_outcome_and_finish_still_works_warning_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(_deprecation, "_warned", set())  # as in a fresh process
+    pausable, trainer = _trainer(tmp_path, output_dir=str(tmp_path / "output"))
+    trainer.train(resume_from_checkpoint=pausable.resume_from_checkpoint(trainer.args.output_dir))
+
+    best = pausable.outcome()
+    assert best == min(entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry)
+    with pytest.warns(FutureWarning, match=r"IntermissionCallback.finish\(\) is deprecated; use "
+                      r"IntermissionCallback.outcome\(\) instead") as warned:
+        assert pausable.finish() == best
+    assert [w.filename for w in warned] == [__file__]  # it points at the objective's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pausable.finish() == best  # once per process
 
 
 def test_a_checkpoint_folder_comes_back_byte_for_byte_and_stays_inside_its_folder(tmp_path):

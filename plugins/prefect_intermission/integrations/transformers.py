@@ -20,6 +20,11 @@ optimizer step through the `Trainer`'s own switches (`control.should_save`,
 adapter), optimizer, scheduler and RNG states and skips the batches already trained, so the
 resumed trial trains bit for bit like one that never paused.
 
+To call `trainer.train` yourself, end as with the Lightning callback:
+
+    trainer.train(resume_from_checkpoint=pausable.resume_from_checkpoint(args.output_dir))
+    return pausable.outcome()  # the best metric; raises the pause or the pruning
+
 Needs `pip install 'prefect-intermission[transformers]'`.
 """
 
@@ -52,6 +57,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from prefect_intermission._counting import epochs_done
+from prefect_intermission._deprecation import warn_deprecated
 from prefect_intermission.errors import (
     CheckpointError,
     ConfigurationError,
@@ -187,7 +193,7 @@ class IntermissionCallback(TrainerCallback, ProgressView):
                 trainer.train(resume_from_checkpoint=checkpoint, **train_kwargs)
         finally:
             self._clean_up()
-        return self.finish()
+        return self.outcome()
 
     def resume_from_checkpoint(self, output_dir: str) -> str | None:
         """Unpack the trial's latest valid checkpoint under `output_dir`; the folder to pass as
@@ -222,8 +228,8 @@ class IntermissionCallback(TrainerCallback, ProgressView):
         self._started(Restore(None if progress.epoch < 0 else progress.epoch, loaded.fallbacks, progress.lost_epochs()))
         return self._resume_folder
 
-    def finish(self) -> float:
-        """After `trainer.train` returns: the trial's best metric, or how it stopped.
+    def outcome(self) -> float:
+        """How `trainer.train` ended: the trial's best metric, or the pause or pruning.
 
         Raises:
             TrialPaused: The study paused; the checkpoint is stored.
@@ -244,6 +250,11 @@ class IntermissionCallback(TrainerCallback, ProgressView):
                 f"({self.context.max_epochs}) with an eval_dataset."
             )
         return self.best_metric
+
+    def finish(self) -> float:
+        """Deprecated: `outcome()`, the name the Lightning callback's has too."""
+        warn_deprecated("IntermissionCallback.finish()", "IntermissionCallback.outcome()")
+        return self.outcome()
 
     # ---- TrainerCallback events -----------------------------------------------------------
 
