@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial
 
 from prefect_intermission.cli._outputs import write_folder, write_state_dict
@@ -117,6 +118,22 @@ def chosen_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     return best
 
 
+def _model_weights(state: dict[str, Any], trial: int) -> dict[str, torch.Tensor]:
+    """The model's `state_dict` in a checkpoint: a `TrialLoop`'s (and the Transformers
+    callback's) `components["model"]`, or Lightning's `state_dict` (the `LightningModule`'s).
+
+    Raises:
+        CheckpointError: The checkpoint holds neither.
+    """
+    weights = state.get("components", {}).get("model", state.get("state_dict"))
+    if not isinstance(weights, dict):
+        raise CheckpointError(
+            f"The best checkpoint of trial {trial} holds no model weights (no components['model'], "
+            "no Lightning state_dict). Nothing was written; choose another trial with --trial N."
+        )
+    return weights
+
+
 def _write(state: dict[str, Any], output: str, *, trial: int) -> ModelOutput:
     """Write the checkpoint's model to `output`: a `from_pretrained` folder for a Hugging Face
     `Trainer`'s model, otherwise its `state_dict` in a file."""
@@ -125,7 +142,7 @@ def _write(state: dict[str, Any], output: str, *, trial: int) -> ModelOutput:
     except CheckpointError as e:
         raise CheckpointError(f"{e} Nothing was written.") from e
     if pretrained is None:
-        path = write_state_dict(state["components"]["model"], output)
+        path = write_state_dict(_model_weights(state, trial), output)
         return ModelOutput(
             path, "the model weights (a state_dict)",
             f"model.load_state_dict(torch.load({path!r}, weights_only=True))",
