@@ -147,11 +147,12 @@ def _write(state: dict[str, Any], output: str, *, trial: int) -> ModelOutput:
             path, "the model weights (a state_dict)",
             f"model.load_state_dict(torch.load({path!r}, weights_only=True))",
         )
-    if os.path.splitext(output)[1] in (".pt", ".pth"):
+    stem, suffix = os.path.splitext(output)
+    if suffix in (".pt", ".pth"):
         raise ConfigurationError(
             f"Trial {trial} was trained with the Hugging Face Trainer: its best model is written as "
-            f"a folder that from_pretrained loads, not as a {os.path.splitext(output)[1]} file. Pass "
-            f"a folder name, e.g. --output {os.path.splitext(output)[0]}."
+            f"a folder that from_pretrained loads, not as a {suffix} file. Pass a folder name, e.g. "
+            f"--output {stem}."
         )
     path = write_folder(pretrained.files, output)
     return ModelOutput(path, pretrained.what, pretrained.load_with(path), sorted(pretrained.files))
