@@ -9,6 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import optuna
 import torch
+from peft import LoraConfig, get_peft_model
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainerCallback
 
 from prefect_intermission import TrialLoop
@@ -33,6 +34,11 @@ def tiny_bert(dropout: float) -> BertForSequenceClassification:
         hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
     )
     return BertForSequenceClassification(config)
+
+
+def lora_config() -> LoraConfig:
+    """The LoRA adapter the classifier trains on the BERT with `{"lora": True}`."""
+    return LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["query", "value"])
 
 
 class CrashAtStep(TrainerCallback):
@@ -66,14 +72,9 @@ def classifier(trial: optuna.Trial, loop: TrialLoop) -> float:
     dropout = trial.suggest_float("dropout", 0.0, 0.3)
     model = tiny_bert(dropout)
     if loop.objective_params.get("lora"):
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            task_type="SEQ_CLS", r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["query", "value"]
-        )
-        model = get_peft_model(model, lora)
+        model = get_peft_model(model, lora_config())
     constant = loop.objective_params.get("metric") == "constant"
-    pausable = IntermissionCallback(loop, metric="constant" if constant else "eval_loss")
+    pausable = IntermissionCallback(loop, metric_for_best_model="constant" if constant else "loss")
     args = pausable.training_arguments(
         learning_rate=lr, per_device_train_batch_size=8, warmup_steps=2, use_cpu=True,
         disable_tqdm=True, logging_strategy="no", **loop.objective_params.get("arguments", {}),

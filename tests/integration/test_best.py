@@ -70,6 +70,7 @@ def test_best_writes_the_best_trials_best_epoch_weights(study, tmp_path, capsys)
     out = capsys.readouterr().out
     assert f"Trial {best.number} of study {name!r} (value {best.value:.6g})" in out
     assert f"best epoch, epoch 2 of {MAX_EPOCHS}" in out and str(output) in out
+    assert f"Load it with: model.load_state_dict(torch.load('{output}', weights_only=True))" in out
     written = _weights(output)
     assert _same(written, _weights(root / "weights" / f"trial-{best.number}.pt"))
     last = CheckpointStore(str(root / "checkpoints")).for_trial(name, best.number).load_latest_valid()
@@ -85,6 +86,15 @@ def test_best_with_trial_writes_that_trials_best_weights(study, tmp_path, capsys
 
     assert f"Trial {other.number} of study" in capsys.readouterr().out
     assert _same(_weights(output), _weights(root / "weights" / f"trial-{other.number}.pt"))
+
+
+def test_best_into_a_folder_asks_for_a_file_name(study, tmp_path, capsys):
+    name, _ = study
+
+    assert main(["best", name, "--output", str(tmp_path)]) == 1
+
+    assert f"--output {str(tmp_path)!r} is a folder; name the file to write" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def _copy_of_checkpoints(study, tmp_path) -> tuple[str, Path]:

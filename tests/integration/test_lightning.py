@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from prefect_intermission import CheckpointError, CheckpointStore, ConfigurationError, PauseSignal, TrialLoop
 from prefect_intermission import TrialPaused, optimize_study
+from prefect_intermission.cli.commands import main
 from prefect_intermission.integrations.lightning import IntermissionCallback, fit
 from prefect_intermission.study.state import TRIAL_EPOCH_SECONDS_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from prefect_intermission.training._rng import seed_everything
@@ -238,6 +239,18 @@ def test_a_lightning_study_paused_mid_epoch_and_resumed_is_the_uninterrupted_one
     for number in range(3):
         expected, got = _final_weights(tmp_path / "straight", number), _final_weights(paused, number)
         assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+    # `intermission best` writes the best epoch's weights, a state_dict the LightningModule loads.
+    best = resumed.best_trial
+    output = tmp_path / "model.pt"
+    assert main(["best", "lightning", "--storage", f"sqlite:///{paused}/s.db", "--checkpoints",
+                 str(paused / "ckpt"), "--output", str(output)]) == 0
+    weights = torch.load(output, weights_only=True)
+    MLP(lr=best.params["lr"], hidden=best.params["hidden"]).load_state_dict(weights)  # strict: every weight
+    kept = CheckpointStore(str(paused / "ckpt")).for_trial("lightning", best.number).load_best()
+    assert kept.epoch == min(best.intermediate_values, key=best.intermediate_values.get)
+    assert weights.keys() == kept.state["state_dict"].keys()
+    assert all(torch.equal(weights[k], kept.state["state_dict"][k]) for k in weights)
 
 
 @pytest.mark.usefixtures("prefect_server")

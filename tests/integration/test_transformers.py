@@ -10,13 +10,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import optuna
 import pytest
 import torch
-from transformers import Trainer
+from transformers import BertForSequenceClassification, Trainer
 
 from prefect_intermission import (
     CheckpointError,
@@ -25,6 +26,7 @@ from prefect_intermission import (
     PauseSignal,
     TrialLoop,
     TrialPaused,
+    _deprecation,
     optimize_study,
 )
 from prefect_intermission.cli.best import export_best
@@ -108,15 +110,16 @@ def test_a_trainer_paused_at_an_epoch_end_and_within_an_epoch_continues_bit_for_
     seconds = [a[TRIAL_EPOCH_SECONDS_ATTR] for a in attrs.values()]
     assert all(len(s) == 2 and min(s) > 0 for s in seconds)
 
-    # `intermission best` writes the best epoch's weights, which load into the model as they are.
+    # `intermission best` writes the best epoch's model, which from_pretrained loads
+    # (tests/integration/test_best_transformers.py checks its weights and outputs).
     best = _study(paused).best_trial
     exported = export_best(
-        "hf", str(tmp_path / "best.pt"), storage=f"sqlite:///{paused}/s.db", checkpoints=str(paused / "ckpt"),
+        "hf", str(tmp_path / "best-model"), storage=f"sqlite:///{paused}/s.db", checkpoints=str(paused / "ckpt"),
     )
     best_epoch = min(best.intermediate_values, key=best.intermediate_values.get)
     assert (exported.trial, exported.epoch) == (best.number, best_epoch)
-    # Strict: every weight of the model, and no other.
-    tiny_bert(0.0).load_state_dict(torch.load(exported.path, weights_only=True))
+    loaded = BertForSequenceClassification.from_pretrained(exported.path)
+    tiny_bert(0.0).load_state_dict(loaded.state_dict())  # strict: every weight of the model, and no other
 
 
 @in_a_study_run
@@ -236,14 +239,73 @@ def test_patience_stops_a_trainer_that_no_longer_improves_and_a_rerun_does_not_t
     assert again == 1.0 and trial.epochs() == [0, 1, 2]
 
 
-def _trainer(tmp_path, **arguments) -> tuple[IntermissionCallback, Trainer]:
-    study = _new_study()
+def _trainer(
+    tmp_path, *, direction: str = "minimize", callback: dict | None = None, compute_metrics=None, **arguments
+) -> tuple[IntermissionCallback, Trainer]:
+    study = optuna.create_study(direction=direction)
+    study.ask()
     loop = TrialLoop(optuna.Trial(study, study.trials[0]._trial_id),
-                     CheckpointStore(str(tmp_path)).for_trial("direct", 0), max_epochs=2, seed=SEED)
-    pausable = IntermissionCallback(loop)
+                     CheckpointStore(str(tmp_path)).for_trial("direct", 0), max_epochs=2, seed=SEED,
+                     direction=direction)
+    pausable = IntermissionCallback(loop, **(callback or {}))
     args = pausable.training_arguments(use_cpu=True, disable_tqdm=True, **arguments)
     return pausable, Trainer(model=tiny_bert(0.0), args=args, train_dataset=token_data(8, 0),
-                             eval_dataset=token_data(8, 1), callbacks=[pausable])
+                             eval_dataset=token_data(8, 1), callbacks=[pausable], compute_metrics=compute_metrics)
+
+
+def _confidence(prediction) -> dict[str, float]:
+    """The mean probability the model gives the right label: greater is better, and it moves every step."""
+    probabilities = torch.softmax(torch.as_tensor(prediction.predictions), dim=-1)
+    right = probabilities[torch.arange(len(probabilities)), torch.as_tensor(prediction.label_ids)]
+    return {"confidence": float(right.mean())}
+
+
+@pytest.mark.parametrize(
+    ("callback", "arguments", "reported"),
+    [
+        ({"metric_for_best_model": "confidence"}, {}, "eval_confidence"),
+        ({"metric_for_best_model": "eval_confidence"}, {}, "eval_confidence"),
+        ({"metric": "confidence"}, {}, "eval_confidence"),  # the earlier name
+        ({}, {"metric_for_best_model": "confidence"}, "eval_confidence"),  # the Trainer's own, when given none
+        ({"metric_for_best_model": "loss"}, {"metric_for_best_model": "confidence"}, "eval_loss"),  # the callback's first
+    ],
+)
+def test_the_metric_is_named_as_metric_for_best_model_names_it(tmp_path, callback, arguments, reported):
+    direction = "minimize" if reported == "eval_loss" else "maximize"
+    pausable, trainer = _trainer(
+        tmp_path, direction=direction, callback=callback, compute_metrics=_confidence, learning_rate=0.01,
+        **arguments,
+    )
+    value = pausable.train(trainer)
+
+    evaluated = [entry[reported] for entry in trainer.state.log_history if reported in entry]
+    assert len(evaluated) == 2 and evaluated[0] != evaluated[1] and pausable.metric == reported
+    study = pausable.context.trial.study
+    assert study.trials[0].intermediate_values == {0: evaluated[0], 1: evaluated[1]}  # what Optuna heard
+    assert value == (min if direction == "minimize" else max)(evaluated)
+
+
+def test_a_metric_named_twice_or_compared_the_other_way_is_refused(tmp_path):
+    study = _new_study()
+    trial = optuna.Trial(study, study.trials[0]._trial_id)
+    loop = TrialLoop(trial, CheckpointStore(str(tmp_path)).for_trial("direct", 0), max_epochs=2, seed=SEED)
+    with pytest.raises(ConfigurationError, match="metric_for_best_model and metric name the same metric; pass one"):
+        IntermissionCallback(loop, metric_for_best_model="loss", metric="eval_loss")
+
+    # The study minimizes; the Trainer's arguments say a greater confidence is better.
+    pausable, trainer = _trainer(tmp_path / "1", compute_metrics=_confidence, metric_for_best_model="confidence")
+    with pytest.raises(ConfigurationError) as refused:
+        pausable.train(trainer)
+    assert (
+        "greater_is_better=True for metric_for_best_model='confidence', but the study's direction is "
+        "'minimize': run the study with direction='maximize', or set greater_is_better=False"
+    ) in str(refused.value)
+    assert trainer.state.global_step == 0
+
+    pausable, trainer = _trainer(tmp_path / "2", callback={"metric_for_best_model": "f1"}, compute_metrics=_confidence)
+    with pytest.raises(ConfigurationError, match=r"The metric reported to Optuna, 'eval_f1', is not among the "
+                       r"evaluation metrics \['eval_confidence', 'eval_loss'"):
+        pausable.train(trainer)
 
 
 def test_arguments_a_pause_could_not_survive_are_refused_before_training(tmp_path):
@@ -260,6 +322,22 @@ def test_a_trainer_started_without_looking_for_the_checkpoint_is_refused(tmp_pat
     with pytest.raises(ConfigurationError, match=r"Train with pausable.train\(trainer\)"):
         trainer.train()
     assert trainer.state.global_step == 0
+
+
+def test_a_trainer_trained_by_hand_ends_with_outcome_and_finish_still_works_warning_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(_deprecation, "_warned", set())  # as in a fresh process
+    pausable, trainer = _trainer(tmp_path, output_dir=str(tmp_path / "output"))
+    trainer.train(resume_from_checkpoint=pausable.resume_from_checkpoint(trainer.args.output_dir))
+
+    best = pausable.outcome()
+    assert best == min(entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry)
+    with pytest.warns(FutureWarning, match=r"IntermissionCallback.finish\(\) is deprecated; use "
+                      r"IntermissionCallback.outcome\(\) instead") as warned:
+        assert pausable.finish() == best
+    assert [w.filename for w in warned] == [__file__]  # it points at the objective's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pausable.finish() == best  # once per process
 
 
 def test_a_checkpoint_folder_comes_back_byte_for_byte_and_stays_inside_its_folder(tmp_path):

@@ -1,27 +1,48 @@
-"""`intermission best`: a study's best weights, verified against the manifest, copied to a file.
+"""`intermission best`: a study's best weights, verified against the manifest, copied out.
 
 The study and its checkpoints are found as `intermission status` finds them: from the
-study's latest flow run, unless `--storage` or `--checkpoints` say otherwise. The
-file holds the model's `state_dict`, for `model.load_state_dict(torch.load(path, weights_only=True))`.
+study's latest flow run, unless `--storage` or `--checkpoints` say otherwise. A trial trained
+with the Hugging Face `Trainer` gives a folder `from_pretrained` loads (a PEFT model's:
+`PeftModel.from_pretrained(base_model, folder)`); any other trial a file holding the model's
+`state_dict`, for `model.load_state_dict(torch.load(path, weights_only=True))`.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import optuna
 import torch
 from optuna.trial import FrozenTrial
 
+from prefect_intermission.cli._outputs import write_folder, write_state_dict
 from prefect_intermission.cli._study_facts import checkpoint_location, load_study
 from prefect_intermission.errors import CheckpointError, ConfigurationError
+from prefect_intermission.integrations._pretrained_folder import pretrained_model
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.flow_runs import StatusError, latest_runs, study_config_of
 from prefect_intermission.study.results import best_trial, best_value, several_objectives
 from prefect_intermission.study.setup import checkpoint_storage_options
 from prefect_intermission.training.store import CheckpointStore
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """What `export_best` wrote, and how it loads.
+
+    Attributes:
+        path: The file or folder written.
+        what: What it holds, in words ("the model weights (a state_dict)").
+        load_with: The Python that loads it.
+        files: The files of the folder written; empty when a file was written.
+    """
+
+    path: str
+    what: str
+    load_with: str
+    files: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -37,7 +58,7 @@ class ExportedWeights:
         metric: That epoch's metric.
         best_marked: Whether the checkpoint was marked as the best epoch's; if not, it
             is the trial's last valid one.
-        path: The file written.
+        output: The file or folder written, and how it loads.
         notes: What the user should know about how they were found.
     """
 
@@ -48,8 +69,13 @@ class ExportedWeights:
     max_epochs: int | None
     metric: float | None
     best_marked: bool
-    path: str
+    output: ModelOutput
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        """The file or folder written."""
+        return self.output.path
 
 
 def _study_config(target: str) -> tuple[StudyConfig, bool]:
@@ -92,27 +118,44 @@ def chosen_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     return best
 
 
-def _write_state_dict(weights: dict[str, torch.Tensor], output: str) -> str:
-    """`torch.save` the weights to `output`, never leaving a partial file under its name."""
-    path = os.path.abspath(output)
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        raise ConfigurationError(
-            f"Cannot write {output!r}: the folder {folder!r} does not exist. Create it, or "
-            "choose another --output."
+def _model_weights(state: dict[str, Any], trial: int) -> dict[str, torch.Tensor]:
+    """The model's `state_dict` in a checkpoint: a `TrialLoop`'s (and the Transformers
+    callback's) `components["model"]`, or Lightning's `state_dict` (the `LightningModule`'s).
+
+    Raises:
+        CheckpointError: The checkpoint holds neither.
+    """
+    weights = state.get("components", {}).get("model", state.get("state_dict"))
+    if not isinstance(weights, dict):
+        raise CheckpointError(
+            f"The best checkpoint of trial {trial} holds no model weights (no components['model'], "
+            "no Lightning state_dict). Nothing was written; choose another trial with --trial N."
         )
-    partial = f"{folder}/.{os.path.basename(path)}.{uuid.uuid4().hex}.partial"
+    return weights
+
+
+def _write(state: dict[str, Any], output: str, *, trial: int) -> ModelOutput:
+    """Write the checkpoint's model to `output`: a `from_pretrained` folder for a Hugging Face
+    `Trainer`'s model, otherwise its `state_dict` in a file."""
     try:
-        torch.save(weights, partial)
-        os.replace(partial, path)
-    except (OSError, RuntimeError) as e:  # torch.save reports a file it cannot open as RuntimeError
+        pretrained = pretrained_model(state)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} Nothing was written.") from e
+    if pretrained is None:
+        path = write_state_dict(_model_weights(state, trial), output)
+        return ModelOutput(
+            path, "the model weights (a state_dict)",
+            f"model.load_state_dict(torch.load({path!r}, weights_only=True))",
+        )
+    stem, suffix = os.path.splitext(output)
+    if suffix in (".pt", ".pth"):
         raise ConfigurationError(
-            f"Cannot write {output!r}: {e}. Choose an --output in a folder you can write to."
-        ) from e
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
-    return path
+            f"Trial {trial} was trained with the Hugging Face Trainer: its best model is written as "
+            f"a folder that from_pretrained loads, not as a {suffix} file. Pass a folder name, e.g. "
+            f"--output {stem}."
+        )
+    path = write_folder(pretrained.files, output)
+    return ModelOutput(path, pretrained.what, pretrained.load_with(path), sorted(pretrained.files))
 
 
 def export_best(
@@ -127,13 +170,15 @@ def export_best(
 
     Args:
         target: The study's name or flow-run id.
-        output: The file to write.
+        output: The file to write, or, for a trial trained with the Hugging Face `Trainer`, the
+            folder (new or empty).
         storage: The study's Optuna storage URL (default: its flow run's).
         checkpoints: Where its checkpoints are (default: its flow run's).
         trial: The trial's number (default: the study's best trial).
 
     Raises:
-        ConfigurationError: The study, the trial or a writable `output` cannot be found.
+        ConfigurationError: The study, the trial or a writable `output` cannot be found (a
+            folder is never written over a file or into a folder that is not empty).
         CheckpointError: The checkpoint is missing, damaged or altered; nothing is written.
     """
     config, from_run = _study_config(target)
@@ -165,7 +210,7 @@ def export_best(
             f"no checkpoint of trial {chosen.number} is marked as its best epoch's (they were "
             "written by an earlier release): these are the weights of its last valid checkpoint."
         )
-    path = _write_state_dict(loaded.state["components"]["model"], output)
+    written = _write(loaded.state, output, trial=chosen.number)
     return ExportedWeights(
         study_name=config.study_name,
         trial=chosen.number,
@@ -174,6 +219,6 @@ def export_best(
         max_epochs=config.training.max_epochs if from_run else None,
         metric=loaded.state.get("last_metric"),
         best_marked=loaded.best,
-        path=path,
+        output=written,
         notes=notes,
     )

@@ -143,10 +143,12 @@ def _best(args: argparse.Namespace) -> None:
     out_of = f" of {exported.max_epochs}" if exported.max_epochs is not None else ""
     which = "best epoch" if exported.best_marked else "last valid epoch"
     metric = f", metric {exported.metric:.6g}" if exported.metric is not None else ""
+    written = exported.output
+    where = f"the folder {written.path} ({', '.join(written.files)})" if written.files else written.path
     print(
-        f"Trial {exported.trial} of study {exported.study_name!r} ({value}): the model weights of its "
+        f"Trial {exported.trial} of study {exported.study_name!r} ({value}): {written.what} of its "
         f"{which}, epoch {epochs_done(exported.epoch)}{out_of}{metric}, verified against the manifest "
-        f"and written to {exported.path}"
+        f"and written to {where}\nLoad it with: {written.load_with}"
     )
 
 
@@ -263,10 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", help="The HTML file to write (default: STUDY-report.html).")
     report.set_defaults(handler=_report)
     best = commands.add_parser(
-        "best", help="Write the best trial's best weights (a model state_dict) to a file, verified."
+        "best",
+        help="Write the best trial's best weights, verified: a model state_dict file, or a folder "
+        "from_pretrained loads for a Hugging Face Trainer's trial.",
     )
     best.add_argument("study", help="A study name or flow-run id.")
-    best.add_argument("--output", required=True, help="The file to write, e.g. model.pt.")
+    best.add_argument(
+        "--output", required=True,
+        help="The file to write, e.g. model.pt; for a Hugging Face Trainer's trial, a new or empty "
+        "folder, e.g. best-model.",
+    )
     best.add_argument(
         "--trial", type=int, help="This trial's best weights instead of the best trial's (its number)."
     )

@@ -280,7 +280,7 @@ class StudyRun:
         if path is None:
             return ""
         return (
-            f" Its best checkpoint: {path} (`intermission best {self.study_name} --output model.pt` "
+            f" Its best checkpoint: {path} (`intermission best {self.study_name} --output best-model` "
             "writes its weights)."
         )
 

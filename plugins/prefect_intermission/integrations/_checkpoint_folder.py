@@ -28,6 +28,8 @@ from safetensors.torch import save as save_safetensors
 
 from prefect_intermission.errors import CheckpointError
 
+#: What a checkpoint written by the Transformers `IntermissionCallback` says it is (`trainer` in its state).
+CHECKPOINT_KIND = "transformers.Trainer/1"
 #: Weights files kept as tensors (the first found); any other file is kept as bytes.
 WEIGHTS_FILES = ("model.safetensors", "adapter_model.safetensors")
 #: Files a resume does not read and that are not plain data.
@@ -53,32 +55,49 @@ def pack_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return {"files": files, "components": components, "weights": weights}
 
 
-def unpack_folder(state: dict[str, Any], folder: str | os.PathLike[str]) -> Path:
-    """Write the files packed in `state` into `folder`, replacing whatever it held; the folder.
+def packed_files(state: dict[str, Any]) -> dict[str, bytes]:
+    """The files packed in `state`, each as its bytes, by its path in the folder.
 
     Raises:
-        CheckpointError: A packed file would land outside `folder`.
+        CheckpointError: A packed file would land outside its folder.
     """
     contents = {name: tensor.numpy().tobytes() for name, tensor in state["files"].items()}
     weights = state.get("weights")
     if weights is not None:
         model, metadata = state["components"]["model"], weights["metadata"]
         contents[weights["file"]] = save_safetensors(model, metadata=metadata)
-    paths = {name: PurePosixPath(name) for name in contents}
-    for name, relative in paths.items():
+    for name in contents:
+        relative = PurePosixPath(name)
         if relative.is_absolute() or ".." in relative.parts:
-            raise CheckpointError(
-                f"The checkpoint names a file outside its folder: {name!r}; nothing was restored."
-            )
+            raise CheckpointError(f"The checkpoint names a file outside its folder: {name!r}.")
+    return contents
+
+
+def write_files(contents: dict[str, bytes], folder: str | os.PathLike[str]) -> Path:
+    """Write `contents` (bytes by path, as `packed_files` gives them) into the new `folder`."""
     root = Path(folder)
-    if root.exists():
-        shutil.rmtree(root)
     root.mkdir(parents=True)
     for name, data in contents.items():
-        target = root.joinpath(*paths[name].parts)
+        target = root.joinpath(*PurePosixPath(name).parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     return root
+
+
+def unpack_folder(state: dict[str, Any], folder: str | os.PathLike[str]) -> Path:
+    """Write the files packed in `state` into `folder`, replacing whatever it held; the folder.
+
+    Raises:
+        CheckpointError: A packed file would land outside `folder`; nothing was restored.
+    """
+    try:
+        contents = packed_files(state)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} Nothing was restored.") from e
+    root = Path(folder)
+    if root.exists():
+        shutil.rmtree(root)
+    return write_files(contents, root)
 
 
 def _as_tensor(data: bytes) -> torch.Tensor:

@@ -4,7 +4,7 @@
 
     def objective(trial: optuna.Trial, loop: TrialLoop) -> float:
         lr = trial.suggest_float("lr", 1e-5, 1e-3, log=True)
-        pausable = IntermissionCallback(loop)  # reports eval_loss once per epoch
+        pausable = IntermissionCallback(loop)  # reports eval_loss (or metric_for_best_model) per epoch
         args = pausable.training_arguments(learning_rate=lr, per_device_train_batch_size=16)
         trainer = Trainer(model=build_model(), args=args, train_dataset=train, eval_dataset=val)
         return pausable.train(trainer)  # the best eval_loss
@@ -19,6 +19,11 @@ optimizer step through the `Trainer`'s own switches (`control.should_save`,
 `trainer.train(resume_from_checkpoint=...)`: the `Trainer` restores weights (a PEFT model's
 adapter), optimizer, scheduler and RNG states and skips the batches already trained, so the
 resumed trial trains bit for bit like one that never paused.
+
+To call `trainer.train` yourself, end as with the Lightning callback:
+
+    trainer.train(resume_from_checkpoint=pausable.resume_from_checkpoint(args.output_dir))
+    return pausable.outcome()  # the best metric; raises the pause or the pruning
 
 Needs `pip install 'prefect-intermission[transformers]'`.
 """
@@ -52,6 +57,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from prefect_intermission._counting import epochs_done
+from prefect_intermission._deprecation import warn_deprecated
 from prefect_intermission.errors import (
     CheckpointError,
     ConfigurationError,
@@ -59,17 +65,21 @@ from prefect_intermission.errors import (
     TrialPaused,
 )
 from prefect_intermission.integrations._checkpoint_folder import (
+    CHECKPOINT_KIND,
     pack_folder,
     unpack_folder,
+)
+from prefect_intermission.integrations._metric_name import (
+    DEFAULT_METRIC,
+    direction_conflict,
+    given_metric,
+    reported_metric,
 )
 from prefect_intermission.training.context import TrialContext
 from prefect_intermission.training.loop import Restore, TrialLoop
 from prefect_intermission.training.trial_progress import ProgressView, TrialProgress
 
 __all__ = ["IntermissionCallback"]
-
-#: What a checkpoint written by this callback says it is (`trainer` in its state).
-CHECKPOINT_KIND = "transformers.Trainer/1"
 
 
 class IntermissionCallback(TrainerCallback, ProgressView):
@@ -78,25 +88,37 @@ class IntermissionCallback(TrainerCallback, ProgressView):
     Args:
         loop: The objective's `TrialLoop` (or a bare `TrialContext`, without the study's
             progress and pause rules).
-        metric: The evaluation metric reported to Optuna, `"eval_loss"` by default; a name
-            without the `eval_` prefix gets it. Compared in the study's direction.
+        metric_for_best_model: The evaluation metric reported to Optuna, named as
+            `TrainingArguments(metric_for_best_model=...)` names it: with or without the
+            `eval_` prefix (`"loss"` or `"eval_loss"`). Default: the `Trainer`'s own
+            `args.metric_for_best_model` when it sets one, else `"eval_loss"`. Compared in
+            the study's direction: arguments whose `greater_is_better` says otherwise for it
+            are refused before training.
+        metric: The same, by the name earlier releases gave it.
 
     With the study's `patience`, training stops (and the trial completes) after that many
     epochs in a row without a better metric, as with `TrialLoop`.
 
     Attributes:
+        metric: The metric reported, with its `eval_` prefix (the arguments' once training starts,
+            when none was given).
         progress: The trial's progress (`TrialProgress`): the loop's own record, or one of its
             own with a bare `TrialContext`. `epoch`, `best_metric`, `last_metric`,
             `epochs_without_improvement` and `stopped_early` read it.
         resumed_from_step: The optimizer step the run continued after, or None.
     """
 
-    def __init__(self, loop: TrialLoop | TrialContext, *, metric: str = "eval_loss") -> None:
-        if not isinstance(metric, str) or not metric:
-            raise ConfigurationError(f"metric must be the name of an evaluation metric, but got {metric=}.")
+    def __init__(
+        self,
+        loop: TrialLoop | TrialContext,
+        *,
+        metric_for_best_model: str | None = None,
+        metric: str | None = None,
+    ) -> None:
+        self._given_metric = given_metric(metric_for_best_model=metric_for_best_model, metric=metric)
         self._loop = loop if isinstance(loop, TrialLoop) else None
         self.context = loop.context if isinstance(loop, TrialLoop) else loop
-        self.metric = metric
+        self.metric = self._given_metric or DEFAULT_METRIC
         self.progress = (
             self._loop.progress if self._loop is not None
             else TrialProgress(self.context.trial.number, self.context.max_epochs, self.context.direction)
@@ -159,6 +181,7 @@ class IntermissionCallback(TrainerCallback, ProgressView):
         """
         if self not in trainer.callback_handler.callbacks:
             trainer.add_callback(self)
+        self.metric = reported_metric(self._given_metric, trainer.args)
         if trainer.eval_dataset is None:
             raise ConfigurationError(
                 f"The Trainer of trial {self.context.trial.number} has no eval_dataset: the trial "
@@ -170,7 +193,7 @@ class IntermissionCallback(TrainerCallback, ProgressView):
                 trainer.train(resume_from_checkpoint=checkpoint, **train_kwargs)
         finally:
             self._clean_up()
-        return self.finish()
+        return self.outcome()
 
     def resume_from_checkpoint(self, output_dir: str) -> str | None:
         """Unpack the trial's latest valid checkpoint under `output_dir`; the folder to pass as
@@ -205,8 +228,8 @@ class IntermissionCallback(TrainerCallback, ProgressView):
         self._started(Restore(None if progress.epoch < 0 else progress.epoch, loaded.fallbacks, progress.lost_epochs()))
         return self._resume_folder
 
-    def finish(self) -> float:
-        """After `trainer.train` returns: the trial's best metric, or how it stopped.
+    def outcome(self) -> float:
+        """How `trainer.train` ended: the trial's best metric, or the pause or pruning.
 
         Raises:
             TrialPaused: The study paused; the checkpoint is stored.
@@ -227,6 +250,11 @@ class IntermissionCallback(TrainerCallback, ProgressView):
                 f"({self.context.max_epochs}) with an eval_dataset."
             )
         return self.best_metric
+
+    def finish(self) -> float:
+        """Deprecated: `outcome()`, the name the Lightning callback's has too."""
+        warn_deprecated("IntermissionCallback.finish()", "IntermissionCallback.outcome()")
+        return self.outcome()
 
     # ---- TrainerCallback events -----------------------------------------------------------
 
@@ -354,12 +382,12 @@ class IntermissionCallback(TrainerCallback, ProgressView):
         )
 
     def _metric_of(self, metrics: dict[str, float]) -> float:
-        for name in (self.metric, f"eval_{self.metric}"):
-            if name in metrics:
-                return metrics[name]
+        if self.metric in metrics:
+            return metrics[self.metric]
         raise ConfigurationError(
-            f"IntermissionCallback(metric={self.metric!r}) is not among the evaluation metrics "
-            f"{sorted(metrics)}; pass one of them."
+            f"The metric reported to Optuna, {self.metric!r}, is not among the evaluation metrics "
+            f"{sorted(name for name in metrics if name.startswith('eval_'))}; name one of them: "
+            "IntermissionCallback(loop, metric_for_best_model=...)."
         )
 
     def _check(self, args: TrainingArguments) -> None:
@@ -376,6 +404,10 @@ class IntermissionCallback(TrainerCallback, ProgressView):
                 f"TrainingArguments of trial {self.context.trial.number}: {'; '.join(wrong)}. "
                 "IntermissionCallback.training_arguments(...) gives arguments that fit."
             )
+        self.metric = reported_metric(self._given_metric, args)
+        conflict = direction_conflict(self.metric, args, self.context.direction)
+        if conflict is not None:
+            raise ConfigurationError(f"TrainingArguments of trial {self.context.trial.number}: {conflict}.")
 
     @contextlib.contextmanager
     def _recording(self) -> Iterator[None]:
