@@ -15,15 +15,16 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from uuid import UUID
 
-import httpx
 import optuna
 import yaml
 from optuna.trial import TrialState
+from prefect import flow
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 from prefect.events.schemas.automations import Automation
-from prefect.settings import PREFECT_API_URL
+from prefect.states import Paused, Running
 
 from deployments.local_stack import PROJECT_ROOT, LocalPrefect
 from deployments.ui_actions import (
@@ -151,53 +152,46 @@ def test_a_gpu_needed_event_pauses_the_study_the_team_is_told_and_it_resumes_aft
     assert max(trained_epochs(run.id).values()) == 1, "an epoch was trained twice"
 
 
-def _firings(automation: Automation) -> dict[str, list[datetime]]:
-    """When the automation fired (`prefect.automation.triggered`), by the study it fired for."""
-    response = httpx.post(
-        f"{PREFECT_API_URL.value()}/events/filter",
-        json={
-            "filter": {
-                "event": {"name": ["prefect.automation.triggered"]},
-                "resource": {"id": [f"prefect.automation.{automation.id}"]},
-                "order": "ASC",
-            },
-            "limit": 50,
-        },
-        timeout=30,
-    )
-    response.raise_for_status()
-    fired: dict[str, list[datetime]] = {}
-    for event in response.json()["events"]:
-        study = event["payload"]["triggering_labels"]["prefect.resource.id"].removeprefix("intermission.study.")
-        fired.setdefault(study, []).append(datetime.fromisoformat(event["occurred"]))
-    return fired
+@flow(name="stand-in-study")
+def _stand_in() -> None:
+    """Never run: its flow runs stand for studies' runs, paused by setting their state."""
+
+
+def _paused_run(name: str) -> UUID:
+    """A flow run of that name, paused as a study's run is paused."""
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(_stand_in, name=name, state=Running())
+        client.set_flow_run_state(run.id, Paused(timeout_seconds=3600), force=True)
+    return run.id
+
+
+def _resumes(flow_run_id: UUID) -> list[datetime]:
+    """When the run left a pause."""
+    states = _states(flow_run_id)
+    return [later.timestamp for earlier, later in zip(states, states[1:]) if earlier.is_paused()]
 
 
 def test_the_resume_recipe_waits_from_a_study_s_latest_pause_and_leaves_a_resumed_one_alone(prefect_stack, tmp_path):
-    """What the recipe's comments promise, from the studies' events alone (emitted as a study
-    emits them, about flow runs that do not exist: the automation fires, its resumes fail)."""
+    """What the recipe's comments promise, from the studies' events alone, emitted as a study
+    emits them, about paused flow runs that stand for the studies' runs."""
     # A study's events reach the trigger seconds after they are sent on a loaded machine: the
     # wait leaves 10 s or more between every event and the end of a wait it should change.
     wait = 16
-    studies = {what: (f"{what}-{uuid.uuid4().hex[:6]}", uuid.uuid4()) for what in ("once", "twice", "resumed")}
-    with automation_from_recipe(
-        prefect_stack, "resume-a-study-paused-for-8-hours.yaml", tmp_path, within=wait
-    ) as automation:
+    studies = {what: f"{what}-{uuid.uuid4().hex[:6]}" for what in ("once", "twice", "resumed")}
+    runs = {what: _paused_run(name) for what, name in studies.items()}
+    with automation_from_recipe(prefect_stack, "resume-a-study-paused-for-8-hours.yaml", tmp_path, within=wait):
         first = datetime.now(timezone.utc)
-        for name, flow_run_id in studies.values():
-            emit_study_event("paused", name, flow_run_id, {"reason": "ui", "trials": {}, "resume_at": None})
+        for what, name in studies.items():
+            emit_study_event("paused", name, runs[what], {"reason": "ui", "trials": {}, "resume_at": None})
         time.sleep(1)
-        emit_study_event("resumed", *studies["resumed"], {"continuing": []})
+        emit_study_event("resumed", studies["resumed"], runs["resumed"], {"continuing": []})
         time.sleep(5)
         second = datetime.now(timezone.utc)
-        emit_study_event("paused", *studies["twice"], {"reason": "ui", "trials": {}, "resume_at": None})
-        wait_for(
-            lambda: studies["twice"][0] in _firings(automation), timeout=60, what="the study paused twice to be resumed"
-        )
-        fired = _firings(automation)  # the resumed study's wait ended before the second pause's
+        emit_study_event("paused", studies["twice"], runs["twice"], {"reason": "ui", "trials": {}, "resume_at": None})
+        wait_for(lambda: _resumes(runs["twice"]), timeout=60, what="the study paused twice to be resumed")
 
-    [once] = fired[studies["once"][0]]
-    [twice] = fired[studies["twice"][0]]
+    [once] = _resumes(runs["once"])
+    [twice] = _resumes(runs["twice"])
     assert once >= first + timedelta(seconds=wait)
     assert twice >= second + timedelta(seconds=wait), "the second pause started the wait again"
-    assert studies["resumed"][0] not in fired
+    assert _resumes(runs["resumed"]) == [], "the resumed study's wait ended before the second pause's"
