@@ -18,6 +18,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from prefect_intermission._times import shown_time  # noqa: E402
 from prefect_intermission.control.timed_resume import pending_resume  # noqa: E402
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_STATUS_ATTR  # noqa: E402
 
@@ -75,7 +76,7 @@ def main() -> None:
         due = pending_resume(paused)
         print(f"    paused in {time.monotonic() - started:.1f} s; the run stays Suspended (Resume in the UI, or "
               f"`intermission resume {run.id}`, resumes it now) and resumes by itself at "
-              f"{due.at:%H:%M:%S} UTC, when the dialog's timeout passes")
+              f"{shown_time(due.at)}, when the dialog's timeout passes")
         wait_for(lambda: process_is_gone(paused), timeout=30, what="the flow's process to exit")
         print(f"    its process ({paused.infrastructure_pid}) has exited: the machine is free")
         say("The study is paused; its state in Optuna:")

@@ -8,7 +8,9 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import optuna
 import torch
@@ -20,6 +22,17 @@ from prefect.client.schemas.sorting import LogSort
 from prefect_intermission import CheckpointStore, TrialLoop
 
 _EPOCH_LINE = re.compile(r"Trial (\d+) finished epoch (\d+) of ")  # counted from 1
+
+#: The local time zone the tests run `intermission` in (its TZ): not UTC, so a time shown in
+#: UTC instead of local time is caught.
+LOCAL_ZONE = "America/New_York"
+
+
+def read_in(zone: str, moment: datetime | str) -> str:
+    """How a person in time zone `zone` reads `moment`: `2026-12-07 15:30:05 EST` (rendered here
+    with zoneinfo, independently of the package's own rendering it checks)."""
+    when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return when.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def countdown(trial: optuna.Trial, loop: TrialLoop) -> float:

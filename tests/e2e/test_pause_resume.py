@@ -37,11 +37,13 @@ from deployments.ui_actions import (
     wait_until_suspended_by_study,
 )
 from tests.e2e.studies import (
+    LOCAL_ZONE,
     artifacts_of,
     error_logs,
     final_weights,
     last_epoch,
     paused_line,
+    read_in,
     run_logs,
     study_events,
     trained_epochs,
@@ -225,11 +227,11 @@ def test_the_timeout_typed_in_the_ui_pause_dialog_resumes_the_run_by_itself(pref
         assert datetime.now(timezone.utc) < due, "paused well within the dialog's timeout"
         assert pending_resume(suspended).at == due
         summary = artifacts_of(run.id)[f"{name}-pause"].data
-        assert f"**Resumes:** by itself at {due.isoformat(timespec='minutes')}" in summary
+        assert f"**Resumes:** by itself at {read_in('UTC', due)}," in summary  # no pause policy: UTC
         assert f"intermission resume {run.id}" in summary
         assert pause_history(optuna.load_study(study_name=name, storage=storage))[cycle]["reason"] == "ui"
-        status = _intermission("status", str(run.id), env=prefect_stack.env)
-        assert f"resumes by itself at {due.isoformat(timespec='seconds')}" in status.stdout, status.stdout
+        status = _intermission("status", str(run.id), env={**prefect_stack.env, "TZ": LOCAL_ZONE})
+        assert f"resumes by itself at {read_in(LOCAL_ZONE, due)}" in status.stdout, status.stdout
         assert f"intermission resume {run.id}" in status.stdout
 
         # ... and it resumes once the timeout has passed (give or take the worker's 2 s
@@ -311,8 +313,8 @@ def test_without_the_resume_deployment_a_timed_pause_waits_as_paused_and_resumes
         lambda: "No deployment 'resume-study/not-deployed'" in run_logs(run.id) and run_logs(run.id),
         timeout=30, what="the warning on the run's log",
     )
-    status = _intermission("status", str(run.id), env=prefect_stack.env)
-    assert " paused " in status.stdout and f"resumes by itself at {due.isoformat(timespec='seconds')}" in status.stdout
+    status = _intermission("status", str(run.id), env={**prefect_stack.env, "TZ": LOCAL_ZONE})
+    assert " paused " in status.stdout and f"resumes by itself at {read_in(LOCAL_ZONE, due)}" in status.stdout
 
     resumed = _intermission("resume", str(run.id), env=prefect_stack.env)
     assert resumed.returncode == 0 and "now" in resumed.stdout, resumed.stdout + resumed.stderr

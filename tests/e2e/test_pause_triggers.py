@@ -38,7 +38,7 @@ from deployments.ui_actions import (
     wait_until_paused_by_study,
     wait_until_suspended_by_study,
 )
-from tests.e2e.studies import paused_line, run_logs, trained_epochs, trials
+from tests.e2e.studies import LOCAL_ZONE, paused_line, read_in, run_logs, trained_epochs, trials
 from tests.e2e.webhook import webhook
 
 N_TRIALS = 2
@@ -103,7 +103,7 @@ def test_notifications_on_pause_resume_and_completion_reach_a_webhook(prefect_st
         before = datetime.now(timezone.utc)
         resumed = subprocess.run(
             [sys.executable, "-m", "prefect_intermission.cli.commands", "resume", str(run.id), "--in", "4s"],
-            env=prefect_stack.env, capture_output=True, text=True, timeout=60,
+            env={**prefect_stack.env, "TZ": LOCAL_ZONE}, capture_output=True, text=True, timeout=60,
         )
         after = datetime.now(timezone.utc)
         assert resumed.returncode == 0, resumed.stderr
@@ -111,7 +111,7 @@ def test_notifications_on_pause_resume_and_completion_reach_a_webhook(prefect_st
         assert scheduled.state.name == "Suspended", "it stays paused (Resume on its page) until then"
         resume_at = pending_resume(scheduled).at
         assert before + timedelta(seconds=4) <= resume_at <= after + timedelta(seconds=4)
-        assert f"resumes by itself at {resume_at.isoformat(timespec='seconds')}" in resumed.stdout
+        assert f"resumes by itself at {read_in(LOCAL_ZONE, resume_at)}" in resumed.stdout
         wait_for_state(run.id, "Completed", timeout=300)
         resumed_msg = hook.messages(f"Study {name} resumed")
         assert resumed_msg and "continuing #" in resumed_msg[0]["message"]

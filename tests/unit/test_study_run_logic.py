@@ -30,6 +30,7 @@ from prefect_intermission.study.scheduler import TrialScheduler
 from prefect_intermission.study.state import TRIAL_STATUS_ATTR, StudyState, open_storage
 from prefect_intermission.training.pause_signal import PauseSignal
 from prefect_intermission.training.store import CheckpointStore
+from tests.e2e.studies import read_in
 from tests.unit.scripted import Script, ScriptedExecutor, completes
 
 N_TRIALS = 3
@@ -106,10 +107,26 @@ def test_a_ui_pause_suspends_the_run_without_expiry_and_schedules_the_dialogs_re
     assert (what, payload["reason"], payload["resume_at"]) == ("paused", PauseReason.UI, ui_timeout.isoformat())
     [summary] = link.artifact_data("pause")
     assert "1 of 3 finished; #1 not started" in summary
-    assert f"by itself at {ui_timeout:%Y-%m-%dT%H:%M}" in summary and f"intermission resume {link.flow_run.id}" in summary
+    resumes = f"by itself at {read_in('UTC', ui_timeout)},"  # no pause policy: UTC
+    assert resumes in summary and f"intermission resume {link.flow_run.id}" in summary
     # The UI's pause (which expires), taken over at once by one that does not; Running again
     # once every trial has stopped, then suspended by the study.
     assert [s.name for s in link.states] == ["Running", "Paused", "Suspended", "Running", "Suspended"]
+
+
+def test_the_pause_summary_shows_times_in_the_policy_s_time_zone(state, tmp_path):
+    link, signal = InMemoryRunLink(), PauseSignal()
+    run = _study_run(
+        state, tmp_path, link, _paused_from_the_ui(link, signal), signal=signal,
+        policy=PausePolicy(timezone="America/New_York"),
+    )
+    with pytest.raises(Pause):
+        run.execute()
+    [summary] = link.artifact_data("pause")
+    [entry] = state.pause_history()
+    assert f"- **When:** {read_in('America/New_York', entry['paused_at'])}\n" in summary, summary
+    resumes = read_in("America/New_York", _ui_pause_timeout(link))
+    assert f"- **Resumes:** by itself at {resumes}, or sooner" in summary, summary
 
 
 def test_a_policy_that_ignores_the_dialogs_timeout_waits_for_resume(state, tmp_path):

@@ -37,7 +37,8 @@ class PausePolicy(Block):
         apprise_urls: Apprise URLs notified on pause, resume, completion and failure.
         notification_block: A Prefect notification block, as "block-type-slug/name".
         resume_cron: When a paused study resumes by itself, as a cron expression.
-        timezone: The time zone of `resume_cron` and `pause_crons`.
+        timezone: The time zone of `resume_cron` and `pause_crons`, and of the times in pause
+            summaries and notifications.
         pause_crons: Times when a running study pauses by itself, as cron expressions.
         pause_file: A file whose creation pauses the study.
         abandon_after_hours: How long a paused study may wait before it counts as abandoned.
@@ -83,7 +84,13 @@ class PausePolicy(Block):
         default=None,
         description='When a paused study resumes by itself, e.g. "0 22 * * *"; empty: only when resumed by hand.',
     )
-    timezone: str = Field(default="UTC", description="The IANA time zone of the cron expressions, e.g. Europe/Berlin.")
+    timezone: str = Field(
+        default="UTC",
+        description=(
+            "The IANA time zone of the cron expressions and of the times in pause summaries and "
+            "notifications, e.g. Europe/Berlin."
+        ),
+    )
     pause_crons: list[str] = Field(
         default_factory=list,
         description='Times when a running study pauses by itself, e.g. "0 8 * * 1-5" for 08:00 on weekdays.',

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from prefect_intermission._counting import epochs_done, position_text
+from prefect_intermission._times import shown_time
 from prefect_intermission.cli.status import StudyStatus
 from prefect_intermission.control.timed_resume import PAUSED_UNTIL, resumes_by_itself
 
@@ -45,10 +46,15 @@ def _trials(s: StudyStatus) -> str:
     return f"{t['finished']}/{s.n_trials} finished" + (f"\n{', '.join(parts)}" if parts else "")
 
 
+def _when(iso: str | None) -> str:
+    """A status time as people read it, or `-` when there is none."""
+    return shown_time(iso) if iso else "-"
+
+
 def _last_pause(s: StudyStatus) -> str:
     if s.last_pause is None:
         return "-"
-    return f"{s.last_pause['paused_at']}\n({s.last_pause['reason']})"
+    return f"{shown_time(s.last_pause['paused_at'])}\n({s.last_pause['reason']})"
 
 
 def summary_table(statuses: list[StudyStatus]) -> Table:
@@ -66,7 +72,7 @@ def summary_table(statuses: list[StudyStatus]) -> Table:
             duration(s.training_seconds),
             duration(s.estimated_remaining_seconds),
             _last_pause(s),
-            s.resumes_at or "-",
+            _when(s.resumes_at),
             f"{size(s.checkpoint_bytes)} in {s.checkpoint_files} files",
         )
     return table
@@ -83,7 +89,7 @@ def details(s: StudyStatus) -> Group:
     lines = [
         Text(f"{s.study_name}: {s.state}", style="bold"),
         Text(f"  flow run {s.flow_run_id} ({s.prefect_state})" + (f"  {s.ui_url}" if s.ui_url else "")),
-        Text(f"  started {s.started_at or '-'}; seed {'-' if s.seed is None else s.seed}; storage {s.storage}; checkpoints {s.checkpoints or '-'}"),
+        Text(f"  started {_when(s.started_at)}; seed {'-' if s.seed is None else s.seed}; storage {s.storage}; checkpoints {s.checkpoints or '-'}"),
         Text(
             f"  trained {duration(s.training_seconds)} over {s.measured_epochs} epochs (pauses not "
             f"counted); {s.epochs_left} epochs left x {duration(s.mean_epoch_seconds)} mean "
@@ -103,7 +109,7 @@ def details(s: StudyStatus) -> Group:
         ))
     for p in s.pauses:
         stopped = ", ".join(f"#{n} ({epochs_done(e)} epochs done)" for n, e in p["trials"].items()) or "no trial"
-        lines.append(Text(f"  paused {p['paused_at']} ({p['reason']}): {stopped}"))
+        lines.append(Text(f"  paused {shown_time(p['paused_at'])} ({p['reason']}): {stopped}"))
         if resources := p.get("resources"):
             gpus = "".join(
                 f"; GPU {g['index']} {g['utilization_percent'] if g['utilization_percent'] is not None else '-'}%"
@@ -116,7 +122,7 @@ def details(s: StudyStatus) -> Group:
             ))
     for r in s.resumptions:
         lines.append(Text(
-            f"  resumed {r['at']} trial #{r['trial']} after {r['reason']} {_resumed_from(r['from_epoch'])}"
+            f"  resumed {shown_time(r['at'])} trial #{r['trial']} after {r['reason']} {_resumed_from(r['from_epoch'])}"
             + (f", retrained epochs {r['lost_epochs']}" if r.get("lost_epochs") else "")
         ))
     if s.resumes_at and s.state == "paused":
@@ -124,7 +130,7 @@ def details(s: StudyStatus) -> Group:
         when = resumes_by_itself(s.flow_run_id, datetime.fromisoformat(s.resumes_at), resume_button=resume_button)
         lines.append(Text(f"  {when}"))
     elif s.resumes_at:
-        lines.append(Text(f"  scheduled to resume at {s.resumes_at}"))
+        lines.append(Text(f"  scheduled to resume at {shown_time(s.resumes_at)}"))
     for problem in s.problems:
         lines.append(Text(f"  problem: {problem}", style="red"))
     return Group(*lines)

@@ -70,10 +70,9 @@ def _resume(args: argparse.Namespace) -> None:
     if resumption.already:
         print(f"{run} is already resuming ({state}): nothing more to do; it continues every paused trial.")
     elif resumption.at is None:
-        print(
-            f"Resuming {run} now: a worker of its work pool picks it up and continues every paused "
-            "trial from its checkpoint."
-        )
+        # A served deployment (`optimize_study.serve()`) has no work pool: its serving process runs it.
+        who = "a worker of its work pool" if flow_run.work_pool_name else "the process serving its deployment"
+        print(f"Resuming {run} now: {who} picks it up and continues every paused trial from its checkpoint.")
     else:
         when = resumes_by_itself(flow_run.id, resumption.at, resume_button=resumption.keeps_resume_button)
         print(f"{run} stays paused. {when}")

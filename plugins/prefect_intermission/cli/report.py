@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
 from prefect_intermission._counting import epochs_done
+from prefect_intermission._times import shown_time
 from prefect_intermission.cli._study_facts import load_study
 from prefect_intermission.study.results import best_text, several_objectives
 from prefect_intermission.study.state import TRIAL_RESUMPTIONS_ATTR, pause_history
@@ -102,7 +103,7 @@ def _summary(study: optuna.Study) -> str:
     for t in trials:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
     rows = "".join(
-        f"<tr><td>{html.escape(str(p['paused_at']))}</td><td>{html.escape(str(p['reason']))}</td>"
+        f"<tr><td>{html.escape(shown_time(str(p['paused_at'])))}</td><td>{html.escape(str(p['reason']))}</td>"
         f"<td>{html.escape(', '.join(f'#{n} ({epochs_done(e)} epochs done)' for n, e in p['trials'].items()) or '-')}</td></tr>"
         for p in pause_history(study)
     )

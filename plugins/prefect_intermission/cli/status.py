@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from prefect.client.schemas.objects import FlowRun
@@ -54,7 +54,8 @@ ABANDONED_AFTER_SECONDS = 120.0
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") if value is not None else None
+    """`value` in UTC as ISO 8601 to the second; one without an offset is local time (Optuna's)."""
+    return value.astimezone(timezone.utc).isoformat(timespec="seconds") if value is not None else None
 
 
 def _state(run: FlowRun, pauses: list[dict[str, Any]], lease: str, renewed_at: float | None) -> str:

@@ -34,6 +34,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import MissingContextError, ObjectNotFound
 from prefect.states import Scheduled, State
 
+from prefect_intermission._times import shown_time
 from prefect_intermission.settings import settings
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def paused_until(flow_run_id: UUID, at: datetime) -> State:
     return Scheduled(
         scheduled_time=at, name=PAUSED_UNTIL,
         message=(
-            f"Paused until {at.isoformat(timespec='seconds')}, then it resumes by itself; "
+            f"Paused until {shown_time(at)}, then it resumes by itself; "
             f"resume it now with `intermission resume {flow_run_id}`."
         ),
     )
@@ -74,7 +75,7 @@ def resumes_by_itself(flow_run_id: UUID | str, at: datetime, *, resume_button: b
     """The sentence that says when a paused study resumes by itself and how to resume it sooner."""
     sooner = "Resume on the run's page, or " if resume_button else ""
     return (
-        f"The study resumes by itself at {at.isoformat(timespec='seconds')}; to resume it sooner: "
+        f"The study resumes by itself at {shown_time(at)}; to resume it sooner: "
         f"{sooner}`intermission resume {flow_run_id}`."
     )
 
@@ -99,7 +100,7 @@ def schedule_resume(flow_run: FlowRun, at: datetime, *, pause_key: str) -> Timed
                 "instead of staying Suspended, so the UI shows no Resume button for it until then "
                 "(`intermission resume %s` resumes it sooner). Deploy the control flows "
                 "(`intermission deploy`) to keep it.",
-                deployment_name, flow_run.id, at.isoformat(timespec="seconds"), flow_run.id,
+                deployment_name, flow_run.id, shown_time(at), flow_run.id,
             )
             client.set_flow_run_state(flow_run.id, paused_until(flow_run.id, at))
             return TimedResume(at)

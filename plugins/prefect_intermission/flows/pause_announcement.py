@@ -62,6 +62,7 @@ class PauseAnnouncer:
             self.state, entry, n_trials=self.config.budget.n_trials, max_epochs=self.config.training.max_epochs,
             checkpoints=self.store.study_folder(self.config.study_name), flow_run_id=self.link.flow_run.id,
             resume_at=resume_at, how_to_resume=how_to_resume,
+            zone=self.policy.timezone if self.policy is not None else "UTC",
         )
         self.reporter.publish_pause_summary(summary)
         self.link.emit(

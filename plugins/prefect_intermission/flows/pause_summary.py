@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect_intermission._counting import position_text
+from prefect_intermission._times import shown_time
 from prefect_intermission.pausing.reasons import describe
 from prefect_intermission.reporting.links import flow_run_link
 from prefect_intermission.study.results import best_text
@@ -27,11 +28,13 @@ def pause_summary(
     flow_run_id: UUID,
     resume_at: datetime | None = None,
     how_to_resume: str | None = None,
+    zone: str = "UTC",
 ) -> str:
     """Markdown for the pause artifact: the same facts `intermission status` shows.
 
     `how_to_resume` replaces the Resume button and command of a deployment run, for
     runs that continue otherwise (run the same command again, delete the pause file).
+    Times are shown in the IANA time zone `zone` (the pause policy's): its readers may be anywhere.
     """
     study = state.study
     paused = entry["trials"]
@@ -43,7 +46,7 @@ def pause_summary(
         f"# Study `{study.study_name}` paused",
         "",
         f"- **Why:** {describe(entry['reason'])}",  # rules give their own words
-        f"- **When:** {entry['paused_at']}",
+        f"- **When:** {shown_time(entry['paused_at'], zone)}",
         f"- **Trials:** {state.finished_count()} of {n_trials} finished; "
         + (
             ", ".join(
@@ -70,7 +73,7 @@ def pause_summary(
                 f"(peak {_bytes(gpu['max_memory_allocated_bytes'])})"
             )
     lines.append(
-        f"- **Resumes:** by itself at {resume_at.isoformat(timespec='minutes')} (UTC), or sooner "
+        f"- **Resumes:** by itself at {shown_time(resume_at, zone)}, or sooner "
         "when you resume it (below)"
         if resume_at is not None else "- **Resumes:** when you resume it"
     )

@@ -9,7 +9,9 @@ where the study stopped: all state comes from Optuna's storage and the checkpoin
 `optimize_study` validates and sets up; a `StudyRun` (flows/study_run.py) runs.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: `optimize_study.serve()` hands the flow to each
+# run's process pickled by value (cloudpickle), with only the names its body uses, so
+# annotations kept as strings could not be resolved there to validate the run's parameters.
 
 import os
 from collections.abc import Callable

@@ -10,7 +10,8 @@ each epoch boundary, so a rule pauses at the same epoch as in a study training i
 trials itself. Its outcome is recorded in Optuna, where the study run reads it.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here, as in flows/study.py: a served flow reaches its
+# run's process pickled by value, where annotations kept as strings could not be resolved.
 
 import logging
 import os

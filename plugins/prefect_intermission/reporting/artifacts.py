@@ -33,6 +33,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.client.schemas.sorting import ArtifactSort
 
 from prefect_intermission._threads import ContextThread
+from prefect_intermission._times import shown_time
 from prefect_intermission.reporting.progress import StudyProgress
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ def trials_table(progress: StudyProgress, earlier: list[dict[str, Any]] | None =
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    """Now, in UTC: the run's page is read from anywhere."""
+    return shown_time(datetime.now(timezone.utc), "UTC")
 
 
 class ArtifactReporter:
