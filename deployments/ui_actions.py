@@ -19,6 +19,8 @@ from prefect.states import State, Suspended
 
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
+from prefect_intermission.study.config import grouped_parameters
+from prefect_intermission.study.flow_runs import STUDY_FLOW_NAME
 
 UI_PAUSE_TIMEOUT_SECONDS = 300
 
@@ -26,10 +28,30 @@ UI_PAUSE_TIMEOUT_SECONDS = 300
 def start_deployment_run(
     name: str, parameters: dict[str, Any], job_variables: dict[str, Any] | None = None
 ) -> FlowRun:
-    """What the UI's "Run" / `prefect deployment run` does: schedule a run now."""
+    """What the UI's "Run" / `prefect deployment run` does: schedule a run now (a study's
+    settings may be given on their own, see `study_parameters`)."""
     return run_deployment(
-        name, parameters=parameters, job_variables=job_variables, timeout=0, as_subflow=False
+        name, parameters=study_parameters(name, parameters), job_variables=job_variables, timeout=0,
+        as_subflow=False,
     )
+
+
+def study_parameters(deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """A run's parameters as the Custom run form sends them: for a study deployment, its
+    settings in their groups, each group the deployment's with the run's settings over it
+    (`{"n_trials": 2}` changes `budget.n_trials` alone); any other deployment's as given."""
+    if not deployment.startswith(f"{STUDY_FLOW_NAME}/"):
+        return parameters
+    with get_client(sync_client=True) as client:
+        defaults = client.read_deployment_by_name(deployment).parameters or {}
+    grouped = grouped_parameters(parameters)
+    return {
+        **defaults,
+        **{
+            name: {**defaults[name], **value} if isinstance(value, dict) and isinstance(defaults.get(name), dict) else value
+            for name, value in grouped.items()
+        },
+    }
 
 
 def ui_pause(flow_run_id: UUID, timeout_seconds: int = UI_PAUSE_TIMEOUT_SECONDS) -> State:

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from deployments.ui_actions import (
     process_is_gone,
     read_run,
+    study_parameters,
     ui_pause,
     wait_for,
     wait_for_state,
@@ -39,7 +40,7 @@ def _start_with_env(name, tmp_path, env):
     from prefect.deployments import run_deployment
 
     return run_deployment(
-        "pausable-study/digits-demo", parameters=_parameters(name, tmp_path), timeout=0,
+        "pausable-study/digits-demo", parameters=study_parameters("pausable-study/digits-demo", _parameters(name, tmp_path)), timeout=0,
         as_subflow=False, job_variables={"env": env},
     )
 

@@ -17,7 +17,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectAlreadyExists
 
 from deployments.local_stack import WORK_POOL
-from deployments.ui_actions import read_run, wait_until_mid_training
+from deployments.ui_actions import read_run, study_parameters, wait_until_mid_training
 from prefect_intermission.study.state import TRIAL_PAUSED_EPOCH_ATTR, TRIAL_RESUMPTIONS_ATTR, pause_history
 from tests.e2e.studies import run_logs, trained_epochs, trials
 
@@ -48,7 +48,7 @@ def test_sigterm_under_flow_run_execute_reschedules_and_the_next_pod_continues_e
     storage = f"sqlite:///{tmp_path}/studies.db"
     run = run_deployment(
         "pausable-study/digits-demo", timeout=0, as_subflow=False, work_queue_name=_pod_queue(),
-        parameters={
+        parameters=study_parameters("pausable-study/digits-demo", {
             "study_name": name,
             "objective": "tests.objectives:slow_classifier",
             "storage": storage,
@@ -56,7 +56,7 @@ def test_sigterm_under_flow_run_execute_reschedules_and_the_next_pod_continues_e
             "n_trials": 2,
             "max_epochs": 10,
             "seed": 3,
-        },
+        }),
     )
     first_pod, second_pod = tmp_path / "pod-1", tmp_path / "pod-2"
     first_pod.mkdir()

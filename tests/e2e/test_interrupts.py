@@ -31,6 +31,7 @@ from deployments.local_stack import PROJECT_ROOT
 from deployments.ui_actions import (
     process_is_gone,
     read_run,
+    study_parameters,
     wait_for,
     wait_for_state,
     wait_until_mid_training,
@@ -116,7 +117,7 @@ def test_a_second_ctrl_c_stops_at_once_and_the_next_run_continues_from_the_check
 def _start(name, tmp_path, *, n_trials=2, max_epochs=14, epoch_seconds=0.5):
     return run_deployment(
         "pausable-study/digits-demo", timeout=0, as_subflow=False,
-        parameters={
+        parameters=study_parameters("pausable-study/digits-demo", {
             "study_name": name,
             "objective": "tests.objectives:slow_classifier",
             "storage": f"sqlite:///{tmp_path}/studies.db",
@@ -124,7 +125,7 @@ def _start(name, tmp_path, *, n_trials=2, max_epochs=14, epoch_seconds=0.5):
             "n_trials": n_trials,
             "max_epochs": max_epochs,
             "seed": 3,
-        },
+        }),
         job_variables={"env": {"INTERMISSION_TEST_EPOCH_SECONDS": str(epoch_seconds)}},
     )
 

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_UI_URL
 
-from deployments.ui_actions import read_run, wait_for_state, wait_until_mid_training
+from deployments.ui_actions import read_run, study_parameters, wait_for_state, wait_until_mid_training
 
 from prefect_intermission import PausePolicy, optimize_study
 from prefect_intermission.cli.status import hide_password
@@ -241,8 +241,8 @@ def test_a_hung_run_is_abandoned_and_its_trial_interrupted(prefect_stack, tmp_pa
     storage = f"sqlite:///{tmp_path}/studies.db"
     run = run_deployment(
         "pausable-study/digits-demo", timeout=0, as_subflow=False,
-        parameters={"study_name": name, "storage": storage, "checkpoints": str(tmp_path / "ck"),
-                    "n_trials": 2, "max_epochs": 20, "seed": 1, "max_concurrent_trials": 1},
+        parameters=study_parameters("pausable-study/digits-demo", {"study_name": name, "storage": storage, "checkpoints": str(tmp_path / "ck"),
+                    "n_trials": 2, "max_epochs": 20, "seed": 1, "max_concurrent_trials": 1}),
         job_variables={"env": {"INTERMISSION_LEASE_SECONDS": "2"}},
     )
     wait_until_mid_training(storage, name, min_epochs=1)

@@ -24,7 +24,7 @@ from prefect_intermission.cli.commands import main
 from prefect_intermission.control.run_control import read_flow_run
 from prefect_intermission.control.timed_resume import cancel_pending_resumes, pending_resume
 from prefect_intermission.pausing.run_states import FLOW_PAUSE_KEY_PREFIX
-from prefect_intermission.study.flow_runs import latest_runs
+from prefect_intermission.study.flow_runs import latest_runs, study_config_of
 from prefect_intermission.study.state import StudyState, open_storage
 from tests.e2e.studies import LOCAL_ZONE, read_in
 
@@ -156,3 +156,23 @@ def test_times_are_shown_in_the_local_time_zone_to_the_second(prefect_server, tm
         assert f"<td>{paused}</td><td>cli</td>" in (tmp_path / "report.html").read_text()
     finally:
         cancel_pending_resumes(run.id)
+
+
+def test_a_run_paused_by_an_earlier_release_is_resumed_with_its_settings_in_their_groups(prefect_server, tmp_path, capsys):
+    # Earlier releases stored the study's settings flat, which the study flow no longer binds:
+    # `intermission resume` stores them in their groups before the run starts again.
+    name = f"flat-{uuid.uuid4().hex[:6]}"
+    flat = {"study_name": name, "objective": "tests.objectives:classifier", "n_trials": 3, "max_epochs": 2,
+            "storage": f"sqlite:///{tmp_path}/s.db", "pause_policy": None}
+    with get_client(sync_client=True) as client:
+        deployment_id = client.create_deployment(client.create_flow_from_name(optimize_study.name), name=name)
+        run = client.create_flow_run_from_deployment(deployment_id, parameters=flat, name=name)
+        client.set_flow_run_state(run.id, Suspended(pause_key=f"{FLOW_PAUSE_KEY_PREFIX}{uuid.uuid4().hex}"), force=True)
+    assert main(["resume", str(run.id)]) == 0
+    resumed = read_flow_run(run.id)
+    assert resumed.parameters == {
+        "study_name": name, "objective": "tests.objectives:classifier", "budget": {"n_trials": 3},
+        "training": {"max_epochs": 2}, "execution": {"storage": f"sqlite:///{tmp_path}/s.db"},
+    }
+    assert not resumed.state.is_paused()
+    assert study_config_of(resumed).budget.n_trials == 3

@@ -10,6 +10,8 @@ import pytest
 from prefect import Flow
 from prefect.exceptions import ParameterTypeError
 
+from prefect_intermission.errors import ConfigurationError
+
 FLOW_MODULES = ("study", "trial", "control")
 FLOWS = [
     flow
@@ -23,7 +25,7 @@ def _validated(flow: Flow, parameters: dict) -> object:
     """The parameters as the flow validates them, or what it says is wrong with them."""
     try:
         return flow.validate_parameters(parameters)
-    except ParameterTypeError as e:
+    except (ParameterTypeError, ConfigurationError) as e:
         return str(e)
 
 
@@ -42,7 +44,7 @@ def test_a_served_study_flow_reads_its_parameters():
     from prefect_intermission import optimize_study
 
     served = cloudpickle.loads(cloudpickle.dumps(optimize_study))
-    parameters = {"study_name": "s", "objective": "m:f", "direction": "maximize", "n_trials": "3"}
+    parameters = {"study_name": "s", "objective": "m:f", "search": {"direction": "maximize"}, "budget": {"n_trials": "3"}}
     validated = served.validate_parameters(parameters)
     assert validated == optimize_study.validate_parameters(parameters)
-    assert validated["n_trials"] == 3 and validated["direction"] == "maximize"
+    assert validated["budget"].n_trials == 3 and validated["search"].direction == "maximize"

@@ -25,6 +25,7 @@ from prefect_intermission.control.timed_resume import (
     schedule_resume,
 )
 from prefect_intermission.errors import FlowRunControlError
+from prefect_intermission.study.config import grouped_parameters
 from prefect_intermission.pausing.run_states import (
     CLI_PAUSE_KEY_PREFIX,
     FLOW_PAUSE_KEY_PREFIX,
@@ -85,7 +86,7 @@ def request_resume(flow_run_id: UUID, *, force: bool = False, at: datetime | Non
 def resume(flow_run_id: UUID, *, force: bool = False, at: datetime | None = None) -> Resumption:
     """Resume a study now (`at` None) or (re)schedule its resume at `at`, whether it is
     paused or already waiting for a resume at a set time; what happened."""
-    flow_run = read_flow_run(flow_run_id)
+    flow_run = _with_grouped_parameters(read_flow_run(flow_run_id))
     state = flow_run.state
     if state is not None and state.is_paused():
         return _resume_paused(flow_run, force=force, at=at)
@@ -106,6 +107,17 @@ def resume(flow_run_id: UUID, *, force: bool = False, at: datetime | None = None
         f"Flow run {flow_run_id} ({flow_run.name}) is {state.name if state else 'new'}, "
         "not paused: only a paused study can be resumed."
     )
+
+
+def _with_grouped_parameters(flow_run: FlowRun) -> FlowRun:
+    """A run paused by an earlier release stored its settings flat, which the study flow no
+    longer binds: store them in their groups before it runs again."""
+    grouped = grouped_parameters(flow_run.parameters)
+    if grouped == flow_run.parameters:
+        return flow_run
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run.id, parameters=grouped)
+    return flow_run.model_copy(update={"parameters": grouped})
 
 
 def _resume_paused(flow_run: FlowRun, *, force: bool, at: datetime | None) -> Resumption:

@@ -335,8 +335,7 @@ _FIELD_GROUP: dict[str, str] = {
 
 def grouped_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
     """`parameters` with any setting given flat (`n_trials=5`) moved into its group
-    (`budget={"n_trials": 5}`). A setting named on its own overrides its group's value, as
-    `--param n_trials=5` overrides the `budget` of the deployment's parameters."""
+    (`budget={"n_trials": 5}`), over its group's value if the group is given too."""
     flat = {name: value for name, value in parameters.items() if name in _FIELD_GROUP}
     if not flat:
         return parameters
@@ -345,8 +344,9 @@ def grouped_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
         group_name = _FIELD_GROUP[name]
         group = result.get(group_name)
         group = dict(group.model_dump(exclude_unset=True) if isinstance(group, BaseModel) else group or {})
-        if value is not None:  # None was every flat setting's "the default"
-            group[name] = value
+        if value is None:  # None was every flat setting's "the default"
+            continue
+        group[name] = value
         result[group_name] = group
     return result
 
