@@ -3,13 +3,14 @@ and find the import path of a function given itself."""
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from prefect_intermission.errors import ObjectiveImportError
+from prefect_intermission.errors import ConfigurationError, ObjectiveImportError
 
 
 def import_objective(path: str) -> Callable[..., Any]:
@@ -77,3 +78,23 @@ def callable_path(function: Any, *, what: str) -> str:
             "replaced by a decorator): pass the 'package.module:function' of the function to run."
         )
     return path
+
+
+def exception_types(names: Iterable[str]) -> tuple[type[BaseException], ...]:
+    """The exception classes `catch` names: `"ValueError"` or `"package.module.Error"`
+    (or `"package.module:Error"`)."""
+    return tuple(_exception_type(name) for name in names)
+
+
+def _exception_type(name: str) -> type[BaseException]:
+    module_name, _, attribute = name.replace(":", ".").rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name) if module_name else builtins, attribute)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigurationError(
+            f"catch lists {name!r}, which names no exception class: {e}. Give a built-in name such "
+            "as 'ValueError' or a full path such as 'torch.OutOfMemoryError'."
+        ) from e
+    if not (isinstance(found, type) and issubclass(found, Exception)):
+        raise ConfigurationError(f"catch lists {name!r}, which is not an Exception class.")
+    return found

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, ValidationInfo
+
+#: The validation context of a run's settings read back (`intermission status`, a control flow):
+#: the checks that import the user's code (a sampler factory, callbacks, rules) are left out.
+READING: dict[str, bool] = {"reading": True}
+
+
+def imports_user_code(info: ValidationInfo) -> bool:
+    """Whether a check that imports the user's code runs: not while a run's settings are read back."""
+    return not (info.context or {}).get("reading", False)
 
 
 def problems(error: ValidationError, model: type[BaseModel]) -> str:

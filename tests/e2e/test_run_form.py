@@ -11,7 +11,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymen
 
 from deployments.ui_actions import wait_for, wait_for_state
 from prefect_intermission import PausePolicy
-from prefect_intermission.study.config import StudyConfig
+from prefect_intermission.study.config import SETTING_GROUPS
 from prefect_intermission.study.flow_runs import study_config_of
 from tests.e2e.browser import SCREENSHOTS, chromium
 from tests.e2e.webhook import webhook
@@ -36,7 +36,7 @@ def test_the_pause_policy_is_picked_as_a_block_in_the_custom_run_form(prefect_st
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{prefect_stack.env['PREFECT_UI_URL']}/v2/deployments/deployment/{deployment.id}/run")
             page.get_by_text("Pause Policy (Optional)", exact=True).wait_for(timeout=30_000)
-            for group, model in StudyConfig.GROUPS.items():  # each group, with its description
+            for group, model in SETTING_GROUPS.items():  # each group, with its description
                 assert page.get_by_text(f"{group} (Optional)", exact=True).is_visible(), group
                 assert page.get_by_text(" ".join(model.__doc__.split()), exact=True).is_visible(), group
             for name, value in [

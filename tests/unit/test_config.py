@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 
 import pytest
@@ -12,14 +13,14 @@ from pydantic import ValidationError
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.errors import ConfigurationError, ObjectiveImportError
 from prefect_intermission.flows.study import optimize_study
-from prefect_intermission.study.config import StudyConfig
+from prefect_intermission.study.config import SETTING_GROUPS, StudyConfig
 
 
 def test_the_flow_takes_the_configs_groups_with_their_defaults_and_descriptions():
     flow_parameters = inspect.signature(optimize_study.fn).parameters
     assert list(flow_parameters) == list(StudyConfig.model_fields)
     described = parameter_docstrings(inspect.getdoc(optimize_study.fn))
-    for name, group in StudyConfig.GROUPS.items():
+    for name, group in SETTING_GROUPS.items():
         assert flow_parameters[name].default == group(), name
         assert described[name].split() == group.__doc__.split(), name  # what the run form shows above the group
         for field, info in group.model_fields.items():
@@ -32,7 +33,7 @@ def test_settings_given_flat_as_earlier_releases_took_them_land_in_their_groups(
     assert config.training.catch == []  # None was "the default"
     mixed = StudyConfig(study_name="s", objective="m:f", budget={"timeout": 60}, n_trials=3)
     assert (mixed.budget.n_trials, mixed.budget.timeout) == (3, 60)
-    # A deployment's parameters hold the group; `--param n_trials=3` on a run of it overrides that setting alone.
+    # A setting given on its own goes over its group's value (and leaves the group's other settings).
     overridden = StudyConfig(study_name="s", objective="m:f", budget={"n_trials": 2, "timeout": 60}, n_trials=3)
     assert (overridden.budget.n_trials, overridden.budget.timeout) == (3, 60)
 
@@ -131,6 +132,24 @@ def test_the_readmes_parameter_table_is_the_one_generated_from_the_settings():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     generated = readme.split("<!-- parameter-table:", 1)[1].split("-->\n", 1)[1].split("<!-- /parameter-table -->")[0]
     assert generated == parameter_table(), "run `python -m prefect_intermission.study.parameter_table` into the README"
-    for group, model in StudyConfig.GROUPS.items():
+    for group, model in SETTING_GROUPS.items():
         for name in model.model_fields:
             assert f"`{group}.{name}`" in generated
+
+
+def test_reading_a_runs_settings_back_runs_none_of_the_users_code_and_changes_nothing(monkeypatch):
+    import tests.objectives as objectives
+
+    called = []
+    monkeypatch.setattr(objectives, "record_call", lambda **kwargs: called.append(kwargs), raising=False)
+    parameters = {
+        "study_name": "s", "objective": "m:f",
+        "search": {"callbacks": ["tests.objectives:record_call"], "sampler": "tests.objectives:record_call"},
+        "training": {"max_epochs": 3, "catch": ["NoSuchError"]},
+    }
+    snapshot = json.dumps(parameters, sort_keys=True)
+    config = StudyConfig.from_run_parameters(parameters)  # as `intermission status` reads a run
+    assert called == [] and json.dumps(parameters, sort_keys=True) == snapshot
+    assert config.training.max_epochs == 3 and config.training.catch == ["NoSuchError"]
+    with pytest.raises(ConfigurationError, match=r"training.catch = .*catch lists 'NoSuchError'"):
+        StudyConfig.build({**parameters, "search": {}})  # a run being started checks them

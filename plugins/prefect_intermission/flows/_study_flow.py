@@ -22,11 +22,17 @@ from prefect_intermission.study.config import StudyConfig, grouped_parameters
 
 
 class StudyFlow(Flow[..., Any]):
-    """A `Flow` that moves settings given flat into their groups, however it is started."""
+    """A `Flow` that moves settings given flat from Python into their groups."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """A call from Python: `optimize_study(..., n_trials=30)` is `budget={"n_trials": 30}`."""
         return super().__call__(*args, **grouped_parameters(kwargs))
+
+    def with_options(self, **options: Any) -> StudyFlow:
+        """`Flow.with_options`, still a `StudyFlow` (Prefect's makes a plain `Flow`)."""
+        flow = super().with_options(**options)
+        flow.__class__ = StudyFlow
+        return flow
 
     def serve(self, *args: Any, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         """`Flow.serve`, its `parameters` in their groups."""

@@ -112,6 +112,7 @@ def optimize_study(
         # A function (which Prefect cannot store) or a block (stored as a reference that only
         # this run resolves): record the names every other reader of the run's parameters needs.
         _record_parameters(flow_run, config)
+    # Not a validator of the settings: Prefect logs a refused parameter's value, and this one holds a password.
     refuse_password_in_storage_url(config.execution.storage)
     objective_fn = import_objective(config.objective)
     if config.execution.trial_deployment:

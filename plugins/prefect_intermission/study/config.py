@@ -3,19 +3,20 @@
 `StudyConfig` is the one source of the study's settings: the study flow takes its
 groups as parameters (the run form shows each group with its description), trial runs
 receive it whole, `intermission status` reads a run's parameters through it, and the
-README's parameter table is generated from it (`python -m prefect_intermission.study.config`).
+README's parameter table is generated from it (`python -m prefect_intermission.study.parameter_table`).
 Parameters of earlier releases, given flat (`n_trials=5`), are moved into their groups.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import copy
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from prefect_intermission._import_path import callable_path
 from prefect_intermission._logging import run_logger
-from prefect_intermission._validation import problems
+from prefect_intermission._validation import READING, imports_user_code, problems
 from prefect_intermission.blocks.credentials import CheckpointStorageCredentials
 from prefect_intermission.blocks.pause_policy import PausePolicy
 from prefect_intermission.errors import ConfigurationError
@@ -87,26 +88,31 @@ class SearchSettings(BaseModel):
 
     @field_validator("sampler")
     @classmethod
-    def _known_sampler(cls, spec: str | dict[str, Any]) -> str | dict[str, Any]:
+    def _known_sampler(cls, spec: str | dict[str, Any], info: ValidationInfo) -> str | dict[str, Any]:
         from prefect_intermission.study.search import make_sampler
 
-        make_sampler(spec, 0)  # the spec is what is checked; the study seeds the sampler it uses
+        if imports_user_code(info):
+            make_sampler(spec, 0)  # the spec is what is checked; the study seeds the sampler it uses
         return spec
 
     @field_validator("pruner")
     @classmethod
-    def _known_pruner(cls, spec: str | dict[str, Any]) -> str | dict[str, Any]:
+    def _known_pruner(cls, spec: str | dict[str, Any], info: ValidationInfo) -> str | dict[str, Any]:
         from prefect_intermission.study.search import make_pruner
 
-        make_pruner(spec)
+        if imports_user_code(info):
+            make_pruner(spec)
         return spec
 
     @field_validator("callbacks")
     @classmethod
-    def _importable_callbacks(cls, specs: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+    def _importable_callbacks(
+        cls, specs: list[str | dict[str, Any]], info: ValidationInfo
+    ) -> list[str | dict[str, Any]]:
         from prefect_intermission.study.callbacks import load_callbacks
 
-        load_callbacks(specs)
+        if imports_user_code(info):
+            load_callbacks(specs)
         return specs
 
     @property
@@ -186,6 +192,15 @@ class PausingSettings(BaseModel):
     def _policy_name(cls, value: Any, info: ValidationInfo) -> Any:
         return _block_name(value, info)
 
+    @field_validator("pause_rules")
+    @classmethod
+    def _loadable_rules(cls, specs: list[dict[str, Any]], info: ValidationInfo) -> list[dict[str, Any]]:
+        from prefect_intermission.pausing.rules import load_rules
+
+        if imports_user_code(info):
+            load_rules(specs)
+        return specs
+
 
 class ExecutionSettings(BaseModel):
     """Where the study is stored and where its trials train."""
@@ -215,16 +230,6 @@ class StudyConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    #: The groups, by the parameter name the study flow takes each under.
-    GROUPS: ClassVar[dict[str, type[BaseModel]]] = {
-        "search": SearchSettings,
-        "budget": BudgetSettings,
-        "training": TrainingSettings,
-        "checkpointing": CheckpointSettings,
-        "pausing": PausingSettings,
-        "execution": ExecutionSettings,
-    }
-
     study_name: str = Field(description="The Optuna study; running the flow again with it continues the study.")
     objective: str = Field(
         description='The function, or its `"package.module:function"`; it takes `(trial, loop)` and trains with '
@@ -247,14 +252,6 @@ class StudyConfig(BaseModel):
     def _objective_path(cls, value: Any) -> Any:
         """A function given itself is kept as the import path every process finds it by."""
         return value if isinstance(value, str) else callable_path(value, what="objective")
-
-    @field_validator("training")
-    @classmethod
-    def _known_exceptions(cls, training: TrainingSettings) -> TrainingSettings:
-        from prefect_intermission.study.failures import exception_types
-
-        exception_types(training.catch)
-        return training
 
     @model_validator(mode="after")
     def _importable_where_trials_run(self) -> StudyConfig:
@@ -282,12 +279,14 @@ class StudyConfig(BaseModel):
         Parameters this version does not know, or values it cannot read (a run of an
         older version), are left out and take their defaults.
         """
-        known = {k: v for k, v in grouped_parameters(parameters).items() if k in cls.model_fields and v is not None}
+        known = copy.deepcopy(
+            {k: v for k, v in grouped_parameters(parameters).items() if k in cls.model_fields and v is not None}
+        )
         if not isinstance(known.get("objective", ""), str):  # a function Prefect could not store: `{}`
             known["objective"] = ""
         for _ in range(len(_FIELD_GROUP) + 1):  # leave out one unreadable setting at a time
             try:
-                return cls.model_validate(known)
+                return cls.model_validate(known, context=READING)
             except ValidationError as e:
                 locations = [error["loc"] for error in e.errors() if error["loc"]]
                 if not locations or any(loc[0] in ("study_name", "objective") for loc in locations):
@@ -317,8 +316,8 @@ class StudyConfig(BaseModel):
                 "clear them in the policy. Using the policy's location for now.",
                 getattr(policy, "_block_document_name", None) or "(unsaved)", location, policy.keep_checkpoints,
             )
-        checkpointing = self.checkpointing.model_copy(
-            update={"checkpoints": location, "keep_checkpoints": policy.keep_checkpoints}
+        checkpointing = CheckpointSettings.model_validate(
+            {**self.checkpointing.model_dump(), "checkpoints": location, "keep_checkpoints": policy.keep_checkpoints}
         )
         return self.model_copy(update={"checkpointing": checkpointing})
 
@@ -327,10 +326,15 @@ class StudyConfig(BaseModel):
         return self.model_copy(update={"search": self.search.model_copy(update={"seed": seed})})
 
 
-#: Which group holds each setting, for parameters given flat (as earlier releases took them).
-_FIELD_GROUP: dict[str, str] = {
-    name: group for group, model in StudyConfig.GROUPS.items() for name in model.model_fields
+#: The groups of settings, by the parameter name the study flow takes each under.
+SETTING_GROUPS: dict[str, type[BaseModel]] = {
+    name: info.annotation
+    for name, info in StudyConfig.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
 }
+
+#: Which group holds each setting, for parameters given flat (as earlier releases took them).
+_FIELD_GROUP: dict[str, str] = {name: group for group, model in SETTING_GROUPS.items() for name in model.model_fields}
 
 
 def grouped_parameters(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -8,33 +8,12 @@ stops the study, the trials in flight paused, so the error can be fixed first.
 
 from __future__ import annotations
 
-import builtins
-import importlib
-from collections.abc import Iterable
-
 import torch
 
-from prefect_intermission.errors import ConfigurationError, MetricNotFinite
+from prefect_intermission._import_path import exception_types
+from prefect_intermission.errors import MetricNotFinite
 
-
-def exception_types(names: Iterable[str]) -> tuple[type[BaseException], ...]:
-    """The exception classes `catch` names: `"ValueError"` or `"package.module.Error"`
-    (or `"package.module:Error"`)."""
-    return tuple(_exception_type(name) for name in names)
-
-
-def _exception_type(name: str) -> type[BaseException]:
-    module_name, _, attribute = name.replace(":", ".").rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module_name) if module_name else builtins, attribute)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise ConfigurationError(
-            f"catch lists {name!r}, which names no exception class: {e}. Give a built-in name such "
-            "as 'ValueError' or a full path such as 'torch.OutOfMemoryError'."
-        ) from e
-    if not (isinstance(found, type) and issubclass(found, Exception)):
-        raise ConfigurationError(f"catch lists {name!r}, which is not an Exception class.")
-    return found
+__all__ = ["exception_types", "failure_of_trial"]
 
 
 def failure_of_trial(error: BaseException, catch: tuple[type[BaseException], ...]) -> str | None:

@@ -11,15 +11,16 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
-from prefect_intermission.study.config import StudyConfig
+from prefect_intermission.study.config import SETTING_GROUPS, StudyConfig
 
 
 def parameter_table() -> str:
     """Every parameter of the study flow, group by group: its name, default and meaning."""
     rows = ["| parameter | default | meaning |", "|---|---|---|"]
-    for name in ("study_name", "objective"):
-        rows.append(_row(f"`{name}`", "(required)", StudyConfig.model_fields[name]))
-    for group, model in StudyConfig.GROUPS.items():
+    for name, info in StudyConfig.model_fields.items():
+        if name not in SETTING_GROUPS:
+            rows.append(_row(f"`{name}`", "(required)", info))
+    for group, model in SETTING_GROUPS.items():
         rows.append(f"| **`{group}`** | | **{' '.join((model.__doc__ or '').split())}** |")
         for name, info in model.model_fields.items():
             rows.append(_row(f"`{group}.{name}`", _default(info.get_default(call_default_factory=True)), info))

@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+from pydantic import TypeAdapter, ValidationError
+
 from prefect_intermission.errors import ConfigurationError
 
 Direction = Literal["minimize", "maximize"]
 
 
 def check_direction(direction: str) -> None:
-    """Refuse anything but `"minimize"` or `"maximize"`."""
-    if direction not in ("minimize", "maximize"):
-        raise ConfigurationError(f"direction must be 'minimize' or 'maximize', but got {direction=}.")
+    """Refuse anything but a `Direction`."""
+    try:
+        TypeAdapter(Direction).validate_python(direction)
+    except ValidationError as e:
+        raise ConfigurationError(f"direction must be 'minimize' or 'maximize', but got {direction=}.") from e
 
 
 def is_better(metric: float, than: float | None, direction: Direction) -> bool:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from prefect_intermission._validation import problems
+from prefect_intermission._import_path import exception_types
+from prefect_intermission._validation import imports_user_code, problems
 from prefect_intermission.errors import ConfigurationError
 
 PauseGranularity = Literal["epoch", "step"]
@@ -55,6 +56,13 @@ class TrainingSettings(BaseModel):
         None, gt=0, allow_inf_nan=False,
         description="Also checkpoint within epochs once this many seconds passed since the last checkpoint.",
     )
+
+    @field_validator("catch")
+    @classmethod
+    def _exception_classes(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        if imports_user_code(info):
+            exception_types(names)
+        return names
 
     @field_validator("objective_params")
     @classmethod
