@@ -94,16 +94,7 @@ class LocalPrefect:
 
     def stop(self) -> None:
         """Stop the workers, then the server."""
-        for process in [*self._workers, self._server]:
-            if process is not None and process.poll() is None:
-                process.terminate()
-        for process in [*self._workers, self._server]:
-            if process is not None:
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        stop_processes([p for p in [*self._workers, self._server] if p is not None])
         for log in self._logs:
             log.close()
 
@@ -164,3 +155,16 @@ class LocalPrefect:
             [sys.executable, "-m", *([module] if module else []), *args],
             env={**self.env, **(env or {})}, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
         )
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]], timeout: float = 20) -> None:
+    """Ask each process to end (SIGTERM), then kill any still running `timeout` seconds later."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

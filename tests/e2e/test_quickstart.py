@@ -36,7 +36,7 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.utilities.importtools import import_object
 
-from deployments.local_stack import PROJECT_ROOT, free_port
+from deployments.local_stack import PROJECT_ROOT, free_port, stop_processes
 from deployments.ui_actions import (
     UI_PAUSE_TIMEOUT_SECONDS,
     process_is_gone,
@@ -173,13 +173,7 @@ def background(user) -> Iterator[list[subprocess.Popen[bytes]]]:
     """The quickstart's long-running commands (server, worker), stopped at the end."""
     processes: list[subprocess.Popen[bytes]] = []
     yield processes
-    for process in reversed(processes):
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_processes(list(reversed(processes)))
 
 
 def test_the_readme_quickstart_from_deploy_to_the_best_model(user, background, tmp_path):

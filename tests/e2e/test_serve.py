@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
-from deployments.local_stack import PROJECT_ROOT
+from deployments.local_stack import PROJECT_ROOT, stop_processes
 from deployments.ui_actions import (
     read_run,
     start_deployment_run,
@@ -68,12 +68,7 @@ def test_a_served_study_pauses_and_its_serving_process_runs_it_again(prefect_ser
 
         done = wait_for_state(run.id, "Completed", timeout=180)
     finally:
-        serving.terminate()
-        try:
-            serving.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            serving.kill()
-            serving.wait()
+        stop_processes([serving], timeout=30)
 
     assert done.run_count == 2, "paused once, then run again by the serving process"
     [trial] = trials(storage, name)

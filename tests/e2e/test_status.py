@@ -296,7 +296,7 @@ def test_checkpoints_where_a_pause_policy_put_them(prefect_stack, tmp_path, capl
     # The run said where its checkpoints went, and what to set instead.
     [warning] = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
     assert f"Pause policy {block!r} sets the checkpoint location" in warning
-    assert f"set the study's `checkpoints` (and `keep_checkpoints`) parameters to {str(policy_folder)!r}" in warning
+    assert f"set the study's `checkpointing.checkpoints` (and `keep_checkpoints`) parameters to {str(policy_folder)!r}" in warning
 
 
 def test_status_of_a_study_with_checkpoints_imports_no_torch(study):

@@ -20,6 +20,7 @@ from prefect.client.schemas.sorting import ArtifactSort
 from prefect.flow_engine import run_flow
 from prefect.states import Pending
 
+from prefect_intermission.study.config import grouped_parameters
 from prefect_intermission import optimize_study
 from prefect_intermission.reporting.artifacts import ArtifactReporter, artifact_key
 from prefect_intermission.reporting.progress import StudyProgress
@@ -63,12 +64,12 @@ def test_a_study_paused_twice_and_resumed_shows_six_artifacts(tmp_path):
     """Three executions of one flow run (run again in this process, as a resumed run is
     executed again from the top): one progress bar, two pause summaries, three tables."""
     name = f"cards-{uuid.uuid4().hex[:6]}"
-    parameters = {
+    parameters = grouped_parameters({
         "study_name": name, "objective": "tests.objectives:classifier", "n_trials": 3, "max_epochs": 3,
         "storage": f"sqlite:///{tmp_path}/s.db", "checkpoints": str(tmp_path / "ckpt"), "seed": 5,
         "max_concurrent_trials": 1,
         "pause_rules": [{"rule": "tests.integration.test_artifacts:pause_at_first_epoch_of", "trials": [0, 1]}],
-    }
+    })
     with get_client(sync_client=True) as client:
         flow_run = client.create_flow_run(optimize_study, parameters=parameters, state=Pending())
     statuses = []

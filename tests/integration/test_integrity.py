@@ -17,6 +17,7 @@ import torch
 from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 from prefect.states import Pending
+from prefect_intermission.study.config import grouped_parameters
 from prefect_intermission import CheckpointStore, PauseSignal, optimize_study
 from prefect_intermission._signing import signing_key
 from prefect_intermission.study.attempt import AttemptSettings, run_trial_attempt
@@ -207,12 +208,12 @@ def test_a_paused_study_whose_sampler_is_damaged_resumes_and_completes(tmp_path)
     name = f"damaged-sampler-{uuid.uuid4().hex[:6]}"
     n_trials = len(DAMAGED_SAMPLER_FORMS)
     storage = f"sqlite:///{tmp_path}/s.db"
-    parameters = {
+    parameters = grouped_parameters({
         "study_name": name, "objective": "tests.objectives:classifier", "n_trials": n_trials, "max_epochs": 2,
         "storage": storage, "checkpoints": str(tmp_path / "ckpt"), "seed": 5, "max_concurrent_trials": 1,
         "sampler": "random", "pruner": "none",
         "pause_rules": [{"rule": "tests.integration.test_artifacts:pause_at_first_epoch_of", "trials": list(range(n_trials))}],
-    }
+    })
     with get_client(sync_client=True) as client:
         flow_run = client.create_flow_run(optimize_study, parameters=parameters, state=Pending())
     assert run_flow(optimize_study, flow_run=flow_run, parameters=parameters)["status"] == "paused"

@@ -18,6 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 from prefect.states import Pending
 
+from prefect_intermission.study.config import grouped_parameters
 from prefect_intermission import ConfigurationError, optimize_study
 from prefect_intermission.study.config import StudyConfig
 from prefect_intermission.study.location import (
@@ -63,10 +64,10 @@ def test_a_re_execution_that_finds_another_study_or_none_stops_before_training(t
     name = f"where-{uuid.uuid4().hex[:6]}"
     db, moved = tmp_path / "s.db", tmp_path / "moved.db"
     storage = f"sqlite:///{db}"
-    parameters = {
+    parameters = grouped_parameters({
         "study_name": name, "objective": "tests.objectives:classifier", "n_trials": 1, "max_epochs": 2,
         "storage": storage, "checkpoints": str(tmp_path / "ckpt"), "seed": 1,
-    }
+    })
     flow_run = _new_run(parameters)
     assert run_flow(optimize_study, flow_run=flow_run, parameters=parameters)["status"] == "completed"
 

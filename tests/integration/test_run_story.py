@@ -29,6 +29,7 @@ from prefect.flow_engine import run_flow
 from prefect.logging.handlers import APILogWorker
 from prefect.states import Pending
 
+from prefect_intermission.study.config import grouped_parameters
 from prefect_intermission import PausePolicy, optimize_study
 from tests.e2e.webhook import hanging_endpoint, webhook
 
@@ -97,12 +98,12 @@ def paused_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     epoch PAUSE_EPOCH of trial 0: the run, its parameters and its return value."""
     tmp_path = tmp_path_factory.mktemp("story")
     name = f"story-{uuid.uuid4().hex[:6]}"
-    parameters = {
+    parameters = grouped_parameters({
         "study_name": name, "objective": "tests.objectives:slow_classifier", "n_trials": 2,
         "max_epochs": MAX_EPOCHS, "storage": f"sqlite:///{tmp_path}/s.db",
         "checkpoints": str(tmp_path / "ckpt"), "seed": 3, "max_concurrent_trials": 2, "pruner": "none",
         "pause_rules": [{"rule": "tests.integration.test_run_story:pause_at_epoch_of_trial", "trial": 0, "epoch": PAUSE_EPOCH}],
-    }
+    })
     flow_run = _new_run(parameters)
     started = time.monotonic()
     returned = run_flow(optimize_study, flow_run=flow_run, parameters=parameters)
@@ -212,7 +213,7 @@ def test_a_paused_trial_looks_paused(paused_run):
         first, second = trials[f"trial-{number}"]
         assert (first.state.name, first.state.type) == ("Paused", StateType.CANCELLED), first.state
         assert (second.state.name, second.state.type) == ("Completed", StateType.COMPLETED), second.state
-    storage = parameters["storage"]
+    storage = parameters["execution"]["storage"]
     states = [t.state for t in optuna.load_study(study_name=parameters["study_name"], storage=storage).trials]
     assert states == [optuna.trial.TrialState.COMPLETE] * 2
 
@@ -262,10 +263,10 @@ def test_the_completion_message_goes_out_once_the_run_is_completed(notifications
     storage = f"sqlite:///{tmp_path}/s.db"
     with webhook() as hook:
         PausePolicy(apprise_urls=[hanging_url, hook.url("done")]).save(name)
-        parameters = {
+        parameters = grouped_parameters({
             "study_name": name, "objective": "tests.objectives:classifier", "n_trials": 1, "max_epochs": 2,
             "storage": storage, "checkpoints": str(tmp_path / "ckpt"), "seed": 1, "pause_policy": name,
-        }
+        })
         flow_run = _new_run(parameters)
         seen_when_sent: list[StateType] = []
 

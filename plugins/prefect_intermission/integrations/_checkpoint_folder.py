@@ -23,8 +23,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 
 from prefect_intermission.errors import CheckpointError
 
@@ -48,6 +46,8 @@ def pack_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
             continue
         data = path.read_bytes()
         if weights is None and name in WEIGHTS_FILES:
+            from safetensors.torch import load as load_safetensors  # the transformers extra; `best` of others needs none
+
             components["model"] = load_safetensors(data)
             weights = {"file": name, "metadata": _safetensors_metadata(data)}
         else:
@@ -65,6 +65,8 @@ def packed_files(state: dict[str, Any]) -> dict[str, bytes]:
     weights = state.get("weights")
     if weights is not None:
         model, metadata = state["components"]["model"], weights["metadata"]
+        from safetensors.torch import save as save_safetensors
+
         contents[weights["file"]] = save_safetensors(model, metadata=metadata)
     for name in contents:
         relative = PurePosixPath(name)
