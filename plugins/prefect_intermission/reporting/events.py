@@ -30,7 +30,7 @@ def emit_study_event(
 def emit_trial_event(
     what: str, study_name: str, flow_run_id: UUID, number: int, payload: dict[str, Any] | None = None
 ) -> None:
-    """Emit `intermission.trial.<what>` (paused, resumed, completed, pruned, failed)."""
+    """Emit `intermission.trial.<what>` (paused, resumed, complete, pruned, failed: the trial's outcome)."""
     _emit(f"intermission.trial.{what}", study_name, flow_run_id, number, payload)
 
 
