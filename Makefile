@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test check test-floor bench venv clean
+.PHONY: demo test check test-floor bench venv clean docs docs-serve docs-reference docs-screenshots
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,5 +71,31 @@ test-floor: $(FLOOR_INSTALLED)
 bench: $(INSTALLED)
 	$(PY) -m benchmarks.run
 
+# The documentation site (mkdocs-material, mkdocstrings): its tools in a virtualenv of their own,
+# .venv-docs, from docs/requirements.txt; the reference is read from the sources (griffe), so the
+# build needs neither the package's dependencies nor a server. `--strict`: a broken link, anchor
+# or reference fails it. The generated pages (CLI, settings, flow parameters) and the pictures are
+# committed: `make docs-reference` and `make docs-screenshots` (a local stack) write them again.
+DOCS_VENV := .venv-docs
+DOCS_INSTALLED := $(DOCS_VENV)/.installed
+export NO_MKDOCS_2_WARNING := 1
+
+$(DOCS_INSTALLED): docs/requirements.txt
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/pip install --quiet -r docs/requirements.txt
+	touch $(DOCS_INSTALLED)
+
+docs: $(DOCS_INSTALLED)
+	$(DOCS_VENV)/bin/mkdocs build --strict
+
+docs-serve: $(DOCS_INSTALLED)
+	$(DOCS_VENV)/bin/mkdocs serve --strict
+
+docs-reference: $(INSTALLED)
+	PYTHONPATH=plugins $(PY) docs/gen_reference.py
+
+docs-screenshots: $(INSTALLED)
+	$(PY) docs/screenshots.py
+
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) .intermission
+	rm -rf $(VENV) $(FLOOR_VENV) $(DOCS_VENV) site .intermission

@@ -1,7 +1,7 @@
 """The study flow's parameters as a Markdown table, generated from `StudyConfig`.
 
-The README's table is this output (a test keeps them equal); after changing a setting:
-`python -m prefect_intermission.study.parameter_table` prints the new table.
+The documentation site's table (docs/reference/parameters.md) is this output (a test keeps
+them equal); after changing a setting, `make docs-reference` writes the new table there.
 """
 
 from __future__ import annotations
