@@ -124,14 +124,14 @@ def test_a_block_given_itself_is_kept_as_the_name_it_is_saved_under():
         StudyConfig(study_name="s", objective="m:f", pause_policy=PausePolicy())
 
 
-def test_the_readmes_parameter_table_is_the_one_generated_from_the_settings():
+def test_the_sites_parameter_table_is_the_one_generated_from_the_settings():
     from pathlib import Path
 
     from prefect_intermission.study.parameter_table import parameter_table
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    generated = readme.split("<!-- parameter-table:", 1)[1].split("-->\n", 1)[1].split("<!-- /parameter-table -->")[0]
-    assert generated == parameter_table(), "run `python -m prefect_intermission.study.parameter_table` into the README"
+    page = (Path(__file__).resolve().parents[2] / "docs" / "reference" / "parameters.md").read_text()
+    generated = page.split("<!-- parameter-table:", 1)[1].split("-->\n", 1)[1].split("<!-- /parameter-table -->")[0]
+    assert generated == parameter_table(), "run `make docs-reference`"
     for group, model in SETTING_GROUPS.items():
         for name in model.model_fields:
             assert f"`{group}.{name}`" in generated
