@@ -73,3 +73,26 @@ def test_every_page_on_disk_is_in_the_sites_navigation():
     nav = (ROOT / "mkdocs.yml").read_text()
     pages = sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md"))
     assert pages and not [p for p in pages if f" {p}\n" not in nav]
+
+
+def test_every_python_block_on_the_site_is_an_example_the_tests_run_or_a_fragment_that_parses():
+    import ast
+    import textwrap
+
+    from tests.docs_examples import blocks, pages
+
+    python_blocks = sum(page.read_text().count("```python\n") for page in pages())
+    examples, fragments = blocks("readme-example"), blocks("docs-fragment")
+    assert python_blocks == len(examples) + len(fragments), "mark each ```python block on the site"
+    for where, code in fragments.items():
+        ast.parse("def fragment():\n" + textwrap.indent(code, "    "), filename=where)
+
+
+def test_the_sites_quickstart_is_the_readmes():
+    from tests.docs_examples import example
+
+    readme = (ROOT / "README.md").read_text()
+    page = (DOCS / "getting-started" / "quickstart.md").read_text()
+    assert example("quickstart/my_objective.py") in readme
+    commands = re.search(r"<!-- quickstart: commands -->\n```bash\n.*?```", page, re.S).group(0)
+    assert commands in readme

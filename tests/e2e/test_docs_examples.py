@@ -1,26 +1,24 @@
-"""The README's objective examples run as written and complete their studies."""
+"""The documentation site's Python examples run as written.
+
+Each is the block after a `<!-- readme-example: NAME -->` on a page under docs/; the site's
+other Python blocks are fragments marked `<!-- docs-fragment: ... -->`, which
+tests/unit/test_docs_reference.py checks parse. The quickstart's example is the README's
+(tests/e2e/test_quickstart.py runs it; the site's copy is checked equal to it). Shell
+examples are not run, but for the Quickstart's commands.
+"""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+from tests.docs_examples import example as _example
 
 
-def _example(name: str) -> str:
-    text = README.read_text()
-    match = re.search(rf"<!-- readme-example: {re.escape(name)} -->\n```python\n(.*?)```", text, re.S)
-    assert match, f"README has no example {name}"
-    return match.group(1)
-
-
-def test_the_readme_objective_example_runs_a_study(prefect_stack, tmp_path):
+def test_the_own_loop_example_runs_a_study(prefect_stack, tmp_path):
     (tmp_path / "my_objective.py").write_text(_example("my_objective.py"))
     done = subprocess.run(
         [sys.executable, "my_objective.py"], cwd=tmp_path, env=prefect_stack.env,
@@ -33,7 +31,7 @@ def test_the_readme_objective_example_runs_a_study(prefect_stack, tmp_path):
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)
 
 
-def test_the_readme_lightning_example_runs_a_study(prefect_stack, tmp_path):
+def test_the_lightning_example_runs_a_study(prefect_stack, tmp_path):
     (tmp_path / "my_lightning_objective.py").write_text(_example("my_lightning_objective.py"))
     done = subprocess.run(
         [sys.executable, "my_lightning_objective.py"], cwd=tmp_path, env=prefect_stack.env,
@@ -48,7 +46,7 @@ def test_the_readme_lightning_example_runs_a_study(prefect_stack, tmp_path):
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)
 
 
-def test_the_readme_transformers_example_runs_a_study(prefect_stack, tmp_path):
+def test_the_transformers_example_runs_a_study(prefect_stack, tmp_path):
     (tmp_path / "my_transformers_objective.py").write_text(_example("my_transformers_objective.py"))
     done = subprocess.run(
         [sys.executable, "my_transformers_objective.py"], cwd=tmp_path,
@@ -59,3 +57,23 @@ def test_the_readme_transformers_example_runs_a_study(prefect_stack, tmp_path):
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     assert all(list(t.intermediate_values) == [0, 1] for t in study.trials)
     assert all(t.value == min(t.intermediate_values.values()) for t in study.trials)  # the best eval_loss
+
+
+def test_the_blocks_the_examples_save_are_saved_and_load(prefect_stack, tmp_path):
+    for name in ("save_pause_policy.py", "save_checkpoint_credentials.py"):
+        (tmp_path / name).write_text(_example(name))
+        done = subprocess.run(
+            [sys.executable, name], cwd=tmp_path, env=prefect_stack.env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+    loaded = subprocess.run(
+        [sys.executable, "-c", (
+            "from prefect_intermission import CheckpointStorageCredentials, PausePolicy\n"
+            "policy = PausePolicy.load('nightly')\n"
+            "credentials = CheckpointStorageCredentials.load('team-checkpoints')\n"
+            "print(policy.resume_cron, policy.timezone, credentials.region_name)"
+        )],
+        cwd=tmp_path, env=prefect_stack.env, capture_output=True, text=True, timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == ["0", "22", "*", "*", "*", "Europe/Berlin", "eu-west-1"]
