@@ -37,10 +37,12 @@ def cli_reference() -> str:
     try:
         parts = [
             "# The `intermission` command\n\n",
-            "Generated from the command's argparse parser (`prefect_intermission/cli/commands.py`) by\n"
-            "`docs/gen_reference.py`: each section is what `intermission COMMAND --help` prints.\n"
-            "The commands only read (`best` and `report` write their output file, `init` its files), "
-            "except `pause`, `resume` and `stop`, which change the flow run's state.\n",
+            (
+                "Generated from the command's argparse parser (`prefect_intermission/cli/commands.py`) by\n"
+                "`docs/gen_reference.py`: each section is what `intermission COMMAND --help` prints.\n"
+                "The commands only read (`best` and `report` write their output file, `init` its files), "
+                "except `pause`, `resume` and `stop`, which change the flow run's state.\n"
+            ),
         ]
         for name, parser in cli_commands().items():
             title = f"intermission {name}".strip()
