@@ -18,7 +18,8 @@ def blocks(kind: str) -> dict[str, str]:
     """Every Python block after a `<!-- KIND: NAME -->` on the site, by NAME, dedented."""
     found = {}
     for page in pages():
-        for indent, name, code in re.findall(_BLOCK.format(kind=re.escape(kind)), page.read_text(), re.S | re.M):
+        text = page.read_text()
+        for _indent, name, code in re.findall(_BLOCK.format(kind=re.escape(kind)), text, re.DOTALL | re.MULTILINE):
             found[f"{page.relative_to(DOCS)}: {name}" if kind == "docs-fragment" else name] = textwrap.dedent(code)
     return found
 

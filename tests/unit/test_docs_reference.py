@@ -52,11 +52,11 @@ def test_the_json_page_names_every_field_of_the_status():
 
     text = (DOCS / "reference" / "status-json.md").read_text()
     study, trial = text.split("## Each entry of `unfinished`", 1)
-    documented = set(re.findall(r"^\| (.*?) \|", study, re.M))
+    documented = set(re.findall(r"^\| (.*?) \|", study, re.MULTILINE))
     named = {f for cell in documented for f in re.findall(r"`(\w+)`", cell)}
     missing = [f.name for f in dataclasses.fields(StudyStatus) if f.name not in named]
     assert not missing, f"`intermission status --json` fields with no row in docs/reference/status-json.md: {missing}"
-    named = {f for cell in re.findall(r"^\| (.*?) \|", trial, re.M) for f in re.findall(r"`(\w+)`", cell)}
+    named = {f for cell in re.findall(r"^\| (.*?) \|", trial, re.MULTILINE) for f in re.findall(r"`(\w+)`", cell)}
     missing = [f.name for f in dataclasses.fields(TrialProgress) if f.name not in named]
     assert not missing, f"fields of an `unfinished` entry with no row in docs/reference/status-json.md: {missing}"
 
@@ -94,5 +94,5 @@ def test_the_sites_quickstart_is_the_readmes():
     readme = (ROOT / "README.md").read_text()
     page = (DOCS / "getting-started" / "quickstart.md").read_text()
     assert example("quickstart/my_objective.py") in readme
-    commands = re.search(r"<!-- quickstart: commands -->\n```bash\n.*?```", page, re.S).group(0)
+    commands = re.search(r"<!-- quickstart: commands -->\n```bash\n.*?```", page, re.DOTALL).group(0)
     assert commands in readme
