@@ -11,7 +11,9 @@ regenerating them).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
@@ -83,6 +85,24 @@ def parameters_reference(page: str) -> str:
     return head + PARAMETERS_START + parameter_table() + PARAMETERS_END + tail
 
 
+def benchmark_figures(results: Path) -> str:
+    """The benchmarks' latest figures page, from `make bench`'s `benchmarks/results/latest.json`."""
+    data = json.loads(results.read_text())
+    machine = data["machine"]
+    rows = ["| figure | value | target | met |", "|---|---|---|---|"]
+    for name, check in data["checks"].items():
+        value = f"{check['value']:.3g}" + (f" ± {check['noise']:.3g}" if "noise" in check else "")
+        rows.append(f"| `{name}` | {value} | {check['target']} | {'yes' if check['met'] else '**no**'} |")
+    return (
+        "# The benchmarks' latest figures\n\n"
+        f"Written by `make docs-reference` from `benchmarks/results/latest.json`, the last `make bench`: "
+        f"{data['generated_at']}, mode {data['mode']}, {data['duration_s']:.0f} s, on {machine['cpus']} CPUs "
+        f"({machine['platform']}), Python {machine['python']}, torch {machine['torch']}, Optuna "
+        f"{machine['optuna']}, Prefect {machine['prefect']}. What each figure measures and how: "
+        "[Benchmarks](benchmarks.md).\n\n" + "\n".join(rows) + "\n"
+    )
+
+
 def pages() -> dict[Path, str]:
     """Each generated page's path and the text it must have."""
     parameters = DOCS / "reference" / "parameters.md"
@@ -94,6 +114,12 @@ def pages() -> dict[Path, str]:
 
 
 if __name__ == "__main__":
-    for path, text in pages().items():
+    written = pages()
+    # The benchmarks' figures are the last run's on this machine (results/ is not committed):
+    # written when there is one, from the file given or benchmarks/results/latest.json.
+    results = Path(sys.argv[1]) if len(sys.argv) > 1 else DOCS.parent / "benchmarks" / "results" / "latest.json"
+    if results.exists():
+        written[DOCS / "contributing" / "benchmark-figures.md"] = benchmark_figures(results)
+    for path, text in written.items():
         path.write_text(text)
         print(f"wrote {path.relative_to(DOCS.parent)}")
