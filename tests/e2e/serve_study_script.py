@@ -1,4 +1,4 @@
-"""The study flow served from a script, as the README shows it (`optimize_study.serve`):
+"""The study flow served from a script (`optimize_study.serve`), as docs/concepts/pausing-and-resuming.md shows it:
 
     python serve_study_script.py DEPLOYMENT STUDY_NAME STORAGE CHECKPOINTS
 

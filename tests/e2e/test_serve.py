@@ -1,5 +1,5 @@
-"""End to end: the study flow served from a script (`optimize_study.serve`), as the README shows
-it: a run of the served deployment pauses, and once resumed the serving process runs it again."""
+"""End to end: the study flow served from a script (`optimize_study.serve`), as
+docs/concepts/pausing-and-resuming.md shows it: a run of the served deployment pauses, and once resumed the serving process runs it again."""
 
 from __future__ import annotations
 

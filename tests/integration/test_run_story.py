@@ -177,7 +177,7 @@ def test_the_runs_log_tells_the_story_of_a_pause(paused_run):
 
 
 def test_the_pause_is_announced_before_any_trial_pauses_naming_them_all(paused_run):
-    """As the README has it: "Pause requested (...): trials #0, #1 stop at their next boundary
+    """As the documentation has it (docs/guides/notifications.md): "Pause requested (...): trials #0, #1 stop at their next boundary
     (...), then ...", said as the pause is asked, then one line per trial checkpointed."""
     logs = _logs(paused_run["flow_run"].id)
     position, announcement = _announcement(logs)

@@ -57,7 +57,8 @@ class PausePolicy(Block):
     model_config = ConfigDict(hide_input_in_errors=True, json_schema_extra=closed_block_schema)
 
     _block_type_name = "Pause Policy"
-    # The project has no hosted docs; its README documents this block. Prefect's page on
+    # The project has no hosted docs; its documentation site's guide (docs/guides/notifications.md,
+    # `make docs-serve`) documents this block. Prefect's page on
     # blocks explains how blocks are created, edited in the UI and loaded.
     _documentation_url = "https://docs.prefect.io/v3/concepts/blocks"
 

@@ -59,7 +59,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _state(run: FlowRun, pauses: list[dict[str, Any]], lease: str, renewed_at: float | None) -> str:
-    """The study's state in the words of the README, from its flow run and its lease.
+    """The study's state in the words of the documentation (docs/guides/status.md), from its flow run and its lease.
 
     `lease` is "live" (an execution renews it), "expired" (its execution stopped renewing
     it: killed or hung), "none" (nobody holds it) or "unknown" (the storage is unreadable).

@@ -3,7 +3,8 @@
 `StudyConfig` is the one source of the study's settings: the study flow takes its
 groups as parameters (the run form shows each group with its description), trial runs
 receive it whole, `intermission status` reads a run's parameters through it, and the
-README's parameter table is generated from it (`python -m prefect_intermission.study.parameter_table`).
+documentation site's parameter table is generated from it (`make docs-reference`, through
+`prefect_intermission.study.parameter_table`).
 Parameters of earlier releases, given flat (`n_trials=5`), are moved into their groups.
 """
 

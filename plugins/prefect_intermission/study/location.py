@@ -39,7 +39,7 @@ CHECKPOINTS_LABEL = "intermission.checkpoints"
 STUDY_LABEL = "intermission.study"
 #: The work pool type whose flow runs start on the worker's own machine.
 PROCESS_POOL = "process"
-GUIDE = "'Docker and Kubernetes work pools' in the README"
+GUIDE = "the guide 'Docker and Kubernetes work pools', docs/guides/work-pools.md"
 
 
 @dataclass(frozen=True)
