@@ -15,6 +15,7 @@ import sys
 import optuna
 from optuna.trial import TrialState
 
+from prefect_intermission import CheckpointStore
 from tests.docs_examples import example as _example
 
 
@@ -31,6 +32,24 @@ def test_the_own_loop_example_runs_a_study(prefect_stack, tmp_path):
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)
 
 
+def test_the_within_epoch_example_runs_a_study_checkpointing_within_epochs(prefect_stack, tmp_path):
+    (tmp_path / "my_step_objective.py").write_text(_example("my_step_objective.py"))
+    done = subprocess.run(
+        [sys.executable, "my_step_objective.py"], cwd=tmp_path, env=prefect_stack.env,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="my-step-search", storage=f"sqlite:///{tmp_path}/.intermission/studies.db")
+    assert len(study.trials) == 3
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    assert all(len(t.intermediate_values) >= 1 for t in study.trials)
+    # Every batch went through loop.step(): 512 examples in batches of 32 are 16 steps an epoch.
+    store = CheckpointStore(str(tmp_path / ".intermission" / "checkpoints"))
+    for trial in study.trials:
+        latest = store.for_trial("my-step-search", trial.number).load_latest_valid().state
+        assert latest["global_step"] == 16 * (latest["epoch"] + 1), trial.number
+
+
 def test_the_lightning_example_runs_a_study(prefect_stack, tmp_path):
     (tmp_path / "my_lightning_objective.py").write_text(_example("my_lightning_objective.py"))
     done = subprocess.run(
@@ -44,6 +63,20 @@ def test_the_lightning_example_runs_a_study(prefect_stack, tmp_path):
     assert len(study.trials) == 3
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)
+
+
+def test_the_lightning_example_with_a_trainer_of_ones_own_runs_a_study(prefect_stack, tmp_path):
+    for name in ("my_lightning_objective.py", "my_trainer_objective.py"):  # the second imports the first's module
+        (tmp_path / name).write_text(_example(name))
+    done = subprocess.run(
+        [sys.executable, "my_trainer_objective.py"], cwd=tmp_path, env=prefect_stack.env,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="my-trainer-search", storage=f"sqlite:///{tmp_path}/.intermission/studies.db")
+    assert len(study.trials) == 2
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    assert all(t.value == min(t.intermediate_values.values()) for t in study.trials if t.state == TrialState.COMPLETE)
 
 
 def test_the_transformers_example_runs_a_study(prefect_stack, tmp_path):
