@@ -19,27 +19,26 @@ from prefect_intermission import CheckpointStore
 from tests.docs_examples import example as _example
 
 
-def test_the_own_loop_example_runs_a_study(prefect_stack, tmp_path):
-    (tmp_path / "my_objective.py").write_text(_example("my_objective.py"))
+def _run_example(tmp_path, env: dict[str, str], *names: str, study: str) -> optuna.Study:
+    """Write the examples `names` into `tmp_path`, run the last as a script, and load the study it made."""
+    for name in names:
+        (tmp_path / name).write_text(_example(name))
     done = subprocess.run(
-        [sys.executable, "my_objective.py"], cwd=tmp_path, env=prefect_stack.env,
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, names[-1]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    study = optuna.load_study(study_name="my-search", storage=f"sqlite:///{tmp_path}/.intermission/studies.db")
+    return optuna.load_study(study_name=study, storage=f"sqlite:///{tmp_path}/.intermission/studies.db")
+
+
+def test_the_own_loop_example_runs_a_study(prefect_stack, tmp_path):
+    study = _run_example(tmp_path, prefect_stack.env, "my_objective.py", study="my-search")
     assert len(study.trials) == 5
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)
 
 
 def test_the_within_epoch_example_runs_a_study_checkpointing_within_epochs(prefect_stack, tmp_path):
-    (tmp_path / "my_step_objective.py").write_text(_example("my_step_objective.py"))
-    done = subprocess.run(
-        [sys.executable, "my_step_objective.py"], cwd=tmp_path, env=prefect_stack.env,
-        capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    study = optuna.load_study(study_name="my-step-search", storage=f"sqlite:///{tmp_path}/.intermission/studies.db")
+    study = _run_example(tmp_path, prefect_stack.env, "my_step_objective.py", study="my-step-search")
     assert len(study.trials) == 3
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)
@@ -51,42 +50,24 @@ def test_the_within_epoch_example_runs_a_study_checkpointing_within_epochs(prefe
 
 
 def test_the_lightning_example_runs_a_study(prefect_stack, tmp_path):
-    (tmp_path / "my_lightning_objective.py").write_text(_example("my_lightning_objective.py"))
-    done = subprocess.run(
-        [sys.executable, "my_lightning_objective.py"], cwd=tmp_path, env=prefect_stack.env,
-        capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    study = optuna.load_study(
-        study_name="my-lightning-search", storage=f"sqlite:///{tmp_path}/.intermission/studies.db"
-    )
+    study = _run_example(tmp_path, prefect_stack.env, "my_lightning_objective.py", study="my-lightning-search")
     assert len(study.trials) == 3
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)
 
 
 def test_the_lightning_example_with_a_trainer_of_ones_own_runs_a_study(prefect_stack, tmp_path):
-    for name in ("my_lightning_objective.py", "my_trainer_objective.py"):  # the second imports the first's module
-        (tmp_path / name).write_text(_example(name))
-    done = subprocess.run(
-        [sys.executable, "my_trainer_objective.py"], cwd=tmp_path, env=prefect_stack.env,
-        capture_output=True, text=True, timeout=300,
+    study = _run_example(  # the second imports the first's module
+        tmp_path, prefect_stack.env, "my_lightning_objective.py", "my_trainer_objective.py", study="my-trainer-search"
     )
-    assert done.returncode == 0, done.stderr
-    study = optuna.load_study(study_name="my-trainer-search", storage=f"sqlite:///{tmp_path}/.intermission/studies.db")
     assert len(study.trials) == 2
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     assert all(t.value == min(t.intermediate_values.values()) for t in study.trials if t.state == TrialState.COMPLETE)
 
 
 def test_the_transformers_example_runs_a_study(prefect_stack, tmp_path):
-    (tmp_path / "my_transformers_objective.py").write_text(_example("my_transformers_objective.py"))
-    done = subprocess.run(
-        [sys.executable, "my_transformers_objective.py"], cwd=tmp_path,
-        env={**prefect_stack.env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    study = optuna.load_study(study_name="my-hf-search", storage=f"sqlite:///{tmp_path}/.intermission/studies.db")
+    env = {**prefect_stack.env, "HF_HUB_OFFLINE": "1"}
+    study = _run_example(tmp_path, env, "my_transformers_objective.py", study="my-hf-search")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     assert all(list(t.intermediate_values) == [0, 1] for t in study.trials)
     assert all(t.value == min(t.intermediate_values.values()) for t in study.trials)  # the best eval_loss
